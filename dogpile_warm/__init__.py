@@ -1,0 +1,48 @@
+"""dogpile_warm: cache warming for dogpile.cache.
+
+Decorate expensive functions with :func:`warmable`; warm critical and
+per-user data through the engine; listen to :mod:`dogpile_warm.signals`.
+Importing the package creates no engine, thread or connection.
+"""
+
+from .decorator import WarmableFunction, warmable
+from .default import (
+    configure,
+    get_cached,
+    get_region,
+    get_warming_engine,
+    get_warming_stats,
+    invalidate_by_tags,
+    register_critical_task,
+    register_warming_task,
+    set_warming_engine,
+    warm_cache,
+    warm_critical_data,
+    warm_user_data_optimized,
+)
+from .engine import CacheWarmingEngine
+from .errors import UnknownRegionError, WarmError
+from .task import WarmingTask
+
+__all__ = [
+    "CacheWarmingEngine",
+    "UnknownRegionError",
+    "WarmError",
+    "WarmableFunction",
+    "WarmingTask",
+    "configure",
+    "get_cached",
+    "get_region",
+    "get_warming_engine",
+    "get_warming_stats",
+    "invalidate_by_tags",
+    "register_critical_task",
+    "register_warming_task",
+    "set_warming_engine",
+    "warm_cache",
+    "warm_critical_data",
+    "warm_user_data_optimized",
+    "warmable",
+]
+
+__version__ = "0.1.0"

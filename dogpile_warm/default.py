@@ -1,0 +1,111 @@
+"""The process-wide default engine and the module-level functions that use it.
+
+The default engine is created on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from dogpile.cache import CacheRegion
+
+from .engine import CacheWarmingEngine
+from .task import WarmingTask
+
+__all__ = [
+    "configure",
+    "get_cached",
+    "get_region",
+    "get_warming_engine",
+    "get_warming_stats",
+    "invalidate_by_tags",
+    "register_critical_task",
+    "register_warming_task",
+    "set_warming_engine",
+    "warm_cache",
+    "warm_critical_data",
+    "warm_user_data_optimized",
+]
+
+_default: CacheWarmingEngine | None = None
+_default_lock = threading.Lock()
+
+
+def get_warming_engine() -> CacheWarmingEngine:
+    """The process's default engine, created on first call."""
+    global _default
+    engine = _default
+    if engine is None:
+        with _default_lock:
+            if _default is None:
+                _default = CacheWarmingEngine()
+            engine = _default
+    return engine
+
+
+def set_warming_engine(engine: CacheWarmingEngine | None) -> CacheWarmingEngine | None:
+    """Replace the default engine (None: a new one on next use); return the previous one.
+
+    Functions decorated earlier stay with the engine they were registered on.
+    """
+    global _default
+    if engine is not None and not isinstance(engine, CacheWarmingEngine):
+        raise TypeError(f"engine must be a CacheWarmingEngine or None, got {engine!r}")
+    with _default_lock:
+        previous, _default = _default, engine
+    return previous
+
+
+def configure(
+    name: str = "default",
+    backend: str = "dogpile.cache.memory",
+    expiration_time: float | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    **region_kwargs: Any,
+) -> CacheRegion:
+    """Configure the default engine's region ``name`` (see ``CacheWarmingEngine.configure_region``)."""
+    return get_warming_engine().configure_region(
+        name, backend, expiration_time, arguments, **region_kwargs
+    )
+
+
+def get_region(name: str = "default") -> CacheRegion:
+    return get_warming_engine().get_region(name)
+
+
+def get_cached(key: str, region: CacheRegion | str | None = None) -> Any:
+    return get_warming_engine().get_cached(key, region)
+
+
+def register_warming_task(task: WarmingTask) -> WarmingTask:
+    return get_warming_engine().register_task(task)
+
+
+def register_critical_task(task: WarmingTask) -> WarmingTask:
+    return get_warming_engine().register_task(task, is_critical=True)
+
+
+def warm_cache(
+    key: str, compute_fn: Callable[[], Any], ttl: float = 3600, tags: Iterable[str] | None = None
+) -> bool:
+    return get_warming_engine().warm_cache(key, compute_fn, ttl, tags)
+
+
+def warm_critical_data() -> dict[str, Any]:
+    return get_warming_engine().warm_critical_data()
+
+
+def warm_user_data_optimized(
+    user_id: Any, force: bool = False, preload_forms: bool = True
+) -> dict[str, Any]:
+    return get_warming_engine().warm_user_data(user_id, force, preload_forms)
+
+
+def invalidate_by_tags(tags: Iterable[str] | str) -> int:
+    return get_warming_engine().invalidate_by_tags(tags)
+
+
+def get_warming_stats() -> dict[str, Any]:
+    return get_warming_engine().get_stats()

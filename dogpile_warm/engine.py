@@ -1,0 +1,529 @@
+"""The warming engine: tasks, regions, warming runs, per-user preloading, tags, stats."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from dogpile.cache import CacheRegion, make_region
+from dogpile.cache.api import NO_VALUE, CacheMutex
+
+from . import signals
+from .decorator import CachedFunction, KeyResult
+from .errors import UnknownRegionError, WarmError
+from .regions import MEMORY_BACKEND, build_region, check_region
+from .stats import AccessCounters, TaskRecord
+from .store import CacheStore, Entry
+from .tags import normalize_tags
+from .task import WarmingTask
+from .validation import check_positive_int, check_ttl
+
+__all__ = ["CacheWarmingEngine"]
+
+log = logging.getLogger(__name__)
+
+# Users remembered for the preload window; the oldest are forgotten first.
+_MAX_REMEMBERED_USERS = 100_000
+
+WarmJob = Callable[[], KeyResult]
+
+
+class CacheWarmingEngine:
+    """Owns warming tasks and the regions they use, and runs warmings.
+
+    ``region`` is the default region (an embedded memory region when None).
+    ``max_workers`` bounds how many warmings run at once; ``clock`` (epoch
+    seconds) drives the user preload window, schedules and the figures —
+    never a value's age, which is always dogpile's ``time.time()``.
+    Thread-safe. Creating an engine starts no thread; background refresh
+    starts a small pool on first use, which :meth:`close` shuts down.
+    """
+
+    def __init__(
+        self,
+        region: CacheRegion | None = None,
+        *,
+        max_workers: int = 8,
+        history_size: int = 1000,
+        user_preload_window: float = 300,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.max_workers = check_positive_int("max_workers", max_workers)
+        self.history_size = check_positive_int("history_size", history_size)
+        if isinstance(user_preload_window, bool) or not isinstance(
+            user_preload_window, int | float
+        ):
+            raise TypeError(
+                f"user_preload_window must be a number of seconds, got {user_preload_window!r}"
+            )
+        if user_preload_window < 0:
+            raise ValueError(f"user_preload_window must be >= 0, got {user_preload_window!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        self.user_preload_window = float(user_preload_window)
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._regions: dict[str, CacheRegion] = {
+            "default": check_region(region) if region is not None else self._memory_region()
+        }
+        self._stores: dict[int, CacheStore] = {}
+        # Bumped whenever a named region changes, so decorated functions
+        # re-resolve the region they cached.
+        self._region_generation = 0
+        self._tasks: dict[str, TaskRecord] = {}
+        self._counters = AccessCounters()
+        self._users_warmed: OrderedDict[Any, float] = OrderedDict()
+        self._refresh_pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    # -- regions -----------------------------------------------------------------
+    @property
+    def region(self) -> CacheRegion:
+        """The engine's default region."""
+        return self._regions["default"]
+
+    def _memory_region(self) -> CacheRegion:
+        return make_region(
+            name="default", async_creation_runner=self.async_creation_runner
+        ).configure(MEMORY_BACKEND)
+
+    def configure_region(
+        self,
+        name: str = "default",
+        backend: str = MEMORY_BACKEND,
+        expiration_time: float | None = None,
+        arguments: Mapping[str, Any] | None = None,
+        **region_kwargs: Any,
+    ) -> CacheRegion:
+        """Configure (or replace) the region called ``name`` and return it."""
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"region name must be a non-empty string, got {name!r}")
+        region = build_region(
+            name,
+            backend,
+            expiration_time=expiration_time,
+            arguments=arguments,
+            async_creation_runner=self.async_creation_runner,
+            **region_kwargs,
+        )
+        self.add_region(name, region)
+        return region
+
+    def add_region(self, name: str, region: CacheRegion) -> None:
+        """Make an already configured ``region`` available as ``name``."""
+        check_region(region)
+        with self._lock:
+            self._regions[name] = region
+            self._region_generation += 1
+
+    def get_region(self, name: str = "default") -> CacheRegion:
+        """The region configured as ``name``; :class:`UnknownRegionError` if none is."""
+        try:
+            return self._regions[name]
+        except KeyError:
+            known = ", ".join(sorted(self._regions))
+            raise UnknownRegionError(
+                f"no region named {name!r} (configured: {known}); "
+                f"call dogpile_warm.configure({name!r}, backend=...) first"
+            ) from None
+
+    def _store_for(self, region: CacheRegion | str | None) -> CacheStore:
+        if region is None:
+            region = self.region
+        elif isinstance(region, str):
+            region = self.get_region(region)
+        key = id(region)
+        store = self._stores.get(key)
+        if store is None or store.region is not region:
+            check_region(region)
+            with self._lock:
+                store = self._stores.get(key)
+                if store is None or store.region is not region:
+                    store = self._stores[key] = CacheStore(region)
+        return store
+
+    # -- tasks -------------------------------------------------------------------
+    def register_task(self, task: WarmingTask, is_critical: bool = False) -> WarmingTask:
+        """Register ``task``; ``ValueError`` if its ``task_id`` is taken."""
+        if not isinstance(task, WarmingTask):
+            raise TypeError(f"register_task needs a WarmingTask, got {task!r}")
+        self._register(task, bool(is_critical), source=None, replace=False)
+        return task
+
+    def _register(
+        self,
+        task: WarmingTask,
+        critical: bool,
+        *,
+        source: CachedFunction | None,
+        replace: bool,
+    ) -> None:
+        with self._lock:
+            if not replace and task.task_id in self._tasks:
+                raise ValueError(f"a task with task_id {task.task_id!r} is already registered")
+            record = TaskRecord(task, critical, source)
+            record.next_run = self.clock() + task.interval_minutes * 60
+            self._tasks[task.task_id] = record
+
+    def unregister_task(self, task_id: str) -> bool:
+        """Forget the task ``task_id``; True if there was one."""
+        with self._lock:
+            return self._tasks.pop(task_id, None) is not None
+
+    def _records(self) -> list[TaskRecord]:
+        """Registered tasks, highest priority first (registration order among equals)."""
+        with self._lock:
+            records = list(self._tasks.values())
+        return sorted(records, key=lambda r: -r.task.priority)
+
+    # -- warming -----------------------------------------------------------------
+    def warm_cache(
+        self,
+        key: str,
+        compute_fn: Callable[[], Any],
+        ttl: float = 3600,
+        tags: Iterable[str] | None = None,
+    ) -> bool:
+        """Compute ``compute_fn()`` and store it under ``key`` in the default region.
+
+        True when stored. A failure is signalled (``warm_failed``, sender the
+        engine), logged and counted, never raised, and leaves the previous
+        value in place. Read it back with :meth:`get_cached`.
+        """
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"key must be a non-empty string, got {key!r}")
+        if not callable(compute_fn):
+            raise TypeError(f"compute_fn must be callable, got {compute_fn!r}")
+        result = self._warm_value(
+            self._store_for(None), key, compute_fn, check_ttl(ttl), normalize_tags(tags), None
+        )
+        return result.success
+
+    def get_cached(self, key: str, region: CacheRegion | str | None = None) -> Any:
+        """The value stored under ``key`` (by :meth:`warm_cache` or a decorated
+        function's ``key_for``), or ``NO_VALUE`` if missing, past its ttl or
+        carrying an invalidated tag."""
+        store = self._store_for(region)
+        try:
+            entry = store.read(key)
+        except Exception as exc:
+            store.health.failed(exc, key, "read")
+            return NO_VALUE
+        if entry is None or time.time() - entry.created > entry.ttl:
+            return NO_VALUE
+        return entry.value
+
+    def _warm_value(
+        self,
+        store: CacheStore,
+        key: str,
+        compute_fn: Callable[[], Any],
+        ttl: float,
+        tags: frozenset[str],
+        record: TaskRecord | None,
+    ) -> KeyResult:
+        """Warm a plain key (``warm_cache`` or a registered task): compute, store, report."""
+        t0 = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            versions = store.tag_versions(tags)
+            entry = Entry(compute_fn(), time.time(), ttl, versions)
+            store.write(key, entry)
+        except Exception as exc:
+            error = exc
+        duration_ms = (time.perf_counter() - t0) * 1000.0
+        result = KeyResult(key, error is None, duration_ms, _describe(error))
+        self._record_warm(record.task if record else None, result, error, record)
+        return result
+
+    def _record_warm(
+        self,
+        task: WarmingTask | None,
+        result: KeyResult,
+        error: BaseException | None,
+        record: TaskRecord | None = None,
+    ) -> None:
+        """Count, signal and log one warmed key. ``task`` None means a ``warm_cache`` value."""
+        if record is None and task is not None:
+            record = self._tasks.get(task.task_id)
+        if record is not None:
+            record.record_run(result.success, result.duration_ms, self.clock())
+        sender: Any = task if task is not None else self
+        if result.success:
+            if signals.warmed.receivers:
+                signals.warmed.send(sender, key=result.key, duration_ms=result.duration_ms)
+            return
+        log.warning("warming %r failed: %s", result.key, result.error)
+        if signals.warm_failed.receivers:
+            signals.warm_failed.send(sender, key=result.key, error=error)
+
+    def _jobs_for(self, record: TaskRecord) -> list[WarmJob] | None:
+        """The keys a warming of ``record`` computes, as jobs; None when it cannot be warmed."""
+        source = record.source
+        if source is None:
+            store = self._store_for(record.task.region)
+            task = record.task
+            return [
+                lambda: self._warm_value(
+                    store, task.cache_key, task.compute_fn, task.ttl, task.tags, record
+                )
+            ]
+        if source.user_arg is not None:
+            return None  # warmed per user by warm_user_data
+        calls = source.calls_to_warm()
+        if calls is None:
+            return None
+        fn = source.fn
+        return [
+            _bind_job(source, fn, args, kwargs, source.key_for(args, kwargs))
+            for args, kwargs in calls
+        ]
+
+    def _run_jobs(self, jobs: list[WarmJob]) -> list[KeyResult]:
+        """Run ``jobs`` in order, at most ``max_workers`` at once; results in job order."""
+        if not jobs:
+            return []
+        if len(jobs) == 1 or self.max_workers == 1:
+            return [job() for job in jobs]
+        workers = min(self.max_workers, len(jobs))
+        with ThreadPoolExecutor(workers, thread_name_prefix="dogpile_warm") as pool:
+            futures = [pool.submit(job) for job in jobs]
+            return [f.result() for f in futures]
+
+    def warm_critical_data(self) -> dict[str, Any]:
+        """Warm every critical task now, highest priority first.
+
+        At most ``max_workers`` keys compute at once. A failing task is
+        reported, signalled and logged; it never stops the others and never
+        replaces a previously cached value.
+        """
+        return self._warm_records([r for r in self._records() if r.critical])
+
+    def _warm_records(self, records: list[TaskRecord]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        jobs: list[tuple[TaskRecord, WarmJob]] = []
+        skipped = 0
+        results: list[dict[str, Any]] = []
+        for record in records:
+            try:
+                task_jobs = self._jobs_for(record)
+            except Exception as exc:  # e.g. a warm_args callable that raised
+                log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
+                results.append(
+                    _row(record, KeyResult(record.task.task_id, False, 0.0, _describe(exc)))
+                )
+                continue
+            if task_jobs is None:
+                skipped += 1
+                continue
+            jobs.extend((record, job) for job in task_jobs)
+        outcomes = self._run_jobs([job for _, job in jobs])
+        results.extend(
+            _row(record, result) for (record, _), result in zip(jobs, outcomes, strict=True)
+        )
+        succeeded = sum(1 for r in results if r["success"])
+        return {
+            "succeeded": succeeded,
+            "failed": len(results) - succeeded,
+            "skipped": skipped,
+            "total_duration_ms": (time.perf_counter() - t0) * 1000.0,
+            "results": results,
+        }
+
+    def warm_user_data(
+        self, user_id: Any, force: bool = False, preload_forms: bool = True
+    ) -> dict[str, Any]:
+        """Warm every ``user_arg`` function for ``user_id`` (on login, say).
+
+        Skipped (``"skipped": True``) when the user was warmed within
+        ``user_preload_window`` seconds of the engine's clock, unless
+        ``force``. ``preload_forms=False`` leaves out functions tagged "forms".
+        """
+        if user_id is None:
+            raise ValueError("user_id must not be None")
+        now = self.clock()
+        with self._lock:
+            last = self._users_warmed.get(user_id)
+            if not force and last is not None and now - last < self.user_preload_window:
+                return _user_result(user_id, True, [], [], 0.0)
+            # Marked before warming, so a second login racing this one is skipped.
+            self._users_warmed[user_id] = now
+            self._users_warmed.move_to_end(user_id)
+            while len(self._users_warmed) > _MAX_REMEMBERED_USERS:
+                self._users_warmed.popitem(last=False)
+        t0 = time.perf_counter()
+        jobs: list[WarmJob] = []
+        for record in self._records():
+            source = record.source
+            if source is None or source.user_arg is None or source.keys.skips_first:
+                continue
+            if not preload_forms and "forms" in record.task.tags:
+                continue
+            kwargs = {source.user_arg: user_id}
+            jobs.append(_bind_job(source, source.fn, (), kwargs, source.key_for((), kwargs)))
+        outcomes = self._run_jobs(jobs)
+        warmed = [r.key for r in outcomes if r.success]
+        failed = [r.key for r in outcomes if not r.success]
+        if failed and not warmed:
+            with self._lock:  # nothing was warmed: let the next login try again
+                if self._users_warmed.get(user_id) == now:
+                    del self._users_warmed[user_id]
+        return _user_result(user_id, False, warmed, failed, (time.perf_counter() - t0) * 1000.0)
+
+    # -- invalidation --------------------------------------------------------------
+    def invalidate_by_tags(self, tags: Iterable[str] | str) -> int:
+        """Invalidate every value carrying one of ``tags``, in every region the engine uses.
+
+        Strict and fleet-wide: once this returns, no process sharing a backend
+        reads a value with one of these tags stored before the call. Raises
+        :class:`WarmError` if a backend could not record the invalidation.
+        Returns the number of tags invalidated.
+        """
+        tag_set = normalize_tags(tags)
+        if not tag_set:
+            return 0
+        for store in self._stores_in_use():
+            try:
+                store.bump_tags(tag_set)
+            except Exception as exc:
+                store.health.failed(exc, ",".join(sorted(tag_set)), "invalidate")
+                raise WarmError(
+                    f"could not invalidate tags {sorted(tag_set)} in region "
+                    f"{store.region.name!r}: {exc}"
+                ) from exc
+        if signals.invalidated.receivers:
+            signals.invalidated.send(self, tags=tag_set)
+        return len(tag_set)
+
+    def _stores_in_use(self) -> list[CacheStore]:
+        with self._lock:
+            specs: list[CacheRegion | str | None] = list(self._regions.values())
+            specs.extend(r.task.region for r in self._tasks.values() if r.task.region is not None)
+        stores: dict[int, CacheStore] = {}
+        for spec in specs:
+            try:
+                store = self._store_for(spec)
+            except UnknownRegionError:
+                continue  # named by a task but never configured: holds no values
+            stores[id(store)] = store
+        return list(stores.values())
+
+    # -- refresh-ahead ---------------------------------------------------------------
+    def async_creation_runner(
+        self, cache: CacheRegion, key: str, creator: Callable[[], Any], mutex: CacheMutex
+    ) -> None:
+        """dogpile's ``async_creation_runner`` hook, set on regions the engine configures.
+
+        Runs ``creator`` in the engine's refresh pool, stores its value with
+        ``cache.set`` and always releases ``mutex``.
+        """
+        self._run_refresh(lambda: cache.set(key, creator()), mutex)
+
+    def _run_refresh(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("background refresh failed")
+            finally:
+                mutex.release()
+
+        try:
+            self._refresh_executor().submit(run)
+        except RuntimeError:  # closed: the value is still within its ttl, serve it
+            mutex.release()
+
+    def _refresh_executor(self) -> ThreadPoolExecutor:
+        pool = self._refresh_pool
+        if pool is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("engine closed")
+                pool = self._refresh_pool
+                if pool is None:
+                    pool = self._refresh_pool = ThreadPoolExecutor(
+                        min(4, self.max_workers), thread_name_prefix="dogpile_warm-refresh"
+                    )
+        return pool
+
+    def _record_refresh(
+        self, cached: CachedFunction, key: str, duration_ms: float, stored: bool
+    ) -> None:
+        record = self._tasks.get(cached.task.task_id)
+        if record is not None:
+            record.record_run(stored, duration_ms, self.clock())
+
+    def _refresh_failed(self, cached: CachedFunction, key: str, error: Exception) -> None:
+        record = self._tasks.get(cached.task.task_id)
+        if record is not None:
+            record.record_run(False, 0.0, self.clock())
+        log.warning("background refresh of %r failed: %s", key, _describe(error))
+        if signals.warm_failed.receivers:
+            signals.warm_failed.send(cached.task, key=key, error=error)
+
+    # -- figures ---------------------------------------------------------------------
+    def _record_access(self, cached: CachedFunction, key: str, hit: bool) -> None:
+        self._counters.record(hit)
+
+    def get_stats(self) -> dict[str, Any]:
+        """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
+        records = self._records()
+        with self._lock:
+            stores = list(self._stores.values())
+        return {
+            "tasks": len(records),
+            "critical_tasks": sum(1 for r in records if r.critical),
+            "running": False,
+            **self._counters.snapshot(),
+            "backend_errors": sum(s.health.errors for s in stores),
+            "task_details": [r.details() for r in records],
+        }
+
+    def close(self) -> None:
+        """Shut down the refresh pool (waiting for refreshes under way). Idempotent."""
+        with self._lock:
+            self._closed = True
+            pool, self._refresh_pool = self._refresh_pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _bind_job(
+    source: CachedFunction,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key: str,
+) -> WarmJob:
+    return lambda: source.warm_key(lambda: fn(*args, **kwargs), key)
+
+
+def _describe(error: BaseException | None) -> str | None:
+    return None if error is None else f"{type(error).__name__}: {error}"
+
+
+def _row(record: TaskRecord, result: KeyResult) -> dict[str, Any]:
+    return {
+        "task_id": record.task.task_id,
+        "key": result.key,
+        "success": result.success,
+        "duration_ms": result.duration_ms,
+        "error": result.error,
+    }
+
+
+def _user_result(
+    user_id: Any, skipped: bool, warmed: list[str], failed: list[str], duration_ms: float
+) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "skipped": skipped,
+        "keys_warmed": warmed,
+        "failed": failed,
+        "duration_ms": duration_ms,
+    }

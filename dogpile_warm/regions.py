@@ -1,0 +1,76 @@
+"""Region set-up: the embedded default, named regions, and what a region must offer.
+
+dogpile_warm never changes a region the user passes in; it reads and writes
+through the region's public API and shares its backend. Regions that
+dogpile_warm configures itself get defaults suited to warming (see
+:func:`backend_defaults`) and the engine's ``async_creation_runner``, so the
+user's own ``cache_on_arguments`` functions on them refresh in the background
+too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dogpile.cache import CacheRegion, make_region
+
+__all__ = ["MEMORY_BACKEND", "backend_defaults", "build_region", "check_region"]
+
+MEMORY_BACKEND = "dogpile.cache.memory"
+
+AsyncRunner = Callable[[CacheRegion, str, Callable[[], Any], Any], None]
+
+
+def backend_defaults(backend: str) -> dict[str, Any]:
+    """Backend arguments dogpile_warm sets unless the user gives their own.
+
+    - memcached (pymemcache): a dead server is retried after one second, not
+      sixty, so caching resumes within seconds of an outage ending; a
+      distributed lock expires, so a killed holder cannot block a key forever.
+    - Redis: the lock is not thread-local, because a background refresh
+      releases it from another thread than the one that took it.
+    """
+    if backend == "dogpile.cache.pymemcache":
+        return {
+            "hashclient_retry_attempts": 1,
+            "hashclient_retry_timeout": 0.2,
+            "hashclient_dead_timeout": 1,
+            "lock_timeout": 30,
+        }
+    if backend == "dogpile.cache.redis":
+        return {"thread_local_lock": False, "lock_timeout": 30}
+    return {}
+
+
+def build_region(
+    name: str,
+    backend: str,
+    *,
+    expiration_time: float | None = None,
+    arguments: Mapping[str, Any] | None = None,
+    async_creation_runner: AsyncRunner | None = None,
+    **region_kwargs: Any,
+) -> CacheRegion:
+    """Make and configure a region with :func:`backend_defaults` under ``arguments``."""
+    if not isinstance(backend, str) or not backend:
+        raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
+    merged = {**backend_defaults(backend), **(arguments or {})}
+    region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
+    region.configure(backend, expiration_time=expiration_time, arguments=merged)
+    return check_region(region)
+
+
+def check_region(region: Any) -> CacheRegion:
+    """Return ``region`` if dogpile_warm can use it, else raise naming what to change."""
+    if not isinstance(region, CacheRegion):
+        raise TypeError(f"region must be a dogpile.cache CacheRegion, got {region!r}")
+    if not region.is_configured:
+        raise ValueError(f"region {region.name!r} is not configured; call region.configure() first")
+    backend = region.actual_backend
+    if getattr(backend, "distributed_lock", False) and getattr(backend, "thread_local_lock", False):
+        raise ValueError(
+            f"region {region.name!r} uses a thread-local Redis lock, which a background "
+            "refresh cannot release; configure it with arguments={'thread_local_lock': False}"
+        )
+    return region

@@ -1,0 +1,193 @@
+"""How dogpile_warm keeps values in a dogpile.cache region.
+
+Every value is stored as an :class:`Entry`: the value, when its computation
+started, its ttl, and the versions of its tags read *before* the computation
+started. A read is valid only while each of those tag versions is still the
+current one in the backend, so an invalidation is seen by every process that
+shares the backend on its very next read (see :mod:`dogpile_warm.tags`).
+
+The store only reads and writes through the region's public API (``get``,
+``get_multi``, ``set``, ``set_multi``, ``delete``), so the region's own key
+mangler, serializer and invalidation keep working; keys pass through
+:func:`~dogpile_warm.keys.safe_key` first so that any key suits any backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from dogpile.cache import CacheRegion
+from dogpile.cache.api import NO_VALUE, CacheMutex
+from dogpile.util import NameRegistry
+
+from .keys import safe_key
+from .tags import TagVersions, tag_key
+
+__all__ = ["BackendHealth", "CacheStore", "Entry"]
+
+log = logging.getLogger(__name__)
+
+
+class Entry(NamedTuple):
+    """What dogpile_warm stores under a key (pickled by the backend)."""
+
+    value: Any
+    created: float  # wall clock (time.time()) when the computation started
+    ttl: float
+    tags: TagVersions  # ((tag, version), ...) sorted by tag
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.created
+
+
+class BackendHealth:
+    """Counts backend failures and logs each outage once, with the key that met it.
+
+    Thread-safe. ``errors`` only ever grows; ``down`` is True from the first
+    failure until the next successful operation.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.errors = 0
+        self.down = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException, key: str, operation: str) -> None:
+        with self._lock:
+            self.errors += 1
+            first = not self.down
+            self.down = True
+        if first:
+            log.warning(
+                "cache backend of region %r failed on %s of key %r (%s: %s); "
+                "computing without the cache until it answers again",
+                self.name,
+                operation,
+                key,
+                type(exc).__name__,
+                exc,
+            )
+
+    def succeeded(self) -> None:
+        if self.down:
+            with self._lock:
+                was_down, self.down = self.down, False
+            if was_down:
+                log.warning("cache backend of region %r answers again", self.name)
+
+
+class _LocalMutex:
+    """A threading.Lock that can live in a weak registry (dogpile's CacheMutex)."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def acquire(self, wait: bool = True) -> bool:
+        return self._lock.acquire(wait)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
+class CacheStore:
+    """One region as dogpile_warm uses it: entries, tag versions, mutexes, health."""
+
+    def __init__(self, region: CacheRegion, health: BackendHealth | None = None) -> None:
+        self.region = region
+        self.health = health or BackendHealth(str(region.name or "default"))
+        # Same scheme as CacheRegion._mutex: the backend's (distributed) mutex
+        # when it has one, else one process-local lock per key.
+        self._local_mutexes: NameRegistry = NameRegistry(lambda key: _LocalMutex())
+
+    # -- values ---------------------------------------------------------
+    def read(self, key: str, tags: Sequence[str] = ()) -> Entry | None:
+        """Return the valid entry under ``key`` or None (missing, or a tag invalidated).
+
+        ``tags`` (sorted) are the tags the caller expects the entry to carry:
+        their versions are read in the same round trip as the value; an entry
+        carrying other tags costs a second one. Raises whatever the backend
+        raises. Does not check the ttl: callers do, against their own.
+        """
+        region = self.region
+        if tags:
+            found = region.get_multi([safe_key(key), *map(tag_key, tags)], ignore_expiration=True)
+            entry, current = found[0], found[1:]
+        else:
+            entry = region.get(safe_key(key), ignore_expiration=True)
+            current = []
+        if entry is NO_VALUE or not isinstance(entry, Entry):
+            return None
+        if not entry.tags:
+            return None if tags else entry
+        if len(entry.tags) != len(tags) or any(
+            name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
+        ):
+            current = region.get_multi([tag_key(t) for t, _ in entry.tags], ignore_expiration=True)
+        for cur, (_, version) in zip(current, entry.tags, strict=True):
+            if cur != version:
+                return None
+        return entry
+
+    def write(self, key: str, entry: Entry) -> None:
+        self.region.set(safe_key(key), entry)
+
+    def write_many(self, entries: dict[str, Entry]) -> None:
+        """Store several entries in one backend call where the backend allows."""
+        self.region.set_multi({safe_key(k): e for k, e in entries.items()})
+
+    def delete(self, key: str) -> None:
+        self.region.delete(safe_key(key))
+
+    # -- tags -------------------------------------------------------------
+    def tag_versions(self, tags: Iterable[str]) -> TagVersions:
+        """Return the current ``((tag, version), ...)``, creating versions not yet stored.
+
+        Called before a computation starts, so a computation that races an
+        invalidation stores an entry that is already stale.
+        """
+        names = sorted(set(tags))
+        if not names:
+            return ()
+        keys = [tag_key(t) for t in names]
+        current = self.region.get_multi(keys, ignore_expiration=True)
+        missing = {k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE}
+        if missing:
+            # Two processes may race to create a tag version; the loser's entry
+            # just reads as stale once, which costs one recompute.
+            self.region.set_multi(missing)
+        return tuple(
+            (t, v if v is not NO_VALUE else missing[k])
+            for t, k, v in zip(names, keys, current, strict=True)
+        )
+
+    def bump_tags(self, tags: Iterable[str]) -> None:
+        """Give every tag a new version: entries carrying an older one become stale."""
+        self.region.set_multi({tag_key(t): _new_version() for t in tags})
+
+    # -- locking ----------------------------------------------------------
+    def mutex(self, key: str) -> CacheMutex:
+        """The dogpile mutex for ``key``: distributed when the backend offers one."""
+        backend_key = safe_key(key)
+        if self.region.key_mangler is not None:
+            backend_key = self.region.key_mangler(backend_key)
+        mutex = self.region.backend.get_mutex(backend_key)
+        if mutex is not None:
+            return mutex  # type: ignore[no-any-return]
+        return self._local_mutexes.get(backend_key)  # type: ignore[no-any-return]
+
+
+def _new_version() -> str:
+    # Random, never a counter: a version that was evicted and recreated must
+    # not match the one stale entries carry.
+    return os.urandom(8).hex()
