@@ -14,7 +14,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import wrapt
 from dogpile.cache import CacheRegion
@@ -319,7 +319,8 @@ def _as_call(item: Any, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     raise TypeError(f"warm_args of {name} must hold tuples or dicts, got {item!r}")
 
 
-class _BoundWarmableFunction(wrapt.BoundFunctionWrapper[Any, Any]):
+# wrapt's wrappers are generic only in its stubs, not at run time.
+class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
     """A warmable method looked up on a class or an instance.
 
     Same attributes as the function; ``refresh`` and ``warm`` call the bound
@@ -342,7 +343,7 @@ class _BoundWarmableFunction(wrapt.BoundFunctionWrapper[Any, Any]):
         return cached.warm_key(lambda: bound(*args, **kwargs), cached.key_for(args, kwargs)).success
 
 
-class WarmableFunction(wrapt.FunctionWrapper[P, R]):
+class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[type-arg]
     """What ``@warmable`` returns: the function, cached, with warming attributes.
 
     Calling it returns the cached value (see :func:`warmable`). Attributes:

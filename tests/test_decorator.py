@@ -1,0 +1,360 @@
+"""@warmable on the embedded memory region: keys, attributes, methods, validation."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+
+import pytest
+from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
+
+import dogpile_warm
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.testing import captured_signals
+
+
+class Counter:
+    """Counts calls of the functions it wraps."""
+
+    def __init__(self) -> None:
+        self.calls: list[object] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, value: object) -> object:
+        with self._lock:
+            self.calls.append(value)
+        return value
+
+
+def test_second_call_is_answered_from_the_cache() -> None:
+    """A cold call computes; the same call again does not."""
+    count = Counter()
+
+    @warmable(ttl=60)
+    def double(x: int) -> int:
+        return count(x) * 2  # type: ignore[operator]
+
+    assert double(2) == 4
+    assert double(2) == 4
+    assert count.calls == [2]
+
+
+def test_positional_keyword_and_default_arguments_share_one_key() -> None:
+    """f(1), f(x=1) and f() with default x=1 map to one key and one computation."""
+    count = Counter()
+
+    @warmable(ttl=60)
+    def f(x: int = 1, y: str = "a") -> tuple[int, str]:
+        count((x, y))
+        return x, y
+
+    assert f(1) == f(x=1) == f() == f(1, "a") == f(y="a", x=1) == (1, "a")
+    assert count.calls == [(1, "a")]
+    assert f.key_for(1) == f.key_for() == f.key_for(x=1, y="a")
+
+
+def test_equal_looking_arguments_of_other_types_get_other_keys() -> None:
+    """f(1) and f("1") are different calls with different values."""
+
+    @warmable(ttl=60)
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    assert kind(1) == "int"
+    assert kind("1") == "str"
+    assert kind.key_for(1) != kind.key_for("1")
+
+
+def test_signature_and_docstring_are_kept() -> None:
+    """The decorated function keeps its name, docstring and signature."""
+
+    @warmable(ttl=60)
+    def documented(a: int, b: str = "x") -> str:
+        """Docs survive."""
+        return b * a
+
+    assert documented.__doc__ == "Docs survive."
+    assert documented.__name__ == "documented"
+    assert list(inspect.signature(documented).parameters) == ["a", "b"]
+    assert documented.original(2) == "xx"
+
+
+def test_default_name_is_module_and_qualname_plus_namespace() -> None:
+    """The task id is module:qualname, with the namespace appended."""
+
+    @warmable(ttl=60)
+    def plain() -> int:
+        return 1
+
+    @warmable(ttl=60, namespace="v2")
+    def spaced() -> int:
+        return 2
+
+    assert plain.task.task_id == f"{__name__}:{plain.__qualname__}"
+    assert spaced.task.task_id == f"{__name__}:{spaced.__qualname__}|v2"
+    assert plain.key_for() == plain.task.task_id
+
+
+def test_get_set_invalidate_refresh_and_warm() -> None:
+    """The attributes read, write, drop, recompute and warm one key."""
+    count = Counter()
+
+    @warmable(ttl=60)
+    def square(x: int) -> int:
+        count(x)
+        return x * x
+
+    assert square.get(3) is NO_VALUE
+    assert square.warm(3) is True
+    assert square.get(3) == 9
+    square.set(100, 3)
+    assert square(3) == 100
+    square.invalidate(3)
+    assert square.get(3) is NO_VALUE
+    assert square.refresh(3) == 9
+    assert square(3) == 9
+    assert count.calls == [3, 3]
+
+
+def test_exactly_one_hit_or_miss_signal_per_call() -> None:
+    """Each call sends one cache_miss (computed) or one cache_hit (cached), with its key."""
+
+    @warmable(ttl=60)
+    def ident(x: int) -> int:
+        return x
+
+    with captured_signals("cache_hit", "cache_miss") as sent:
+        ident(1)
+        ident(1)
+        ident(2)
+    assert [s.signal for s in sent] == ["cache_miss", "cache_hit", "cache_miss"]
+    assert all(s.sender is ident for s in sent)
+    assert [s.kwargs["key"] for s in sent] == [ident.key_for(1), ident.key_for(1), ident.key_for(2)]
+    assert sent[1].kwargs["age"] >= 0
+    assert sent[0].kwargs["duration_ms"] >= 0
+
+
+def test_errors_reach_the_caller_and_are_not_cached() -> None:
+    """An exception from the function propagates and the next call tries again."""
+    attempts = Counter()
+
+    @warmable(ttl=60)
+    def flaky() -> str:
+        attempts(1)
+        if len(attempts.calls) == 1:
+            raise RuntimeError("boom")
+        return "ok"
+
+    with pytest.raises(RuntimeError, match="boom"):
+        flaky()
+    assert flaky() == "ok"
+    assert flaky() == "ok"
+    assert len(attempts.calls) == 2
+
+
+class Catalog:
+    """A class with warmable methods."""
+
+    def __init__(self, calls: Counter) -> None:
+        self.calls = calls
+
+    @warmable(ttl=60, name="Catalog.item", engine=CacheWarmingEngine())
+    def item(self, item_id: int) -> str:
+        self.calls(item_id)
+        return f"item-{item_id}"
+
+    @staticmethod
+    @warmable(ttl=60, name="Catalog.static", engine=CacheWarmingEngine())
+    def static(x: int) -> int:
+        return x + 1
+
+
+def test_methods_leave_self_out_of_the_key() -> None:
+    """Two instances share a method's cached value, keyed without self."""
+    calls = Counter()
+    a, b = Catalog(calls), Catalog(calls)
+    assert a.item(1) == "item-1"
+    assert b.item(1) == "item-1"
+    assert calls.calls == [1]
+    assert Catalog.item.key_for(1) == a.item.key_for(1) == "Catalog.item|1"
+
+
+def test_method_signal_sender_is_the_function_in_the_class() -> None:
+    """The sender of a method's signals is Class.__dict__[name]."""
+    with captured_signals("cache_hit", "cache_miss") as sent:
+        Catalog(Counter()).item(42)
+    assert sent[0].sender is Catalog.__dict__["item"]
+
+
+def test_bound_method_warm_uses_the_instance() -> None:
+    """obj.method.warm(x) computes with obj and stores the value."""
+    calls = Counter()
+    obj = Catalog(calls)
+    assert obj.item.warm(7) is True
+    assert obj.item.get(7) == "item-7"
+    assert obj.item(7) == "item-7"
+    assert calls.calls == [7]
+
+
+def test_staticmethods_work() -> None:
+    """A warmable staticmethod caches like a function."""
+    assert Catalog.static(1) == 2
+    assert Catalog(Counter()).static(1) == 2
+    assert Catalog.static.get(1) == 2
+
+
+def test_a_passed_in_region_is_used_and_not_changed() -> None:
+    """Values go to the region given; its configuration stays the user's."""
+    region = make_region().configure("dogpile.cache.memory")
+    backend, mangler = region.backend, region.key_mangler
+
+    @warmable(ttl=60, region=region)
+    def value() -> str:
+        return "v"
+
+    assert value() == "v"
+    assert region.backend is backend and region.key_mangler is mangler
+    assert region.async_creation_runner is None
+    assert value.get() == "v"
+
+
+def test_a_named_region_resolves_at_first_call(engine: CacheWarmingEngine) -> None:
+    """Decorating before configure() works: the name is looked up when first called."""
+
+    @warmable(ttl=60, region="late")
+    def value() -> str:
+        return "v"
+
+    dogpile_warm.configure("late", "dogpile.cache.memory")
+    assert value() == "v"
+    assert value.get() == "v"
+    assert engine.get_region("late").get(value.key_for(), ignore_expiration=True) is not NO_VALUE
+
+
+def test_an_unknown_region_name_is_a_clear_error() -> None:
+    """Calling a function whose region was never configured names the region."""
+
+    @warmable(ttl=60, region="nowhere")
+    def value() -> str:
+        return "v"
+
+    with pytest.raises(ValueError, match="'nowhere'"):
+        value()
+
+
+def test_redecorating_replaces_the_task(engine: CacheWarmingEngine) -> None:
+    """Decorating the same function again (a re-import) replaces its task."""
+
+    def source() -> int:
+        return 1
+
+    first = warmable(ttl=60, name="same")(source)
+    second = warmable(ttl=60, name="same", priority=7)(source)
+    assert engine.get_stats()["tasks"] == 1
+    assert first.task is not second.task
+    assert engine.get_stats()["task_details"][0]["priority"] == 7
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "mentions"),
+    [
+        ({"priority": 1.5}, TypeError, "priority"),
+        ({"priority": "high"}, TypeError, "'high'"),
+        ({"priority": True}, TypeError, "priority"),
+        ({"ttl": 0}, ValueError, "ttl"),
+        ({"ttl": -5}, ValueError, "-5"),
+        ({"ttl": "60"}, TypeError, "'60'"),
+        ({"refresh_ahead": 0}, ValueError, "refresh_ahead"),
+        ({"refresh_ahead": 1}, ValueError, "refresh_ahead"),
+        ({"refresh_ahead": 1.5}, ValueError, "1.5"),
+        ({"tags": [""]}, TypeError, "tags"),
+        ({"tags": [1]}, TypeError, "1"),
+        ({"region": 3}, TypeError, "region"),
+        ({"warm_args": 5}, TypeError, "warm_args"),
+        ({"warm_args": [[1]]}, TypeError, "warm_args"),
+    ],
+)
+def test_bad_arguments_fail_at_decoration_naming_the_value(
+    kwargs: dict[str, object], error: type[Exception], mentions: str
+) -> None:
+    """Each bad argument raises TypeError/ValueError naming it."""
+    with pytest.raises(error, match=mentions):
+        warmable(**kwargs)  # type: ignore[arg-type]
+
+
+def test_user_arg_must_be_a_parameter() -> None:
+    """A user_arg that the function lacks is a ValueError naming it and the parameters."""
+    with pytest.raises(ValueError, match=r"'uid'.*user_id"):
+
+        @warmable(user_arg="uid")
+        def forms(user_id: int) -> list[str]:
+            return []
+
+
+def test_a_non_callable_is_refused() -> None:
+    """Decorating something that is not callable is a TypeError."""
+    with pytest.raises(TypeError, match="42"):
+        warmable()(42)  # type: ignore[arg-type]
+
+
+def test_values_older_than_ttl_are_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ttl (wall clock) a call recomputes in the caller instead of serving the old value."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    count = Counter()
+
+    @warmable(ttl=10, refresh_ahead=None)
+    def stamp() -> float:
+        count(1)
+        return now[0]
+
+    assert stamp() == 1000.0
+    now[0] += 9.9
+    assert stamp() == 1000.0
+    now[0] += 0.2
+    with captured_signals("cache_hit", "cache_miss") as sent:
+        assert stamp() == 1010.1
+    assert [s.signal for s in sent] == ["cache_miss"]
+    assert len(count.calls) == 2
+
+
+def test_refresh_ahead_serves_the_cached_value_and_refreshes_in_background(
+    monkeypatch: pytest.MonkeyPatch, engine: CacheWarmingEngine
+) -> None:
+    """Past refresh_ahead * ttl the caller gets the cached value now; one refresh follows."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    count = Counter()
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def stamp() -> float:
+        count(1)
+        return now[0]
+
+    with captured_signals("refreshed") as sent:
+        assert stamp() == 1000.0
+        now[0] += 6
+        with captured_signals("cache_hit", "cache_miss") as calls:
+            assert stamp() == 1000.0  # cached, within ttl, returned at once
+        assert [c.signal for c in calls] == ["cache_hit"]
+        deadline = time.monotonic() + 5
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stamp() == 1006.0
+    assert len(count.calls) == 2
+    assert [s.kwargs["key"] for s in sent] == [stamp.key_for()]
+
+
+def test_importing_the_package_starts_no_thread() -> None:
+    """A fresh interpreter importing dogpile_warm has one thread and no default engine."""
+    import subprocess
+    import sys
+
+    code = (
+        "import threading, dogpile_warm, dogpile_warm.default as d;"
+        "print(threading.active_count(), d._default is None)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "True"]
