@@ -24,6 +24,8 @@ from dogpile.lock import Lock, NeedRegenerationException
 from . import signals
 from .errors import WarmError
 from .keys import KeyBuilder
+from .refresh import POLICIES, RefreshBackoff, refresh_due
+from .regions import check_backend_expiry
 from .store import CacheStore, Entry
 from .tags import normalize_tags
 from .task import CRITICAL_PRIORITY, WarmingTask
@@ -38,6 +40,11 @@ log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# What value_and_created() reports to dogpile's Lock for a value that is
+# within its ttl but due for refresh: an epoch second long past, so the Lock
+# sees "expired, but a value exists" and hands its mutex to async_creator.
+_REFRESH_NOW = 1.0
 
 WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
 
@@ -69,6 +76,9 @@ class CachedFunction:
         tags: frozenset[str],
         user_arg: str | None,
         warm_args: WarmArgs | Callable[[], WarmArgs] | None,
+        refresh_policy: str = "window",
+        xfetch_beta: float = 1.0,
+        should_cache_fn: Callable[[Any], bool] | None = None,
     ) -> None:
         self.fn = fn  # the plain function (a staticmethod's or classmethod's __func__)
         self.name = name
@@ -76,8 +86,10 @@ class CachedFunction:
         self.region = region
         self.ttl = ttl
         self.refresh_ahead = refresh_ahead
-        # Lock expiry: past it a read triggers the background refresh.
-        self.soft_ttl = ttl * refresh_ahead if refresh_ahead is not None else ttl
+        self.refresh_policy = refresh_policy if refresh_ahead is not None else None
+        self.xfetch_beta = xfetch_beta
+        self.should_cache_fn = should_cache_fn
+        self.backoff = RefreshBackoff()
         self.tags = tags
         self.sorted_tags = tuple(sorted(tags))
         self.user_arg = user_arg
@@ -93,8 +105,9 @@ class CachedFunction:
         cached = self._store
         generation = self.engine._region_generation
         if cached is None or cached[0] != generation:
-            cached = (generation, self.engine._store_for(self.region))
-            self._store = cached
+            store = self.engine._store_for(self.region)
+            check_backend_expiry(store.region, self.ttl, self.name)
+            cached = self._store = (generation, store)
         return cached[1]
 
     # -- the read path ------------------------------------------------------
@@ -116,43 +129,47 @@ class CachedFunction:
         """
         store = self.store()
         ttl = self.ttl
+        policy = self.refresh_policy
         ran = user_failed = False
         created: Entry | None = None
-        compute_ms = 0.0
 
         def creator() -> tuple[Entry, float]:
-            nonlocal ran, user_failed, created, compute_ms
+            nonlocal ran, user_failed, created
             ran = True
-            versions = self._tag_versions(store, key)
-            started = time.time()
-            t0 = time.perf_counter()
             try:
-                value = compute()
+                created, _ = self._compute_entry(store, key, compute)
             except BaseException:
                 user_failed = True
                 raise
-            compute_ms = (time.perf_counter() - t0) * 1000.0
-            created = Entry(value, started, ttl, versions or ())
-            if versions is not None:
-                self._write(store, key, created)
-            return created, started
+            return created, created.created
 
         def value_and_created() -> tuple[Entry, float]:
             entry = store.read(key, self.sorted_tags)
-            if entry is None or time.time() - entry.created > ttl:
+            if entry is None:
                 raise NeedRegenerationException()
+            age = time.time() - entry.created
+            if age > ttl:
+                # The freshness promise: never served, even while another
+                # thread or process holds the lock; the caller waits instead.
+                raise NeedRegenerationException()
+            if (
+                policy is not None
+                and refresh_due(
+                    policy, age, ttl, self.refresh_ahead or 0.0, entry.cost, self.xfetch_beta
+                )
+                and self.backoff.allows(key)
+            ):
+                return entry, _REFRESH_NOW
             return entry, entry.created
 
         async_creator = None
-        if self.refresh_ahead is not None:
+        if policy is not None:
 
             def async_creator(mutex: CacheMutex) -> None:
                 self.engine._run_refresh(lambda: self._refresh(store, key, compute), mutex)
 
         try:
-            with Lock(
-                store.mutex(key), creator, value_and_created, self.soft_ttl, async_creator
-            ) as entry:
+            with Lock(store.mutex(key), creator, value_and_created, ttl, async_creator) as entry:
                 pass
             store.health.succeeded()
         except Exception as exc:
@@ -160,22 +177,18 @@ class CachedFunction:
                 raise
             store.health.failed(exc, key, "read")
             if created is None:
-                ran = True
                 t0 = time.perf_counter()
                 value = compute()
-                compute_ms = (time.perf_counter() - t0) * 1000.0
-                return self._report(key, True, compute_ms, None, value)
+                return self._report(key, True, time.perf_counter() - t0, None, value)
             entry = created
-        return self._report(key, ran, compute_ms, entry, entry.value)
+        return self._report(key, ran, entry.cost, entry, entry.value)
 
-    def _report(
-        self, key: str, miss: bool, compute_ms: float, entry: Entry | None, value: Any
-    ) -> Any:
+    def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
         engine = self.engine
         if miss:
             engine._record_access(self, key, hit=False)
             if signals.cache_miss.receivers:
-                signals.cache_miss.send(self.sender, key=key, duration_ms=compute_ms)
+                signals.cache_miss.send(self.sender, key=key, duration_ms=cost * 1000.0)
         else:
             engine._record_access(self, key, hit=True)
             if signals.cache_hit.receivers:
@@ -202,47 +215,57 @@ class CachedFunction:
             return False
         return True
 
-    def _refresh(self, store: CacheStore, key: str, compute: Callable[[], Any]) -> None:
-        """The background refresh-ahead job: never raises, reports instead."""
-        t0 = time.perf_counter()
-        try:
-            _, stored = self._compute_and_locked_store(store, key, compute, lock=False)
-        except Exception as exc:
-            self.engine._refresh_failed(self, key, exc)
-            return
-        duration_ms = (time.perf_counter() - t0) * 1000.0
-        self.engine._record_refresh(self, key, duration_ms, stored)
-        if stored and signals.refreshed.receivers:
-            signals.refreshed.send(self.sender, key=key, duration_ms=duration_ms)
-
-    def _compute_and_locked_store(
-        self, store: CacheStore, key: str, compute: Callable[[], Any], *, lock: bool = True
+    def _compute_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
     ) -> tuple[Entry, bool]:
-        """Compute and store under the key's dogpile mutex (``lock=False``: caller holds it)."""
-        if not lock:
-            return self._timed_compute(store, key, compute)
+        """Compute now and store; return the entry and whether it was stored.
+
+        Tag versions are read before the computation starts. Exceptions from
+        ``compute`` propagate and nothing is stored, so the last good value
+        stays; backend failures are counted and logged, never raised.
+        """
+        versions = self._tag_versions(store, key)
+        started = time.time()
+        t0 = time.perf_counter()
+        value = compute()
+        entry = Entry(value, started, self.ttl, versions or (), time.perf_counter() - t0)
+        if versions is None or (
+            self.should_cache_fn is not None and not self.should_cache_fn(value)
+        ):
+            return entry, False
+        return entry, self._write(store, key, entry)
+
+    def _locked_compute_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, bool]:
+        """:meth:`_compute_entry` under the key's dogpile mutex (computed anyway if the lock fails)."""
         try:
             mutex = store.mutex(key)
             mutex.acquire()
         except Exception as exc:
             store.health.failed(exc, key, "lock")
-            return self._timed_compute(store, key, compute)
+            return self._compute_entry(store, key, compute)
         try:
-            return self._timed_compute(store, key, compute)
+            return self._compute_entry(store, key, compute)
         finally:
             try:
                 mutex.release()
             except Exception as exc:
                 store.health.failed(exc, key, "unlock")
 
-    def _timed_compute(
-        self, store: CacheStore, key: str, compute: Callable[[], Any]
-    ) -> tuple[Entry, bool]:
-        versions = self._tag_versions(store, key)
-        started = time.time()
-        entry = Entry(compute(), started, self.ttl, versions or ())
-        stored = versions is not None and self._write(store, key, entry)
-        return entry, stored
+    def _refresh(self, store: CacheStore, key: str, compute: Callable[[], Any]) -> None:
+        """The background refresh-ahead job (the caller holds the mutex): reports, never raises."""
+        try:
+            entry, stored = self._compute_entry(store, key, compute)
+        except Exception as exc:
+            delay = self.backoff.failed(key)
+            self.engine._refresh_failed(self, key, exc, delay)
+            return
+        self.backoff.succeeded(key)
+        duration_ms = entry.cost * 1000.0
+        self.engine._record_refresh(self, key, duration_ms, stored)
+        if stored and signals.refreshed.receivers:
+            signals.refreshed.send(self.sender, key=key, duration_ms=duration_ms)
 
     # -- attributes of the decorated function ----------------------------------
     def key_for(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
@@ -276,7 +299,7 @@ class CachedFunction:
             store.health.failed(exc, key, "delete")
 
     def refresh(self, compute: Callable[[], Any], key: str) -> Any:
-        entry, _ = self._compute_and_locked_store(self.store(), key, compute)
+        entry, _ = self._locked_compute_entry(self.store(), key, compute)
         return entry.value
 
     def warm_key(self, compute: Callable[[], Any], key: str) -> KeyResult:
@@ -284,7 +307,7 @@ class CachedFunction:
         t0 = time.perf_counter()
         error: BaseException | None = None
         try:
-            _, stored = self._compute_and_locked_store(self.store(), key, compute)
+            _, stored = self._locked_compute_entry(self.store(), key, compute)
         except Exception as exc:
             stored, error = False, exc
         duration_ms = (time.perf_counter() - t0) * 1000.0
@@ -292,7 +315,9 @@ class CachedFunction:
             result = KeyResult(key, True, duration_ms, None)
         else:
             if error is None:
-                error = WarmError(f"computed {key!r} but the cache backend did not store it")
+                error = WarmError(
+                    f"computed {key!r} but did not store it (backend or should_cache_fn)"
+                )
             result = KeyResult(key, False, duration_ms, f"{type(error).__name__}: {error}")
         self.engine._record_warm(self.task, result, error)
         return result
@@ -411,11 +436,20 @@ def warmable(
     warm_args: WarmArgs | Callable[[], WarmArgs] | None = None,
     refresh_ahead: float | None = 0.8,
     engine: CacheWarmingEngine | None = None,
+    refresh_policy: str = "window",
+    xfetch_beta: float = 1.0,
+    should_cache_fn: Callable[[Any], bool] | None = None,
 ) -> Callable[[Callable[P, R]], WarmableFunction[P, R]]:
     """Cache a function on a dogpile.cache region and register it as a warming task.
 
+    Beyond DESIGN.md's arguments: ``refresh_policy`` is ``"window"`` (refresh
+    past ``refresh_ahead * ttl``) or ``"xfetch"`` (probabilistic early refresh
+    scaled by the measured recompute time and ``xfetch_beta``; see
+    :mod:`dogpile_warm.refresh`); ``should_cache_fn(value)`` returning False
+    keeps a computed value out of the cache, as in dogpile.
+
     Bad arguments raise ``TypeError``/``ValueError`` here, at decoration,
-    naming the argument and the value. See DESIGN.md for the full contract.
+    naming the argument and the value.
     """
     check_priority(priority)
     ttl = check_ttl(ttl)
@@ -435,6 +469,18 @@ def warmable(
         for item in warm_args:
             if not isinstance(item, tuple | Mapping):
                 raise TypeError(f"warm_args must hold tuples or dicts, got {item!r}")
+    if refresh_policy not in POLICIES:
+        raise ValueError(f"refresh_policy must be one of {POLICIES}, got {refresh_policy!r}")
+    if (
+        isinstance(xfetch_beta, bool)
+        or not isinstance(xfetch_beta, int | float)
+        or xfetch_beta <= 0
+    ):
+        raise ValueError(f"xfetch_beta must be a positive number, got {xfetch_beta!r}")
+    if should_cache_fn is not None and not callable(should_cache_fn):
+        raise TypeError(f"should_cache_fn must be callable or None, got {should_cache_fn!r}")
+    if isinstance(region, CacheRegion):
+        check_backend_expiry(region, ttl, "this function")
     is_critical = priority >= CRITICAL_PRIORITY if critical is None else critical
 
     def decorate(fn: Callable[P, R]) -> WarmableFunction[P, R]:
@@ -466,6 +512,9 @@ def warmable(
             tags=tag_set,
             user_arg=user_arg,
             warm_args=warm_args,
+            refresh_policy=refresh_policy,
+            xfetch_beta=float(xfetch_beta),
+            should_cache_fn=should_cache_fn,
         )
         wrapper: WarmableFunction[P, R] = WarmableFunction(fn, cached)
         cached.sender = wrapper

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # Users remembered for the preload window; the oldest are forgotten first.
 _MAX_REMEMBERED_USERS = 100_000
 
+# Background refreshes queued or running at once; more are dropped (the value
+# they would refresh is still served, within its ttl).
+_MAX_PENDING_REFRESHES = 1000
+
 WarmJob = Callable[[], KeyResult]
 
 
@@ -79,6 +83,7 @@ class CacheWarmingEngine:
         self._counters = AccessCounters()
         self._users_warmed: OrderedDict[Any, float] = OrderedDict()
         self._refresh_pool: ThreadPoolExecutor | None = None
+        self._pending_refreshes = 0
         self._closed = False
 
     # -- regions -----------------------------------------------------------------
@@ -425,17 +430,33 @@ class CacheWarmingEngine:
         self._run_refresh(lambda: cache.set(key, creator()), mutex)
 
     def _run_refresh(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
+        """Run ``job`` in the refresh pool, then release ``mutex`` (also when it raises).
+
+        At most ``_MAX_PENDING_REFRESHES`` wait at once: beyond that, and after
+        :meth:`close`, the mutex is released at once and the caller is served
+        the cached value, which is still within its ttl.
+        """
+        with self._lock:
+            if self._pending_refreshes >= _MAX_PENDING_REFRESHES:
+                mutex.release()
+                return
+            self._pending_refreshes += 1
+
         def run() -> None:
             try:
                 job()
             except Exception:
                 log.exception("background refresh failed")
             finally:
+                with self._lock:
+                    self._pending_refreshes -= 1
                 mutex.release()
 
         try:
             self._refresh_executor().submit(run)
-        except RuntimeError:  # closed: the value is still within its ttl, serve it
+        except RuntimeError:  # closed
+            with self._lock:
+                self._pending_refreshes -= 1
             mutex.release()
 
     def _refresh_executor(self) -> ThreadPoolExecutor:
@@ -458,11 +479,19 @@ class CacheWarmingEngine:
         if record is not None:
             record.record_run(stored, duration_ms, self.clock())
 
-    def _refresh_failed(self, cached: CachedFunction, key: str, error: Exception) -> None:
+    def _refresh_failed(
+        self, cached: CachedFunction, key: str, error: Exception, retry_in: float
+    ) -> None:
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(False, 0.0, self.clock())
-        log.warning("background refresh of %r failed: %s", key, _describe(error))
+        log.warning(
+            "background refresh of %r failed: %s; serving the cached value, next "
+            "background attempt in %.3g s",
+            key,
+            _describe(error),
+            retry_in,
+        )
         if signals.warm_failed.receivers:
             signals.warm_failed.send(cached.task, key=key, error=error)
 

@@ -10,19 +10,36 @@ too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region
 
-__all__ = ["MEMORY_BACKEND", "backend_defaults", "build_region", "check_region"]
+__all__ = [
+    "MEMORY_BACKEND",
+    "backend_defaults",
+    "backend_expiry",
+    "build_region",
+    "check_backend_expiry",
+    "check_region",
+]
 
 MEMORY_BACKEND = "dogpile.cache.memory"
 
 AsyncRunner = Callable[[CacheRegion, str, Callable[[], Any], Any], None]
 
 
-def backend_defaults(backend: str) -> dict[str, Any]:
+_EXPIRY_ARGUMENT = {
+    "dogpile.cache.pymemcache": "memcached_expire_time",
+    "dogpile.cache.memcached": "memcached_expire_time",
+    "dogpile.cache.pylibmc": "memcached_expire_time",
+    "dogpile.cache.bmemcached": "memcached_expire_time",
+    "dogpile.cache.redis": "redis_expiration_time",
+}
+
+
+def backend_defaults(backend: str, expiration_time: float | None = None) -> dict[str, Any]:
     """Backend arguments dogpile_warm sets unless the user gives their own.
 
     - memcached (pymemcache): a dead server is retried after one second, not
@@ -30,17 +47,25 @@ def backend_defaults(backend: str) -> dict[str, Any]:
       distributed lock expires, so a killed holder cannot block a key forever.
     - Redis: the lock is not thread-local, because a background refresh
       releases it from another thread than the one that took it.
+    - Both: with a region ``expiration_time``, the backend's own expiry is
+      twice that, so a value outlives its soft expiry long enough to be
+      served while it is refreshed (dogpile's advice); without one, the
+      backend never expires values itself (memcached evicts by LRU).
     """
+    defaults: dict[str, Any] = {}
+    expiry_argument = _EXPIRY_ARGUMENT.get(backend)
+    if expiry_argument and expiration_time:
+        defaults[expiry_argument] = math.ceil(expiration_time * 2)
     if backend == "dogpile.cache.pymemcache":
-        return {
-            "hashclient_retry_attempts": 1,
-            "hashclient_retry_timeout": 0.2,
-            "hashclient_dead_timeout": 1,
-            "lock_timeout": 30,
-        }
-    if backend == "dogpile.cache.redis":
-        return {"thread_local_lock": False, "lock_timeout": 30}
-    return {}
+        defaults.update(
+            hashclient_retry_attempts=1,
+            hashclient_retry_timeout=0.2,
+            hashclient_dead_timeout=1,
+            lock_timeout=30,
+        )
+    elif backend == "dogpile.cache.redis":
+        defaults.update(thread_local_lock=False, lock_timeout=30)
+    return defaults
 
 
 def build_region(
@@ -55,7 +80,7 @@ def build_region(
     """Make and configure a region with :func:`backend_defaults` under ``arguments``."""
     if not isinstance(backend, str) or not backend:
         raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
-    merged = {**backend_defaults(backend), **(arguments or {})}
+    merged = {**backend_defaults(backend, expiration_time), **(arguments or {})}
     region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
     region.configure(backend, expiration_time=expiration_time, arguments=merged)
     return check_region(region)
@@ -74,3 +99,27 @@ def check_region(region: Any) -> CacheRegion:
             "refresh cannot release; configure it with arguments={'thread_local_lock': False}"
         )
     return region
+
+
+def backend_expiry(region: CacheRegion) -> float | None:
+    """Seconds after which the region's backend drops a value by itself, or None (never)."""
+    backend = region.actual_backend
+    expiry = getattr(backend, "set_arguments", {}).get("expire")  # memcached backends
+    if expiry is None:
+        expiry = getattr(backend, "redis_expiration_time", None)
+    return float(expiry) if expiry else None
+
+
+def check_backend_expiry(region: CacheRegion, ttl: float, what: str) -> None:
+    """``ValueError`` if the backend would drop values before ``ttl`` has passed.
+
+    A value the backend drops early is recomputed early: the ttl would be a
+    lie in the other direction, and refresh-ahead would find nothing to serve.
+    """
+    expiry = backend_expiry(region)
+    if expiry is not None and expiry < ttl:
+        raise ValueError(
+            f"region {region.name!r} expires values in its backend after {expiry:g} s, "
+            f"sooner than the ttl={ttl:g} s of {what}; raise memcached_expire_time / "
+            f"redis_expiration_time to at least {math.ceil(ttl * 2)} or leave it unset"
+        )

@@ -40,6 +40,7 @@ class Entry(NamedTuple):
     created: float  # wall clock (time.time()) when the computation started
     ttl: float
     tags: TagVersions  # ((tag, version), ...) sorted by tag
+    cost: float = 0.0  # seconds the computation took (XFetch uses it)
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.created

@@ -1,0 +1,90 @@
+"""When to refresh a value ahead of its expiry, and how to back off when refreshing fails.
+
+Two policies, chosen per function with ``@warmable(refresh_policy=...)``:
+
+``"window"`` (default)
+    Refresh once a value is older than ``refresh_ahead * ttl``. Simple and
+    predictable: every hot key is refreshed at the same point of its life.
+
+``"xfetch"``
+    Probabilistic early expiration (Vattani, Chierichetti and Lowenstein,
+    "Optimal Probabilistic Cache Stampede Prevention", VLDB 2015). A read at
+    time ``now`` refreshes when ``now - cost * beta * ln(U) >= created + ttl``
+    with ``U`` uniform in (0, 1] and ``cost`` the value's measured recompute
+    time. Keys that are cheap to recompute refresh close to their ttl, costly
+    ones earlier, and readers of one key spread their refresh decisions
+    instead of all crossing a fixed line together. ``beta > 1`` favours
+    earlier refreshes. ``refresh_ahead`` plays no part beyond ``None``
+    turning refresh off: when recomputes are cheap, a value lives nearly to
+    its ttl, and a read that comes after the ttl recomputes in the caller.
+
+Either way a value past ``ttl`` is never served: the caller recomputes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections import OrderedDict
+
+__all__ = ["RefreshBackoff", "refresh_due"]
+
+POLICIES = ("window", "xfetch")
+
+
+def refresh_due(
+    policy: str,
+    age: float,
+    ttl: float,
+    refresh_ahead: float,
+    cost: float,
+    beta: float,
+    rand: float | None = None,
+) -> bool:
+    """Whether a read of a value ``age`` seconds old (computed in ``cost`` s) should refresh it."""
+    if policy == "window":
+        return age > refresh_ahead * ttl
+    u = random.random() if rand is None else rand
+    return age - cost * beta * math.log(max(u, 1e-12)) >= ttl
+
+
+class RefreshBackoff:
+    """Per-key exponential backoff after failed background refreshes (thread-safe, bounded).
+
+    After ``n`` consecutive failures a key is not refreshed in the background
+    for ``min(base * 2**(n-1), cap)`` seconds; reads keep getting the cached
+    value while it is within ttl, and a read past ttl recomputes in the caller
+    as always. Remembers at most ``max_keys`` keys, forgetting the oldest.
+    """
+
+    def __init__(self, base: float = 1.0, cap: float = 60.0, max_keys: int = 10_000) -> None:
+        self.base = base
+        self.cap = cap
+        self.max_keys = max_keys
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allows(self, key: str, now: float | None = None) -> bool:
+        if not self._failures:  # the common case: nothing is failing
+            return True
+        with self._lock:
+            state = self._failures.get(key)
+        return state is None or (time.monotonic() if now is None else now) >= state[1]
+
+    def failed(self, key: str, now: float | None = None) -> float:
+        """Record a failure; return the seconds until the next background attempt."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            count = self._failures.pop(key, (0, 0.0))[0] + 1
+            delay: float = min(self.base * 2.0 ** (count - 1), self.cap)
+            self._failures[key] = (count, now + delay)
+            while len(self._failures) > self.max_keys:
+                self._failures.popitem(last=False)
+        return delay
+
+    def succeeded(self, key: str) -> None:
+        if self._failures:
+            with self._lock:
+                self._failures.pop(key, None)

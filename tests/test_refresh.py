@@ -1,0 +1,274 @@
+"""Refresh ahead of expiry, the freshness promise, backoff, XFetch and backend expiry."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
+
+import dogpile_warm
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.refresh import RefreshBackoff, refresh_due
+from dogpile_warm.regions import backend_defaults
+from dogpile_warm.testing import captured_signals
+
+
+class Wall:
+    """A settable wall clock patched over time.time (ages use the wall clock)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = 1_000.0
+        monkeypatch.setattr(time, "time", lambda: self.now)
+
+
+@pytest.fixture
+def wall(monkeypatch: pytest.MonkeyPatch) -> Wall:
+    return Wall(monkeypatch)
+
+
+def wait_for(predicate: object, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` on the monotonic clock (time.time is patched)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.fixture
+def idle_refreshes(engine: CacheWarmingEngine) -> Iterator[None]:
+    """Wait for background refreshes to finish before the test's checks end."""
+    yield
+    engine.close()
+
+
+def test_a_failing_refresh_never_reaches_the_caller(wall: Wall, idle_refreshes: None) -> None:
+    """Within ttl a refresh failure is signalled and the caller keeps the cached value."""
+    fail = False
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def price() -> str:
+        if fail:
+            raise TimeoutError("pricing service slow")
+        return f"price@{wall.now:g}"
+
+    assert price() == "price@1000"
+    fail = True
+    wall.now += 6
+    with captured_signals("warm_failed", "cache_hit") as sent:
+        assert price() == "price@1000"
+        assert wait_for(lambda: sent.named("warm_failed"))
+    failure = sent.named("warm_failed")[0]
+    assert failure.sender is price.task and isinstance(failure.kwargs["error"], TimeoutError)
+    assert len(sent.named("cache_hit")) == 1
+
+
+def test_failing_refreshes_back_off_instead_of_retrying_on_every_read(
+    wall: Wall, idle_refreshes: None
+) -> None:
+    """After a failed refresh, reads inside the backoff start no new refresh."""
+    attempts: list[float] = []
+
+    @warmable(ttl=100, refresh_ahead=0.5)
+    def report() -> str:
+        attempts.append(wall.now)
+        if len(attempts) > 1:
+            raise RuntimeError("db down")
+        return "r"
+
+    report()
+    wall.now += 60
+    report()
+    assert wait_for(lambda: len(attempts) == 2)
+    for _ in range(20):
+        assert report() == "r"
+    time.sleep(0.05)
+    assert len(attempts) == 2
+
+
+def test_the_mutex_is_released_when_a_refresh_raises(wall: Wall, idle_refreshes: None) -> None:
+    """A raising refresh leaves the key unlocked: the next expired read recomputes at once."""
+    calls: list[int] = []
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def fragile() -> int:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("once")
+        return len(calls)
+
+    fragile()
+    wall.now += 6
+    fragile()
+    assert wait_for(lambda: len(calls) == 2)
+    wall.now += 5  # past ttl: the caller computes, which needs the lock to be free
+    done = threading.Event()
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: (result.append(fragile()), done.set()))
+    worker.start()
+    assert done.wait(5), "the key stayed locked after a failed refresh"
+    assert result == [3]
+
+
+def test_should_cache_fn_keeps_refused_values_out(wall: Wall) -> None:
+    """A value refused by should_cache_fn is returned but not stored."""
+    answers = iter([None, None, "data"])
+
+    @warmable(ttl=10, should_cache_fn=lambda v: v is not None)
+    def lookup() -> str | None:
+        return next(answers)
+
+    assert lookup() is None
+    assert lookup.get() is NO_VALUE
+    assert lookup() is None
+    assert lookup() == "data"
+    assert lookup.get() == "data"
+
+
+@pytest.mark.parametrize(
+    ("age", "cost", "rand", "due"),
+    [
+        (5.0, 0.0, 0.5, False),  # cheap and young: no refresh before ttl
+        (9.9, 0.5, 0.5, True),  # 9.9 + 0.5*ln(2) = 10.25 >= 10
+        (9.0, 0.5, 0.5, False),  # 9.0 + 0.35 < 10
+        (5.0, 2.0, 0.01, True),  # costly and unlucky: 5 + 2*4.6 >= 10
+    ],
+)
+def test_xfetch_refreshes_earlier_for_costly_values(
+    age: float, cost: float, rand: float, due: bool
+) -> None:
+    """XFetch: refresh when age - cost * beta * ln(U) >= ttl."""
+    assert refresh_due("xfetch", age, 10.0, 0.8, cost, 1.0, rand=rand) is due
+
+
+def test_window_policy_refreshes_past_refresh_ahead_times_ttl() -> None:
+    """The window policy refreshes exactly past refresh_ahead * ttl."""
+    assert refresh_due("window", 8.0, 10.0, 0.8, 0.0, 1.0) is False
+    assert refresh_due("window", 8.01, 10.0, 0.8, 0.0, 1.0) is True
+
+
+def test_xfetch_functions_refresh_in_the_background(
+    wall: Wall, monkeypatch: pytest.MonkeyPatch, idle_refreshes: None
+) -> None:
+    """A function with refresh_policy='xfetch' serves the value and refreshes when XFetch says."""
+    monkeypatch.setattr("dogpile_warm.refresh.random.random", lambda: 1e-9)  # always "unlucky"
+    values = iter(["first", "second"])
+
+    @warmable(ttl=10, refresh_policy="xfetch")
+    def costly() -> str:
+        time.sleep(0.05)  # measured cost: 0.05 s * beta * -ln(1e-12) ~ 1.4 s early
+        return next(values)
+
+    with captured_signals("refreshed") as sent:
+        assert costly() == "first"
+        wall.now += 9
+        assert costly() == "first"
+        assert wait_for(lambda: sent)
+    assert costly() == "second"
+
+
+def test_refresh_ahead_none_never_refreshes_in_the_background(wall: Wall) -> None:
+    """With refresh_ahead=None a value is served until ttl, then recomputed by the caller."""
+    computed: list[float] = []
+
+    @warmable(ttl=10, refresh_ahead=None)
+    def plain() -> float:
+        computed.append(wall.now)
+        return wall.now
+
+    plain()
+    wall.now += 9.5
+    assert plain() == 1000.0
+    time.sleep(0.05)
+    assert computed == [1000.0]
+
+
+def test_backoff_grows_and_resets() -> None:
+    """Backoff doubles per failure up to its cap and clears on success."""
+    backoff = RefreshBackoff(base=1, cap=4)
+    assert backoff.failed("k", now=0) == 1
+    assert backoff.allows("k", now=0.5) is False
+    assert backoff.allows("k", now=1.0) is True
+    assert [backoff.failed("k", now=0) for _ in range(3)] == [2, 4, 4]
+    backoff.succeeded("k")
+    assert backoff.allows("k", now=0) is True
+
+
+def test_backoff_memory_is_bounded() -> None:
+    """The backoff remembers at most max_keys keys."""
+    backoff = RefreshBackoff(max_keys=100)
+    for i in range(1000):
+        backoff.failed(f"k{i}", now=0)
+    assert len(backoff._failures) == 100
+
+
+def test_a_passed_in_region_expiring_before_ttl_is_refused() -> None:
+    """A memcached region whose memcached_expire_time < ttl fails at decoration, saying what to change."""
+    region = make_region(name="short").configure(
+        "dogpile.cache.pymemcache",
+        arguments={"url": "127.0.0.1:1", "memcached_expire_time": 60},
+    )
+    with pytest.raises(ValueError, match=r"memcached_expire_time.*at least 7200"):
+
+        @warmable(ttl=3600, region=region)
+        def hourly() -> int:
+            return 1
+
+
+def test_a_named_region_expiring_before_ttl_is_refused_at_first_call() -> None:
+    """A configured region whose backend expiry is below a function's ttl fails on first use."""
+    dogpile_warm.configure(
+        "tiny",
+        "dogpile.cache.redis",
+        arguments={"host": "127.0.0.1", "port": 1, "redis_expiration_time": 5},
+    )
+
+    @warmable(ttl=60, region="tiny")
+    def minutely() -> int:
+        return 1
+
+    with pytest.raises(ValueError, match="redis_expiration_time"):
+        minutely()
+
+
+def test_configured_regions_get_backend_expiry_twice_the_expiration_time() -> None:
+    """configure(expiration_time=E) sets the backend's own expiry to 2E; none without E."""
+    assert backend_defaults("dogpile.cache.pymemcache", 300)["memcached_expire_time"] == 600
+    assert backend_defaults("dogpile.cache.redis", 300)["redis_expiration_time"] == 600
+    assert "memcached_expire_time" not in backend_defaults("dogpile.cache.pymemcache")
+    assert backend_defaults("dogpile.cache.redis")["thread_local_lock"] is False
+
+
+def test_a_thread_local_redis_lock_is_refused_with_the_fix() -> None:
+    """A passed-in Redis region with distributed thread-local locks is refused, naming the setting."""
+    with pytest.warns(UserWarning, match="thread_local_lock"):
+        region = make_region().configure(
+            "dogpile.cache.redis",
+            arguments={"host": "127.0.0.1", "port": 1, "distributed_lock": True},
+        )
+    with pytest.raises(ValueError, match="'thread_local_lock': False"):
+
+        @warmable(ttl=60, region=region)
+        def f() -> int:
+            return 1
+
+        f()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "mentions"),
+    [
+        ({"refresh_policy": "sometimes"}, "refresh_policy"),
+        ({"xfetch_beta": 0}, "xfetch_beta"),
+        ({"should_cache_fn": 3}, "should_cache_fn"),
+    ],
+)
+def test_refresh_arguments_are_checked(kwargs: dict[str, object], mentions: str) -> None:
+    """Bad refresh arguments fail at decoration naming the argument."""
+    with pytest.raises((TypeError, ValueError), match=mentions):
+        warmable(**kwargs)  # type: ignore[arg-type]
