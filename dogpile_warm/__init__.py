@@ -23,10 +23,12 @@ from .default import (
 from .engine import CacheWarmingEngine
 from .errors import UnknownRegionError, WarmError
 from .task import WarmingTask
+from .tracker import UsagePatternTracker
 
 __all__ = [
     "CacheWarmingEngine",
     "UnknownRegionError",
+    "UsagePatternTracker",
     "WarmError",
     "WarmableFunction",
     "WarmingTask",

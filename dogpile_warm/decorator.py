@@ -119,7 +119,9 @@ class CachedFunction:
         kwargs: dict[str, Any],
     ) -> Any:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
-        return self.call(lambda: wrapped(*args, **kwargs), self.keys.key(args, kwargs))
+        key = self.keys.key(args, kwargs)
+        self.engine._remember_call(self, key, args, kwargs)
+        return self.call(lambda: wrapped(*args, **kwargs), key)
 
     def call(self, compute: Callable[[], Any], key: str) -> Any:
         """Return the cached value of ``key``, computing it with ``compute`` when needed.
@@ -319,7 +321,7 @@ class CachedFunction:
                     f"computed {key!r} but did not store it (backend or should_cache_fn)"
                 )
             result = KeyResult(key, False, duration_ms, f"{type(error).__name__}: {error}")
-        self.engine._record_warm(self.task, result, error)
+        self.engine._record_warm(self.task, result, error, ttl=self.ttl, tags=self.tags)
         return result
 
     def calls_to_warm(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]] | None:

@@ -17,10 +17,11 @@ from . import signals
 from .decorator import CachedFunction, KeyResult
 from .errors import UnknownRegionError, WarmError
 from .regions import MEMORY_BACKEND, build_region, check_region
-from .stats import AccessCounters, TaskRecord
+from .stats import AccessCounters, TaskRecord, WarmingFigures
 from .store import CacheStore, Entry
 from .tags import normalize_tags
 from .task import WarmingTask
+from .tracker import UsagePatternTracker
 from .validation import check_positive_int, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
@@ -81,6 +82,14 @@ class CacheWarmingEngine:
         self._region_generation = 0
         self._tasks: dict[str, TaskRecord] = {}
         self._counters = AccessCounters()
+        self._tracker = UsagePatternTracker(history_size, clock=clock)
+        # Per-task accesses, for optimize_schedules (a task is any key of its function).
+        self._task_usage = UsagePatternTracker(history_size, max_keys=100_000, clock=clock)
+        self._figures = WarmingFigures(history_size, clock)
+        # key -> (function, args, kwargs) of real calls, so hot keys can be recomputed.
+        self._calls: OrderedDict[str, tuple[CachedFunction, tuple[Any, ...], dict[str, Any]]] = (
+            OrderedDict()
+        )
         self._users_warmed: OrderedDict[Any, float] = OrderedDict()
         self._refresh_pool: ThreadPoolExecutor | None = None
         self._pending_refreshes = 0
@@ -243,7 +252,7 @@ class CacheWarmingEngine:
             error = exc
         duration_ms = (time.perf_counter() - t0) * 1000.0
         result = KeyResult(key, error is None, duration_ms, _describe(error))
-        self._record_warm(record.task if record else None, result, error, record)
+        self._record_warm(record.task if record else None, result, error, record, ttl, tags)
         return result
 
     def _record_warm(
@@ -252,12 +261,21 @@ class CacheWarmingEngine:
         result: KeyResult,
         error: BaseException | None,
         record: TaskRecord | None = None,
+        ttl: float | None = None,
+        tags: frozenset[str] | None = None,
     ) -> None:
         """Count, signal and log one warmed key. ``task`` None means a ``warm_cache`` value."""
         if record is None and task is not None:
             record = self._tasks.get(task.task_id)
         if record is not None:
             record.record_run(result.success, result.duration_ms, self.clock())
+        self._figures.warmed(
+            result.key,
+            result.success,
+            result.duration_ms,
+            ttl if ttl is not None else (task.ttl if task else 3600.0),
+            tags if tags is not None else (task.tags if task else frozenset()),
+        )
         sender: Any = task if task is not None else self
         if result.success:
             if signals.warmed.receivers:
@@ -327,6 +345,16 @@ class CacheWarmingEngine:
                 skipped += 1
                 continue
             jobs.extend((record, job) for job in task_jobs)
+        return self._report_jobs(jobs, results, skipped, t0)
+
+    def _report_jobs(
+        self,
+        jobs: list[tuple[TaskRecord, WarmJob]],
+        results: list[dict[str, Any]],
+        skipped: int,
+        t0: float,
+    ) -> dict[str, Any]:
+        """Run ``jobs`` and report them (after ``results`` already known) in the warm shape."""
         outcomes = self._run_jobs([job for _, job in jobs])
         results.extend(
             _row(record, result) for (record, _), result in zip(jobs, outcomes, strict=True)
@@ -401,6 +429,7 @@ class CacheWarmingEngine:
                     f"could not invalidate tags {sorted(tag_set)} in region "
                     f"{store.region.name!r}: {exc}"
                 ) from exc
+        self._figures.invalidated(tag_set)
         if signals.invalidated.receivers:
             signals.invalidated.send(self, tags=tag_set)
         return len(tag_set)
@@ -478,6 +507,7 @@ class CacheWarmingEngine:
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(stored, duration_ms, self.clock())
+        self._figures.warmed(key, stored, duration_ms, cached.ttl, cached.tags)
 
     def _refresh_failed(
         self, cached: CachedFunction, key: str, error: Exception, retry_in: float
@@ -485,6 +515,7 @@ class CacheWarmingEngine:
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(False, 0.0, self.clock())
+        self._figures.warmed(key, False, 0.0, cached.ttl, cached.tags)
         log.warning(
             "background refresh of %r failed: %s; serving the cached value, next "
             "background attempt in %.3g s",
@@ -496,8 +527,78 @@ class CacheWarmingEngine:
             signals.warm_failed.send(cached.task, key=key, error=error)
 
     # -- figures ---------------------------------------------------------------------
+    @property
+    def usage_tracker(self) -> UsagePatternTracker:
+        """The tracker fed by every hit and miss of this engine's functions (engine clock)."""
+        return self._tracker
+
     def _record_access(self, cached: CachedFunction, key: str, hit: bool) -> None:
+        # The built-in listeners of cache_hit/cache_miss, called directly:
+        # they must not depend on anyone connecting to blinker.
         self._counters.record(hit)
+        self._tracker.record_access(key)
+        self._task_usage.record_access(cached.task.task_id)
+        self._figures.accessed(key, hit)
+
+    def _remember_call(
+        self, cached: CachedFunction, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Keep the arguments of a real call (bounded), so a hot key can be recomputed."""
+        if key in self._calls:
+            return
+        with self._lock:
+            self._calls[key] = (cached, args, kwargs)
+            if len(self._calls) > self._tracker.max_keys:
+                self._calls.popitem(last=False)
+
+    def warm_hot_keys(self, top_n: int = 100) -> dict[str, Any]:
+        """Recompute and store the ``top_n`` hottest keys now, with their remembered arguments.
+
+        Same shape as :meth:`warm_critical_data`; keys whose arguments are not
+        remembered (or that need an instance) count as skipped.
+        """
+        check_positive_int("top_n", top_n)
+        t0 = time.perf_counter()
+        jobs: list[tuple[TaskRecord, WarmJob]] = []
+        skipped = 0
+        for key, _count in self._tracker.get_hot_keys(top_n):
+            call = self._calls.get(key)
+            record = self._tasks.get(call[0].task.task_id) if call else None
+            if call is None or record is None or call[0].keys.skips_first:
+                skipped += 1
+                continue
+            cached, args, kwargs = call
+            jobs.append((record, _bind_job(cached, cached.fn, args, kwargs, key)))
+        return self._report_jobs(jobs, [], skipped, t0)
+
+    def optimize_schedules(self) -> dict[str, Any]:
+        """Set each task's interval from its accesses per minute over the last hour.
+
+        > 1 per minute: 15 minutes; > 0.5: 30; > 0.1: 60; otherwise 120.
+        """
+        adjusted = []
+        records = self._records()
+        now = self.clock()
+        for record in records:
+            task = record.task
+            frequency = self._task_usage.get_access_frequency(task.task_id, 60)
+            interval = _interval_for(frequency)
+            if interval != task.interval_minutes:
+                adjusted.append(
+                    {
+                        "task_id": task.task_id,
+                        "frequency": frequency,
+                        "interval_minutes": interval,
+                        "previous_interval_minutes": task.interval_minutes,
+                    }
+                )
+                task.interval_minutes = interval
+                record.next_run = (record.last_run or now) + interval * 60
+        return {"tasks_optimized": len(records), "schedules_adjusted": adjusted}
+
+    def get_performance(self) -> dict[str, Any]:
+        """Warm-up and refresh figures, with the efficiency score (see DESIGN.md)."""
+        return self._figures.snapshot()
 
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
@@ -530,6 +631,16 @@ def _bind_job(
     key: str,
 ) -> WarmJob:
     return lambda: source.warm_key(lambda: fn(*args, **kwargs), key)
+
+
+def _interval_for(accesses_per_minute: float) -> int:
+    if accesses_per_minute > 1:
+        return 15
+    if accesses_per_minute > 0.5:
+        return 30
+    if accesses_per_minute > 0.1:
+        return 60
+    return 120
 
 
 def _describe(error: BaseException | None) -> str | None:

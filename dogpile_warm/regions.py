@@ -58,8 +58,12 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
         defaults[expiry_argument] = math.ceil(expiration_time * 2)
     if backend == "dogpile.cache.pymemcache":
         defaults.update(
-            hashclient_retry_attempts=1,
-            hashclient_retry_timeout=0.2,
+            # No quiet retries: during pymemcache's retry window reads look
+            # like misses and dogpile's lock sleeps on add() returning False.
+            # Marked dead at once, the server raises (counted, logged) and is
+            # tried again after a second.
+            hashclient_retry_attempts=0,
+            hashclient_retry_timeout=0,
             hashclient_dead_timeout=1,
             lock_timeout=30,
         )

@@ -6,7 +6,10 @@ snapshots (plain dicts), never as live structures.
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +17,7 @@ if TYPE_CHECKING:
     from .decorator import CachedFunction
     from .task import WarmingTask
 
-__all__ = ["AccessCounters", "TaskRecord"]
+__all__ = ["AccessCounters", "TaskRecord", "WarmingFigures"]
 
 
 class AccessCounters:
@@ -82,4 +85,89 @@ class TaskRecord:
             "last_run": last_run,
             "next_run": next_run,
             "interval_minutes": task.interval_minutes,
+        }
+
+
+class WarmingFigures:
+    """Durations and outcomes of warm-ups and background refreshes, and their usefulness.
+
+    The efficiency score is the share of warmed values that served at least
+    one read (in this process) before they were replaced, invalidated or
+    expired, among the warmed values whose fate is known. Values still
+    waiting for a read are followed up to ``max_pending`` at once; beyond
+    that the oldest is dropped from the score, not counted either way.
+    Thread-safe; ``clock`` is the engine's.
+    """
+
+    def __init__(
+        self, history_size: int, clock: Callable[[], float], max_pending: int = 100_000
+    ) -> None:
+        self.clock = clock
+        self.max_pending = max_pending
+        self._durations: deque[float] = deque(maxlen=history_size)
+        self._total = self._successful = self._failed = 0
+        self._useful = self._wasted = 0
+        # key -> (expires at on the engine clock, tags) for warmed values not yet read
+        self._unread: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warmed(
+        self, key: str, success: bool, duration_ms: float, ttl: float, tags: frozenset[str]
+    ) -> None:
+        now = self.clock()
+        with self._lock:
+            self._total += 1
+            self._durations.append(duration_ms)
+            if not success:
+                self._failed += 1
+                return
+            self._successful += 1
+            if self._unread.pop(key, None) is not None:
+                self._wasted += 1  # replaced before anyone read it
+            self._unread[key] = (now + ttl, tags)
+            if len(self._unread) > self.max_pending:
+                self._unread.popitem(last=False)
+
+    def accessed(self, key: str, hit: bool) -> None:
+        """A read of ``key``: a hit makes a warmed value useful; a miss means it was lost."""
+        if not self._unread or key not in self._unread:
+            return
+        with self._lock:
+            state = self._unread.pop(key, None)
+            if state is None:
+                return
+            if hit and self.clock() <= state[0]:
+                self._useful += 1
+            else:
+                self._wasted += 1
+
+    def invalidated(self, tags: frozenset[str]) -> None:
+        with self._lock:
+            lost = [key for key, (_, key_tags) in self._unread.items() if key_tags & tags]
+            for key in lost:
+                del self._unread[key]
+            self._wasted += len(lost)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        expired = [key for key, (expires, _) in self._unread.items() if expires < now]
+        for key in expired:
+            del self._unread[key]
+        self._wasted += len(expired)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            self._expire()
+            durations = sorted(self._durations)
+            total, successful, failed = self._total, self._successful, self._failed
+            useful, known = self._useful, self._useful + self._wasted
+        return {
+            "total_warmings": total,
+            "successful": successful,
+            "failed": failed,
+            "avg_duration_ms": sum(durations) / len(durations) if durations else 0.0,
+            "fastest_ms": durations[0] if durations else 0.0,
+            "slowest_ms": durations[-1] if durations else 0.0,
+            "p95_ms": durations[max(0, math.ceil(0.95 * len(durations)) - 1)] if durations else 0.0,
+            "efficiency_score": 100.0 * useful / known if known else None,
         }

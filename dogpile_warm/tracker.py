@@ -1,0 +1,124 @@
+"""Usage patterns: which keys are hot, how often they are read, and when next.
+
+:class:`UsagePatternTracker` keeps, per key, an access count and the last
+``history_size`` access times, for at most ``max_keys`` keys. Past that bound
+it forgets the least-read tenth of its keys at once (amortised O(1) per
+access) and lets newcomers start from the highest count it forgot, as in
+Space-Saving (Metwally, Agrawal and El Abbadi, 2005): a key that is truly hot
+cannot be pushed out by a flood of one-off keys, and a count is never lower
+than the key's real count since it was admitted.
+
+Prediction model: the next access of a key is expected one mean
+inter-arrival time after its last access, the mean taken over its recorded
+history (at least two accesses needed). It is honest about what it is: a
+renewal-process estimate, good for keys read at a steady rate, poor for
+bursty ones.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["UsagePatternTracker"]
+
+
+class _KeyUsage:
+    __slots__ = ("count", "times")
+
+    def __init__(self, count: int, history_size: int) -> None:
+        self.count = count
+        self.times: deque[float] = deque(maxlen=history_size)
+
+
+class UsagePatternTracker:
+    """Records accesses to keys and answers questions about them (thread-safe).
+
+    ``clock`` gives epoch seconds; ``timestamp=`` on :meth:`record_access`
+    overrides it for one access. Memory is bounded by ``history_size``
+    timestamps per key and ``max_keys`` keys, however many keys are seen.
+    """
+
+    def __init__(
+        self,
+        history_size: int = 1000,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for name, value in (("history_size", history_size), ("max_keys", max_keys)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, got {clock!r}")
+        self.history_size = history_size
+        self.max_keys = max_keys
+        self.clock = clock
+        self._keys: dict[str, _KeyUsage] = {}
+        self._floor = 0  # highest count forgotten so far (Space-Saving's error bound)
+        self._lock = threading.Lock()
+
+    def record_access(self, key: str, timestamp: float | None = None) -> None:
+        """Record one access of ``key`` at ``timestamp`` (default: now)."""
+        when = self.clock() if timestamp is None else timestamp
+        with self._lock:
+            usage = self._keys.get(key)
+            if usage is None:
+                if len(self._keys) >= self.max_keys:
+                    self._forget_coldest()
+                usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+            usage.count += 1
+            usage.times.append(when)
+
+    def _forget_coldest(self) -> None:
+        # Called with the lock held. Dropping a tenth at once keeps the sort
+        # off the per-access path.
+        drop = max(1, self.max_keys // 10)
+        coldest = sorted(self._keys.items(), key=lambda item: item[1].count)[:drop]
+        for key, usage in coldest:
+            del self._keys[key]
+            self._floor = max(self._floor, usage.count)
+
+    def get_hot_keys(self, top_n: int = 10) -> list[tuple[str, int]]:
+        """The ``top_n`` most read keys as ``(key, count)``, hottest first."""
+        with self._lock:
+            counts = [(key, usage.count) for key, usage in self._keys.items()]
+        counts.sort(key=lambda item: item[1], reverse=True)
+        return counts[: max(0, top_n)]
+
+    def get_access_frequency(self, key: str, window_minutes: float = 60) -> float:
+        """Accesses per minute of ``key`` in the last ``window_minutes`` (0.0 if unknown).
+
+        Counts only recorded timestamps, so a key read more than
+        ``history_size`` times in the window is under-counted to that bound.
+        """
+        if window_minutes <= 0:
+            raise ValueError(f"window_minutes must be positive, got {window_minutes!r}")
+        since = self.clock() - window_minutes * 60
+        with self._lock:
+            usage = self._keys.get(key)
+            if usage is None:
+                return 0.0
+            recent = sum(1 for t in usage.times if t >= since)
+        return recent / window_minutes
+
+    def predict_next_access(self, key: str) -> float | None:
+        """Epoch seconds of the expected next access, or None with fewer than two accesses."""
+        with self._lock:
+            usage = self._keys.get(key)
+            if usage is None or len(usage.times) < 2:
+                return None
+            first, last, n = usage.times[0], usage.times[-1], len(usage.times)
+        return last + (last - first) / (n - 1)
+
+    def known_keys(self) -> int:
+        """How many keys are tracked right now (at most ``max_keys``)."""
+        with self._lock:
+            return len(self._keys)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._keys.clear()
+            self._floor = 0

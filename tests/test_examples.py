@@ -1,0 +1,65 @@
+"""The scripts in examples/ run, succeed and print what they claim."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_exits_zero(script: str) -> None:
+    """Every script in examples/ runs to completion, so none can rot unnoticed."""
+    done = run_example(script)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def test_quickstart_warms_critical_data_and_invalidates_by_tag() -> None:
+    """quickstart.py warms its critical tasks in priority order, then reports hits and invalidation."""
+    done = run_example("quickstart.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    warmed = [line.split()[0] for line in lines if "ok=True" in line]
+    assert warmed == [
+        "__main__:price_list|'EUR'",
+        "__main__:price_list|'USD'",
+        "__main__:load_catalog",
+    ]
+    assert "4. Stats: 3 tasks (2 critical), 6 hits, 1 misses, hit ratio 86%" in lines
+    assert "   load_catalog was recomputed on the next call; price_list stayed cached" in lines
+    assert lines[-1] == "quickstart OK"
+
+
+def test_user_login_shows_skip_window_force_and_forms() -> None:
+    """user_login.py shows a skipped second login, force, the window passing and preload_forms=False."""
+    done = run_example("user_login.py")
+    assert done.returncode == 0, done.stderr
+    rows = {
+        line[:42].strip(): line[42:].split()
+        for line in done.stdout.splitlines()
+        if "skipped=" in line
+    }
+    assert rows == {
+        "1 logs in": ["skipped=False", "warmed=2", "failed=0"],
+        "1 logs in again a moment later": ["skipped=True", "warmed=0", "failed=0"],
+        "1 logs in again with force=True": ["skipped=False", "warmed=2", "failed=0"],
+        "1 logs in after the window": ["skipped=False", "warmed=2", "failed=0"],
+        "2 logs in on mobile (preload_forms=False)": ["skipped=False", "warmed=1", "failed=0"],
+    }
+    assert "first pages of 1 and 2 served from the cache, each user's own values" in done.stdout
+    assert done.stdout.splitlines()[-1] == "user_login OK"
