@@ -25,6 +25,7 @@ from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CacheMutex
 from dogpile.util import NameRegistry
 
+from .errors import WarmError
 from .keys import safe_key
 from .tags import TagVersions, tag_key
 
@@ -173,8 +174,19 @@ class CacheStore:
         )
 
     def bump_tags(self, tags: Iterable[str]) -> None:
-        """Give every tag a new version: entries carrying an older one become stale."""
-        self.region.set_multi({tag_key(t): _new_version() for t in tags})
+        """Give every tag a new version: entries carrying an older one become stale.
+
+        The new versions are read back: some clients drop a write without
+        raising (pymemcache while it considers a server failed), and a lost
+        invalidation must not look like a done one. Raises :class:`WarmError`.
+        """
+        versions = {tag_key(t): _new_version() for t in tags}
+        self.region.set_multi(versions)
+        stored = self.region.get_multi(list(versions), ignore_expiration=True)
+        if list(versions.values()) != stored:
+            raise WarmError(
+                f"the backend of region {self.region.name!r} did not record new tag versions"
+            )
 
     # -- locking ----------------------------------------------------------
     def mutex(self, key: str) -> CacheMutex:

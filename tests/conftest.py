@@ -1,0 +1,98 @@
+"""Shared fixtures: a fresh default engine per test on a fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from dogpile_warm import CacheWarmingEngine
+from dogpile_warm.testing import FakeClock, isolated_engine
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The engine's clock; tests move it with ``clock.advance(seconds)``."""
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def engine(clock: FakeClock) -> Iterator[CacheWarmingEngine]:
+    """Every test gets its own default engine (memory region), closed afterwards."""
+    with isolated_engine(clock=clock) as fresh:
+        yield fresh
+
+
+# -- real servers and the backend-parametrised fixture ---------------------------
+# Servers start once per session and only when a test asks for them, so a run
+# of memory-only tests starts nothing. ``backend`` points the test's engine at
+# one of them (or leaves the memory region) and empties the server first.
+
+from tests import servers  # noqa: E402
+
+BACKENDS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("memcached", id="memcached", marks=pytest.mark.memcached),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[servers.Server]:
+    """A real memcached on a free loopback port, for the whole session."""
+    server = servers.start_memcached()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[servers.Server]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    server = servers.start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def configure_backend(engine: CacheWarmingEngine, name: str, server: servers.Server) -> None:
+    """Point ``engine``'s default region at ``server`` (``name``: memcached or redis)."""
+    if name == "memcached":
+        engine.configure_region(
+            "default",
+            "dogpile.cache.pymemcache",
+            arguments={"url": server.url, "distributed_lock": True},
+        )
+    elif name == "redis":
+        engine.configure_region(
+            "default",
+            "dogpile.cache.redis",
+            arguments={"host": server.host, "port": server.port, "distributed_lock": True},
+        )
+    else:
+        raise ValueError(f"unknown backend {name!r}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(
+    request: pytest.FixtureRequest, engine: CacheWarmingEngine, client_closer: servers.ClientCloser
+) -> Iterator[str]:
+    """The name of the backend behind the engine's default region, emptied for this test."""
+    name: str = request.param
+    if name != "memory":
+        server: servers.Server = request.getfixturevalue(f"{name}_server")
+        server.flush()
+        configure_backend(engine, name, server)
+        client_closer.watch(engine.region)
+    yield name
+    engine.close()  # background refreshes finish before their connections close
+
+
+@pytest.fixture
+def client_closer() -> Iterator[servers.ClientCloser]:
+    """Closes, after the test, the connections of regions passed to its ``watch(region)``."""
+    closer = servers.ClientCloser()
+    yield closer
+    closer.close()

@@ -1,0 +1,308 @@
+"""Real memcached and Redis servers for the test suite, on free loopback ports.
+
+:func:`start_memcached` and :func:`start_redis` return a running
+:class:`Server`; ``stop()`` ends it and ``start()`` brings it back on the same
+port (the outage tests need both). A missing binary fails the test with what
+to install: the suite runs against real servers, never skips them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+__all__ = ["ClientCloser", "Server", "free_port", "start_memcached", "start_redis"]
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 10.0  # seconds a server gets to accept connections
+STOP_TIMEOUT = 5.0  # seconds between terminate() and kill()
+
+# Servers still running when the interpreter exits (a crashed session): stopped by atexit.
+_running: set[Server] = set()
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _ask(port: int, request: bytes, timeout: float = 1.0) -> bytes:
+    """Send one text-protocol request and return the first reply line."""
+    with socket.create_connection((HOST, port), timeout=timeout) as sock:
+        sock.sendall(request)
+        reply = b""
+        while not reply.endswith(b"\r\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        return reply
+
+
+class Server:
+    """One server process on ``host:port``: started, stopped and restarted by the tests.
+
+    ``argv(port)`` builds the command line; ``ping`` is a request and the
+    reply prefix that proves the server answers; ``flush_request`` empties it.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Callable[[int], list[str]],
+        ping: tuple[bytes, bytes],
+        flush_request: tuple[bytes, bytes],
+        url: Callable[[int], str],
+        port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.host = HOST
+        self.port = port if port is not None else free_port()
+        self._argv = argv
+        self._ping = ping
+        self._flush = flush_request
+        self._url = url
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
+        self._exit_status: int | None = None
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Server {self.name} {self.host}:{self.port} {state}>"
+
+    @property
+    def url(self) -> str:
+        """What a client is configured with (memcached ``host:port``, Redis ``redis://...``)."""
+        return self._url(self.port)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> Server:
+        """Start the server on ``self.port`` and wait until it answers; no-op if running.
+
+        Fails the test (with the server's output) if it exits or does not
+        answer within ``START_TIMEOUT`` seconds.
+        """
+        if self.running:
+            return self
+        self._close_log()
+        # Lives as long as the process writing to it; closed by stop().
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log")  # noqa: SIM115
+        self._process = subprocess.Popen(
+            self._argv(self.port),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        _running.add(self)
+        deadline = time.monotonic() + START_TIMEOUT
+        request, expected = self._ping
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                output = self._output()
+                self.stop()
+                pytest.fail(
+                    f"{self.name} exited with status {self._exit_status} on port {self.port}:\n"
+                    f"{output}",
+                    pytrace=False,
+                )
+            try:
+                if _ask(self.port, request).startswith(expected):
+                    return self
+            except OSError as exc:
+                last_error = exc
+            time.sleep(0.02)
+        output = self._output()
+        self.stop()
+        pytest.fail(
+            f"{self.name} did not answer on {self.host}:{self.port} within {START_TIMEOUT}s "
+            f"(last error: {last_error!r}); its output:\n{output}",
+            pytrace=False,
+        )
+
+    def stop(self) -> None:
+        """Terminate the server (kill it if it does not exit in time); idempotent."""
+        process, self._process = self._process, None
+        _running.discard(self)
+        if process is not None:
+            if process.poll() is None:
+                process.terminate()
+                # An idle memcached notices the signal only when its event loop
+                # wakes, once a second; a connection wakes it at once.
+                with contextlib.suppress(OSError):
+                    socket.create_connection((self.host, self.port), timeout=0.2).close()
+                try:
+                    process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(STOP_TIMEOUT)
+            self._exit_status = process.returncode
+        self._close_log()
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL, no grace): an outage without the second a clean stop takes."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+        self.stop()
+
+    def flush(self) -> None:
+        """Remove every key, so that tests sharing the server stay independent."""
+        request, expected = self._flush
+        reply = _ask(self.port, request, timeout=5.0)
+        if not reply.startswith(expected):
+            raise RuntimeError(f"{self.name} flush answered {reply!r}")
+
+    def _output(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read().decode("utf-8", "replace")[-4000:]
+
+    def _close_log(self) -> None:
+        log, self._log = self._log, None
+        if log is not None:
+            log.close()
+
+
+def _binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not installed (not on PATH); the suite needs the real server: "
+            f"install it with `apt-get install {package}` (or your platform's {package} package)",
+            pytrace=False,
+        )
+    return path
+
+
+def _start(make: Callable[[int], Server], attempts: int = 3) -> Server:
+    """Start a server on a fresh free port, trying another if one was taken meanwhile."""
+    for attempt in range(attempts):
+        server = make(free_port())
+        try:
+            return server.start()
+        except pytest.fail.Exception:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def memcached(port: int | None = None) -> Server:
+    """A memcached :class:`Server` (not started)."""
+    binary = _binary("memcached", "memcached")
+
+    def argv(port: int) -> list[str]:
+        args = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]  # memcached refuses to run as root otherwise
+        return args
+
+    return Server(
+        "memcached",
+        argv,
+        ping=(b"version\r\n", b"VERSION"),
+        flush_request=(b"flush_all\r\n", b"OK"),
+        url=lambda port: f"{HOST}:{port}",
+        port=port,
+    )
+
+
+def redis(port: int | None = None) -> Server:
+    """A redis-server :class:`Server` (not started), keeping nothing on disk."""
+    binary = _binary("redis-server", "redis-server")
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+
+    return Server(
+        "redis-server",
+        argv,
+        ping=(b"PING\r\n", b"+PONG"),
+        flush_request=(b"FLUSHALL\r\n", b"+OK"),
+        url=lambda port: f"redis://{HOST}:{port}/0",
+        port=port,
+    )
+
+
+def start_memcached() -> Server:
+    """A running memcached on a free loopback port."""
+    return _start(memcached)
+
+
+def start_redis() -> Server:
+    """A running redis-server on a free loopback port."""
+    return _start(redis)
+
+
+class ClientCloser:
+    """Closes the client connections of the regions it watches, in every thread.
+
+    dogpile's memcached backends keep one client per thread in a
+    ``threading.local`` and never close it, so a finished thread's socket is
+    closed by the garbage collector with a ``ResourceWarning`` (an error under
+    the suite's ``filterwarnings``). :meth:`watch` records each client the
+    backend creates, in whatever thread, and :meth:`close` closes them all.
+    """
+
+    def __init__(self) -> None:
+        self._closers: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    def watch(self, region: Any) -> Any:
+        """Track ``region``'s connections from now on; return the region."""
+        backend = region.actual_backend
+        create = getattr(backend, "_create_client", None)
+        if create is not None:  # memcached: one client per thread
+
+            def create_and_record() -> Any:
+                client = create()
+                with self._lock:
+                    self._closers.append(client.close)
+                return client
+
+            backend._create_client = create_and_record
+        for name in ("writer_client", "reader_client"):  # redis: one shared pool
+            client = getattr(backend, name, None)
+            if client is not None:
+                self._closers.append(client.connection_pool.disconnect)
+        return region
+
+    def close(self) -> None:
+        """Close every connection recorded so far (errors of dead servers ignored)."""
+        with self._lock:
+            closers, self._closers = self._closers, []
+        for close in closers:
+            # A server the test stopped: its sockets are closed all the same.
+            with contextlib.suppress(Exception):
+                close()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for server in list(_running):
+        server.stop()

@@ -1,0 +1,179 @@
+"""A child process for tests/test_stampede.py: one member of a fleet sharing a backend.
+
+Modes:
+
+``stampede``
+    Configure the default region on the shared backend, start ``--threads``
+    threads that each call the cold ``stampede.fn`` once, create the
+    ``--ready`` file, wait for the ``--go`` file, release the threads
+    together and print one JSON line: ``{"values": [...], "errors": [...]}``.
+    The function counts its computes in the backend itself (``--counter``).
+    Exit 0 when every thread got a value and they all agree.
+
+``hold``
+    Configure the region with ``--lock-timeout`` and call ``stampede.hold``,
+    whose computation creates the ``--started`` file and then blocks for a
+    minute: the process holds the key's distributed lock until it is killed.
+
+Every wait is bounded, so a lost parent never leaves a worker behind for long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import dogpile_warm
+from dogpile_warm import warmable
+
+WAIT_LIMIT = 30.0  # seconds any wait in a worker may last
+STAMPEDE_SLEEP = 0.3  # seconds one compute of stampede.fn takes
+HOLD_SLEEP = 60.0  # seconds stampede.hold blocks (it is killed long before)
+
+
+def configure(backend: str, host: str, port: int, lock_timeout: int) -> None:
+    """Point the default engine's default region at the shared server, as a fleet would."""
+    if backend == "memcached":
+        dogpile_warm.configure(
+            "default",
+            "dogpile.cache.pymemcache",
+            arguments={
+                "url": f"{host}:{port}",
+                "distributed_lock": True,
+                "lock_timeout": lock_timeout,
+            },
+        )
+    elif backend == "redis":
+        dogpile_warm.configure(
+            "default",
+            "dogpile.cache.redis",
+            arguments={
+                "host": host,
+                "port": port,
+                "distributed_lock": True,
+                "lock_timeout": lock_timeout,
+            },
+        )
+    else:
+        raise SystemExit(f"unknown backend {backend!r}")
+
+
+def increment(backend: str, host: str, port: int, key: str) -> int:
+    """Add one to the counter ``key`` in the server itself, with a client of its own."""
+    if backend == "memcached":
+        from pymemcache.client.base import Client
+
+        client = Client((host, port), connect_timeout=5, timeout=5, default_noreply=False)
+        try:
+            count = client.incr(key, 1)
+        finally:
+            client.close()
+        if count is None:
+            raise RuntimeError(f"counter {key!r} is missing from memcached")
+        return int(count)
+    import redis
+
+    r = redis.Redis(host=host, port=port, socket_timeout=5)
+    try:
+        return int(r.incr(key))
+    finally:
+        r.close()
+
+
+def wait_for_file(path: str) -> bool:
+    deadline = time.monotonic() + WAIT_LIMIT
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def stampede(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(ttl=60, name="stampede.fn")
+    def fn() -> dict[str, Any]:
+        count = increment(args.backend, args.host, args.port, args.counter)
+        time.sleep(STAMPEDE_SLEEP)
+        return {"pid": os.getpid(), "count": count}
+
+    go = threading.Event()
+    values: list[Any] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def call() -> None:
+        if not go.wait(WAIT_LIMIT):
+            with lock:
+                errors.append("never released")
+            return
+        try:
+            value = fn()
+        except BaseException as exc:
+            with lock:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        else:
+            with lock:
+                values.append(value)
+
+    threads = [threading.Thread(target=call, daemon=True) for _ in range(args.threads)]
+    for thread in threads:
+        thread.start()
+    with open(args.ready, "w"):
+        pass
+    if not wait_for_file(args.go):
+        print(json.dumps({"values": [], "errors": ["no go file"]}), flush=True)
+        return 4
+    go.set()
+    deadline = time.monotonic() + WAIT_LIMIT
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with lock:
+        hung = sum(1 for t in threads if t.is_alive())
+        if hung:
+            errors.append(f"{hung} threads still waiting after {WAIT_LIMIT}s")
+        report = {"values": list(values), "errors": list(errors)}
+    print(json.dumps(report), flush=True)
+    ok = not report["errors"] and len(report["values"]) == args.threads
+    ok = ok and all(v == report["values"][0] for v in report["values"])
+    return 0 if ok else 1
+
+
+def hold(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(ttl=60, name="stampede.hold")
+    def fn() -> str:
+        with open(args.started, "w"):
+            pass
+        time.sleep(HOLD_SLEEP)
+        return "computed by the holder"
+
+    fn()
+    return 1  # never reached while the parent behaves: it kills us first
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=("stampede", "hold"))
+    parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--lock-timeout", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--counter")
+    parser.add_argument("--ready")
+    parser.add_argument("--go")
+    parser.add_argument("--started")
+    args = parser.parse_args(argv)
+    return stampede(args) if args.mode == "stampede" else hold(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
