@@ -22,7 +22,7 @@ from dogpile.cache.api import NO_VALUE, CacheMutex, NoValue
 from dogpile.lock import Lock, NeedRegenerationException
 
 from . import signals
-from .errors import WarmError
+from .errors import WarmError, describe_error
 from .keys import KeyBuilder
 from .refresh import POLICIES, RefreshBackoff, refresh_due
 from .regions import check_backend_expiry
@@ -324,7 +324,7 @@ class CachedFunction:
                 error = WarmError(
                     f"computed {key!r} but did not store it (backend or should_cache_fn)"
                 )
-            result = KeyResult(key, False, duration_ms, f"{type(error).__name__}: {error}")
+            result = KeyResult(key, False, duration_ms, describe_error(error))
         self.engine._record_warm(self.task, result, error, ttl=self.ttl, tags=self.tags)
         return result
 

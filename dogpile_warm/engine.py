@@ -15,7 +15,7 @@ from dogpile.cache.api import NO_VALUE, CacheMutex
 
 from . import signals
 from .decorator import CachedFunction, KeyResult
-from .errors import UnknownRegionError, WarmError
+from .errors import UnknownRegionError, WarmError, describe_error
 from .regions import MEMORY_BACKEND, build_region, check_region
 from .stats import AccessCounters, TaskRecord, WarmingFigures
 from .store import CacheStore, Entry
@@ -251,7 +251,7 @@ class CacheWarmingEngine:
         except Exception as exc:
             error = exc
         duration_ms = (time.perf_counter() - t0) * 1000.0
-        result = KeyResult(key, error is None, duration_ms, _describe(error))
+        result = KeyResult(key, error is None, duration_ms, describe_error(error))
         self._record_warm(record.task if record else None, result, error, record, ttl, tags)
         return result
 
@@ -338,7 +338,7 @@ class CacheWarmingEngine:
             except Exception as exc:  # e.g. a warm_args callable that raised
                 log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
                 results.append(
-                    _row(record, KeyResult(record.task.task_id, False, 0.0, _describe(exc)))
+                    _row(record, KeyResult(record.task.task_id, False, 0.0, describe_error(exc)))
                 )
                 continue
             if task_jobs is None:
@@ -520,7 +520,7 @@ class CacheWarmingEngine:
             "background refresh of %r failed: %s; serving the cached value, next "
             "background attempt in %.3g s",
             key,
-            _describe(error),
+            describe_error(error),
             retry_in,
         )
         if signals.warm_failed.receivers:
@@ -641,10 +641,6 @@ def _interval_for(accesses_per_minute: float) -> int:
     if accesses_per_minute > 0.1:
         return 60
     return 120
-
-
-def _describe(error: BaseException | None) -> str | None:
-    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 def _row(record: TaskRecord, result: KeyResult) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dogpile.cache.exception import DogpileCacheException
 
-__all__ = ["UnknownRegionError", "WarmError"]
+__all__ = ["UnknownRegionError", "WarmError", "describe_error"]
 
 
 class WarmError(DogpileCacheException):
@@ -21,3 +21,8 @@ class UnknownRegionError(WarmError, ValueError):
 
     Also a ``ValueError``, since naming a region that does not exist is misuse.
     """
+
+
+def describe_error(error: BaseException | None) -> str | None:
+    """The text reports carry for ``error`` ("Type: message"), or None."""
+    return None if error is None else f"{type(error).__name__}: {error}"
