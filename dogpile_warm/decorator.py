@@ -130,6 +130,43 @@ class CachedFunction:
         ``compute`` reach the caller; backend failures never do.
         """
         store = self.store()
+        try:
+            entry = store.read(key, self.sorted_tags)
+        except Exception as exc:
+            store.health.failed(exc, key, "read")
+            return self._compute_uncached(compute, key)
+        if entry is not None and self._lock_time(entry, key) == entry.created:
+            # Fresh and not due for refresh: exactly what dogpile's Lock would
+            # answer at once, without building it or looking up the mutex.
+            store.health.succeeded()
+            return self._report(key, False, entry.cost, entry, entry.value)
+        return self._call_locked(store, compute, key)
+
+    def _lock_time(self, entry: Entry, key: str) -> float | None:
+        """The creation time to show dogpile's Lock: None means "no usable value"."""
+        age = time.time() - entry.created
+        if age > self.ttl:
+            # The freshness promise: never served, even while another thread
+            # or process holds the lock; the caller waits for the recompute.
+            return None
+        policy = self.refresh_policy
+        if (
+            policy is not None
+            and refresh_due(
+                policy, age, self.ttl, self.refresh_ahead or 0.0, entry.cost, self.xfetch_beta
+            )
+            and self.backoff.allows(key)
+        ):
+            return _REFRESH_NOW
+        return entry.created
+
+    def _compute_uncached(self, compute: Callable[[], Any], key: str) -> Any:
+        t0 = time.perf_counter()
+        value = compute()
+        return self._report(key, True, time.perf_counter() - t0, None, value)
+
+    def _call_locked(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
+        """The read through dogpile's Lock: missing, expired or due values."""
         ttl = self.ttl
         policy = self.refresh_policy
         ran = user_failed = False
@@ -147,22 +184,10 @@ class CachedFunction:
 
         def value_and_created() -> tuple[Entry, float]:
             entry = store.read(key, self.sorted_tags)
-            if entry is None:
+            when = None if entry is None else self._lock_time(entry, key)
+            if entry is None or when is None:
                 raise NeedRegenerationException()
-            age = time.time() - entry.created
-            if age > ttl:
-                # The freshness promise: never served, even while another
-                # thread or process holds the lock; the caller waits instead.
-                raise NeedRegenerationException()
-            if (
-                policy is not None
-                and refresh_due(
-                    policy, age, ttl, self.refresh_ahead or 0.0, entry.cost, self.xfetch_beta
-                )
-                and self.backoff.allows(key)
-            ):
-                return entry, _REFRESH_NOW
-            return entry, entry.created
+            return entry, when
 
         async_creator = None
         if policy is not None:
@@ -179,9 +204,7 @@ class CachedFunction:
                 raise
             store.health.failed(exc, key, "read")
             if created is None:
-                t0 = time.perf_counter()
-                value = compute()
-                return self._report(key, True, time.perf_counter() - t0, None, value)
+                return self._compute_uncached(compute, key)
             entry = created
         if not ran and time.time() - entry.created > ttl:
             # The value crossed its ttl between the read and now (thread
