@@ -19,8 +19,10 @@ __all__ = [
     "get_cached",
     "get_region",
     "get_warming_engine",
+    "get_warming_performance",
     "get_warming_stats",
     "invalidate_by_tags",
+    "optimize_warming_schedules",
     "register_critical_task",
     "register_warming_task",
     "set_warming_engine",
@@ -109,3 +111,11 @@ def invalidate_by_tags(tags: Iterable[str] | str) -> int:
 
 def get_warming_stats() -> dict[str, Any]:
     return get_warming_engine().get_stats()
+
+
+def get_warming_performance() -> dict[str, Any]:
+    return get_warming_engine().get_performance()
+
+
+def optimize_warming_schedules() -> dict[str, Any]:
+    return get_warming_engine().optimize_schedules()

@@ -168,3 +168,15 @@ def test_failed_warmings_count_in_the_figures(engine: CacheWarmingEngine) -> Non
     perf = engine.get_performance()
     assert (perf["total_warmings"], perf["failed"], perf["efficiency_score"]) == (1, 1, None)
     assert engine.get_cached("key:b") is NO_VALUE
+
+
+def test_module_functions_reach_the_default_engine_figures(engine: CacheWarmingEngine) -> None:
+    """get_warming_performance and optimize_warming_schedules use the default engine."""
+    import dogpile_warm
+
+    engine.warm_cache("k", lambda: 1)
+    assert dogpile_warm.get_warming_performance()["total_warmings"] == 1
+    assert dogpile_warm.optimize_warming_schedules() == {
+        "tasks_optimized": 0,
+        "schedules_adjusted": [],
+    }
