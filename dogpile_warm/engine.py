@@ -327,7 +327,33 @@ class CacheWarmingEngine:
         """
         return self._warm_records([r for r in self._records() if r.critical])
 
-    def _warm_records(self, records: list[TaskRecord]) -> dict[str, Any]:
+    def warm_tasks(
+        self,
+        tags: Iterable[str] | str | None = None,
+        *,
+        critical_only: bool = False,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Warm registered tasks now, highest priority first; same shape as :meth:`warm_critical_data`.
+
+        ``tags`` keeps the tasks carrying at least one of them (all tasks when
+        None); ``critical_only`` keeps the critical ones. Per-user functions are
+        skipped (they are warmed by :meth:`warm_user_data`). ``on_result`` is
+        called with each result row as it completes, from a worker thread.
+        """
+        wanted = normalize_tags(tags) if tags is not None else None
+        records = [
+            r
+            for r in self._records()
+            if (not critical_only or r.critical) and (wanted is None or r.task.tags & wanted)
+        ]
+        return self._warm_records(records, on_result)
+
+    def _warm_records(
+        self,
+        records: list[TaskRecord],
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped = 0
@@ -345,7 +371,10 @@ class CacheWarmingEngine:
                 skipped += 1
                 continue
             jobs.extend((record, job) for job in task_jobs)
-        return self._report_jobs(jobs, results, skipped, t0)
+        if on_result is not None:
+            for row in results:
+                on_result(row)
+        return self._report_jobs(jobs, results, skipped, t0, on_result)
 
     def _report_jobs(
         self,
@@ -353,8 +382,11 @@ class CacheWarmingEngine:
         results: list[dict[str, Any]],
         skipped: int,
         t0: float,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Run ``jobs`` and report them (after ``results`` already known) in the warm shape."""
+        if on_result is not None:
+            jobs = [(record, _reporting(record, job, on_result)) for record, job in jobs]
         outcomes = self._run_jobs([job for _, job in jobs])
         results.extend(
             _row(record, result) for (record, _), result in zip(jobs, outcomes, strict=True)
@@ -631,6 +663,20 @@ def _bind_job(
     key: str,
 ) -> WarmJob:
     return lambda: source.warm_key(lambda: fn(*args, **kwargs), key)
+
+
+def _reporting(
+    record: TaskRecord, job: WarmJob, on_result: Callable[[dict[str, Any]], None]
+) -> WarmJob:
+    def run() -> KeyResult:
+        result = job()
+        try:
+            on_result(_row(record, result))
+        except Exception:  # a progress display must not fail a warming
+            log.exception("on_result callback failed")
+        return result
+
+    return run
 
 
 def _interval_for(accesses_per_minute: float) -> int:
