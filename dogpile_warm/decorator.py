@@ -333,10 +333,49 @@ class CachedFunction:
 
     def warm_key(self, compute: Callable[[], Any], key: str) -> KeyResult:
         """Compute and store ``key`` now; report, signal and log the outcome, never raise."""
+        return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
+
+    def prewarm(
+        self, compute: Callable[[], Any], key: str, needed: Callable[[Entry | None], bool]
+    ) -> KeyResult | None:
+        """Warm ``key`` ahead of a predicted read, unless someone is already on it.
+
+        Takes the key's mutex without waiting: a holder (a caller or a
+        background refresh, in any process) is already computing the value.
+        Under the mutex the value is read again and computed only if
+        ``needed(entry)`` still holds (``entry`` None when missing or stale by
+        tag). Returns None when nothing was computed; never raises.
+        """
+        store = self.store()
+        try:
+            mutex = store.mutex(key)
+            if not mutex.acquire(False):
+                return None
+        except Exception as exc:
+            store.health.failed(exc, key, "lock")
+            return None
+        try:
+            try:
+                entry = store.read(key, self.sorted_tags)
+            except Exception as exc:
+                store.health.failed(exc, key, "read")
+                return None
+            if not needed(entry):
+                return None
+            return self._warm(lambda store: self._compute_entry(store, key, compute), key)
+        finally:
+            try:
+                mutex.release()
+            except Exception as exc:
+                store.health.failed(exc, key, "unlock")
+
+    def _warm(
+        self, compute_entry: Callable[[CacheStore], tuple[Entry, bool]], key: str
+    ) -> KeyResult:
         t0 = time.perf_counter()
         error: BaseException | None = None
         try:
-            _, stored = self._locked_compute_entry(self.store(), key, compute)
+            _, stored = compute_entry(self.store())
         except Exception as exc:
             stored, error = False, exc
         duration_ms = (time.perf_counter() - t0) * 1000.0

@@ -26,6 +26,8 @@ __all__ = [
     "register_critical_task",
     "register_warming_task",
     "set_warming_engine",
+    "start_cache_warming",
+    "stop_cache_warming",
     "warm_cache",
     "warm_critical_data",
     "warm_user_data_optimized",
@@ -119,3 +121,22 @@ def get_warming_performance() -> dict[str, Any]:
 
 def optimize_warming_schedules() -> dict[str, Any]:
     return get_warming_engine().optimize_schedules()
+
+
+def start_cache_warming(
+    interval_minutes: float = 60,
+    enable_pattern_warming: bool = True,
+    enable_critical_warming: bool = True,
+    **options: Any,
+) -> None:
+    """Start the default engine's background scheduler (see ``CacheWarmingEngine.start``)."""
+    get_warming_engine().start(
+        interval_minutes, enable_pattern_warming, enable_critical_warming, **options
+    )
+
+
+def stop_cache_warming(timeout: float = 5) -> None:
+    """Stop the default engine's background scheduler, if it was ever created."""
+    engine = _default
+    if engine is not None:
+        engine.stop(timeout)

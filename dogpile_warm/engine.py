@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +19,7 @@ from . import signals
 from .decorator import CachedFunction, KeyResult
 from .errors import UnknownRegionError, WarmError, describe_error
 from .regions import MEMORY_BACKEND, build_region, check_region
+from .scheduler import Scheduler
 from .stats import AccessCounters, TaskRecord, WarmingFigures
 from .store import CacheStore, Entry
 from .tags import normalize_tags
@@ -94,6 +97,9 @@ class CacheWarmingEngine:
         self._refresh_pool: ThreadPoolExecutor | None = None
         self._pending_refreshes = 0
         self._closed = False
+        self._scheduler: Scheduler | None = None
+        self._idle_scheduler: Scheduler | None = None  # for run_scheduled_cycle() when stopped
+        _track_for_fork(self)
 
     # -- regions -----------------------------------------------------------------
     @property
@@ -632,6 +638,95 @@ class CacheWarmingEngine:
         """Warm-up and refresh figures, with the efficiency score (see DESIGN.md)."""
         return self._figures.snapshot()
 
+    # -- the background scheduler ----------------------------------------------------
+    def start(
+        self,
+        interval_minutes: float = 60,
+        enable_pattern_warming: bool = True,
+        enable_critical_warming: bool = True,
+        *,
+        check_every: float = 1.0,
+        max_keys_per_cycle: int = 100,
+    ) -> None:
+        """Start the background scheduler (one daemon thread plus a worker pool). Idempotent.
+
+        Gives every registered task ``interval_minutes`` as its interval (with
+        pattern warming on, :meth:`optimize_schedules` then adapts them to how
+        often each task is read). Critical tasks never warmed are warmed in
+        the first cycle. Cycles run every ``check_every`` seconds and warm at
+        most ``max_keys_per_cycle`` keys; :mod:`dogpile_warm.scheduler` says
+        what a cycle does. Calling it while running changes nothing: stop
+        first to change the settings.
+        """
+        if isinstance(interval_minutes, bool) or not isinstance(interval_minutes, int | float):
+            raise TypeError(f"interval_minutes must be a number, got {interval_minutes!r}")
+        if not interval_minutes > 0:
+            raise ValueError(f"interval_minutes must be positive, got {interval_minutes!r}")
+        if isinstance(check_every, bool) or not isinstance(check_every, int | float):
+            raise TypeError(f"check_every must be a number of seconds, got {check_every!r}")
+        if not check_every > 0:
+            raise ValueError(f"check_every must be positive, got {check_every!r}")
+        check_positive_int("max_keys_per_cycle", max_keys_per_cycle)
+        with self._lock:
+            if self._closed:
+                raise WarmError("the engine is closed")
+            if self._scheduler is not None and self._scheduler.running:
+                return
+            now = self.clock()
+            for record in self._tasks.values():
+                record.task.interval_minutes = interval_minutes
+                record.next_run = (record.last_run or now) + interval_minutes * 60
+            self._scheduler = Scheduler(
+                self,
+                pattern_warming=bool(enable_pattern_warming),
+                critical_warming=bool(enable_critical_warming),
+                check_every=float(check_every),
+                max_keys_per_cycle=max_keys_per_cycle,
+            )
+            self._scheduler.start()
+
+    def stop(self, timeout: float = 5) -> None:
+        """Stop the background scheduler, waiting up to ``timeout`` seconds. Idempotent.
+
+        Keys not yet started are cancelled. A computation under way cannot be
+        interrupted: if one outlasts ``timeout``, a warning is logged and its
+        thread ends when it returns.
+        """
+        with self._lock:
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.stop(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background scheduler is running."""
+        scheduler = self._scheduler
+        return scheduler is not None and scheduler.running
+
+    def run_scheduled_cycle(self) -> dict[str, Any]:
+        """Run one scheduler cycle now in this thread, with the settings of :meth:`start`
+        (or the defaults when not started); see :mod:`dogpile_warm.scheduler`."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            with self._lock:
+                scheduler = self._idle_scheduler
+                if scheduler is None:
+                    scheduler = self._idle_scheduler = Scheduler(self)
+        return scheduler.run_cycle()
+
+    def _after_fork_in_child(self) -> None:
+        # The child has only the forking thread: no scheduler thread, no pool
+        # threads, and any lock another thread held is held forever. Start over.
+        self._lock = threading.RLock()
+        self._scheduler = None
+        self._idle_scheduler = None
+        self._refresh_pool = None
+        self._pending_refreshes = 0
+        for lockable in (self._counters, self._tracker, self._task_usage, self._figures):
+            lockable._lock = threading.Lock()
+        for record in self._tasks.values():
+            record._lock = threading.Lock()
+
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
         records = self._records()
@@ -640,19 +735,53 @@ class CacheWarmingEngine:
         return {
             "tasks": len(records),
             "critical_tasks": sum(1 for r in records if r.critical),
-            "running": False,
+            "running": self.running,
             **self._counters.snapshot(),
             "backend_errors": sum(s.health.errors for s in stores),
             "task_details": [r.details() for r in records],
+            "scheduler": _scheduler_figures(self._scheduler),
         }
 
     def close(self) -> None:
-        """Shut down the refresh pool (waiting for refreshes under way). Idempotent."""
+        """Stop the scheduler and shut down the refresh pool (waiting for refreshes under
+        way). Idempotent."""
+        self.stop()
         with self._lock:
             self._closed = True
             pool, self._refresh_pool = self._refresh_pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+# Engines alive in this process, reset in a forked child (see _after_fork_in_child).
+_engines: weakref.WeakSet[CacheWarmingEngine] = weakref.WeakSet()
+_fork_hook_registered = False
+
+
+def _track_for_fork(engine: CacheWarmingEngine) -> None:
+    global _fork_hook_registered
+    _engines.add(engine)
+    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+        _fork_hook_registered = True
+        os.register_at_fork(after_in_child=_reset_engines_in_child)
+
+
+def _reset_engines_in_child() -> None:
+    for engine in list(_engines):
+        engine._after_fork_in_child()
+
+
+def _scheduler_figures(scheduler: Scheduler | None) -> dict[str, Any] | None:
+    if scheduler is None:
+        return None
+    return {
+        "cycles": scheduler.cycles,
+        "cycles_skipped": scheduler.cycles_skipped,
+        "cycle_errors": scheduler.cycle_errors,
+        "keys_prewarmed": scheduler.keys_prewarmed,
+        "last_cycle": scheduler.last_cycle,
+        "check_every": scheduler.check_every,
+    }
 
 
 def _bind_job(

@@ -58,6 +58,7 @@ class TaskRecord:
     total_duration_ms: float = 0.0
     last_run: float | None = None
     next_run: float | None = None
+    consecutive_failures: int = 0  # scheduled warmings in a row that failed (for backoff)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record_run(self, success: bool, duration_ms: float, now: float) -> None:
@@ -85,6 +86,7 @@ class TaskRecord:
             "last_run": last_run,
             "next_run": next_run,
             "interval_minutes": task.interval_minutes,
+            "consecutive_failures": self.consecutive_failures,
         }
 
 

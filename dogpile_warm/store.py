@@ -141,6 +141,15 @@ class CacheStore:
                 return None
         return entry
 
+    def peek_many(self, keys: Sequence[str]) -> list[Entry | None]:
+        """The entries under ``keys`` in one backend call, without tag checks (None if missing).
+
+        For planning only (when is a value due?): a caller that serves or
+        replaces a value reads it again with :meth:`read`.
+        """
+        found = self.region.get_multi([safe_key(k) for k in keys], ignore_expiration=True)
+        return [e if isinstance(e, Entry) else None for e in found]
+
     def write(self, key: str, entry: Entry) -> None:
         self.region.set(safe_key(key), entry)
 

@@ -17,12 +17,17 @@ bursty ones.
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
 __all__ = ["UsagePatternTracker"]
+
+
+def _count(item: tuple[str, int]) -> int:
+    return item[1]
 
 
 class _KeyUsage:
@@ -82,10 +87,12 @@ class UsagePatternTracker:
 
     def get_hot_keys(self, top_n: int = 10) -> list[tuple[str, int]]:
         """The ``top_n`` most read keys as ``(key, count)``, hottest first."""
+        if top_n <= 0:
+            return []
         with self._lock:
             counts = [(key, usage.count) for key, usage in self._keys.items()]
-        counts.sort(key=lambda item: item[1], reverse=True)
-        return counts[: max(0, top_n)]
+        # Stable on ties (first seen first), like a full sort, but O(n log top_n).
+        return heapq.nlargest(top_n, counts, key=_count)
 
     def get_access_frequency(self, key: str, window_minutes: float = 60) -> float:
         """Accesses per minute of ``key`` in the last ``window_minutes`` (0.0 if unknown).
@@ -111,6 +118,15 @@ class UsagePatternTracker:
                 return None
             first, last, n = usage.times[0], usage.times[-1], len(usage.times)
         return last + (last - first) / (n - 1)
+
+    def _last_and_gap(self, key: str) -> tuple[float, float] | None:
+        """The last access and the mean gap between accesses, or None with fewer than two."""
+        with self._lock:
+            usage = self._keys.get(key)
+            if usage is None or len(usage.times) < 2:
+                return None
+            first, last, n = usage.times[0], usage.times[-1], len(usage.times)
+        return last, (last - first) / (n - 1)
 
     def known_keys(self) -> int:
         """How many keys are tracked right now (at most ``max_keys``)."""

@@ -338,7 +338,7 @@ def test_stats_report_hits_misses_and_task_details(engine: CacheWarmingEngine) -
     (detail,) = stats["task_details"]
     assert set(detail) == {
         "task_id", "name", "priority", "tags", "critical", "runs", "failures",
-        "avg_duration_ms", "last_run", "next_run", "interval_minutes",
+        "avg_duration_ms", "last_run", "next_run", "interval_minutes", "consecutive_failures",
     }  # fmt: skip
     assert (detail["priority"], detail["tags"], detail["critical"]) == (120, ["a"], True)
 

@@ -1,0 +1,543 @@
+"""The background scheduler: due tasks, pattern warming, limits, start/stop, fork and fleet.
+
+Cycles are driven by hand on the fake clock (``Scheduler.run_cycle``); real
+time is used only to prove the thread starts, stops, survives and shares.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import dogpile_warm
+from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
+from dogpile_warm.scheduler import Scheduler
+from dogpile_warm.testing import FakeClock, captured_signals
+from tests.servers import Server
+
+WORKER = Path(__file__).with_name("scheduler_worker.py")
+
+
+def scheduler(engine: CacheWarmingEngine, **options: object) -> Scheduler:
+    """A scheduler without a thread, without jitter, driven by ``run_cycle``.
+
+    Pattern warming (and with it schedule optimisation) is off unless asked for.
+    """
+    options.setdefault("jitter", 0.0)
+    options.setdefault("pattern_warming", False)
+    return Scheduler(engine, rng=random.Random(0), **options)  # type: ignore[arg-type]
+
+
+def no_scheduler_threads() -> bool:
+    return not [t for t in threading.enumerate() if t.name.startswith("dogpile_warm-scheduler")]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.01)
+    return condition()
+
+
+# -- due tasks ------------------------------------------------------------------------
+def test_first_cycle_warms_never_warmed_critical_tasks_highest_priority_first(
+    engine: CacheWarmingEngine,
+) -> None:
+    """Critical tasks are warmed in the first cycle, by priority; other tasks are not."""
+    order: list[str] = []
+    for name, priority in (("low", 100), ("high", 300), ("mid", 200), ("plain", 50)):
+        engine.register_task(
+            WarmingTask(name, name, f"k:{name}", lambda n=name: order.append(n), priority=priority),
+            is_critical=priority >= 100,
+        )
+    done = scheduler(engine).run_cycle()
+    assert order == ["high", "mid", "low"]
+    assert done["tasks_warmed"] == ["high", "mid", "low"]
+
+
+def test_a_critical_task_is_warmed_again_when_its_interval_has_passed(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """After a warming, the task waits its own interval (next_run), then runs again."""
+    runs: list[float] = []
+    engine.register_task(
+        WarmingTask("t", "t", "k:t", lambda: runs.append(clock()), interval_minutes=15),
+        is_critical=True,
+    )
+    cycles = scheduler(engine)
+    cycles.run_cycle()
+    (detail,) = engine.get_stats()["task_details"]
+    assert detail["next_run"] == clock() + 15 * 60
+    clock.advance(15 * 60 - 1)
+    cycles.run_cycle()
+    assert len(runs) == 1
+    clock.advance(1)
+    cycles.run_cycle()
+    assert len(runs) == 2
+
+
+def test_jitter_spreads_next_runs_within_ten_percent(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """With jitter, tasks of one interval get different next runs, all within ±10%."""
+    for i in range(20):
+        engine.register_task(WarmingTask(f"t{i}", "t", f"k:{i}", lambda: 1), is_critical=True)
+    Scheduler(engine, rng=random.Random(1), pattern_warming=False).run_cycle()
+    next_runs = {d["next_run"] - clock() for d in engine.get_stats()["task_details"]}
+    assert len(next_runs) == 20
+    assert all(54 * 60 <= delay <= 66 * 60 for delay in next_runs)
+
+
+def test_a_failing_task_backs_off_and_keeps_its_last_good_value(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """A failing task is retried after 30 s, then 60 s, ...; the cached value stays."""
+    failing = False
+
+    @warmable(priority=100, ttl=3600)
+    def catalog() -> str:
+        if failing:
+            raise ConnectionError("catalog service down")
+        return "good"
+
+    cycles = scheduler(engine)
+    cycles.run_cycle()
+    failing = True
+    record = engine._tasks[catalog.task.task_id]
+    delays = []
+    for _ in range(4):
+        clock.now = record.next_run or clock.now
+        cycles.run_cycle()
+        delays.append((record.next_run or 0) - clock())
+    assert delays == [30.0, 60.0, 120.0, 240.0]
+    assert catalog.get() == "good"
+    failing = False
+    clock.now = record.next_run or clock.now
+    cycles.run_cycle()
+    assert record.consecutive_failures == 0
+    assert (record.next_run or 0) - clock() == 3600.0
+
+
+def test_non_critical_tasks_run_on_schedule_only_when_read_in_their_interval(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """With pattern warming, a due non-critical task is warmed only if it was read lately."""
+    computed: list[str] = []
+
+    @warmable(priority=50, ttl=3600, warm_args=[("a",)])
+    def read_lately(x: str) -> str:
+        computed.append(f"read:{x}")
+        return x
+
+    @warmable(priority=50, ttl=3600, warm_args=[("b",)])
+    def never_read(x: str) -> str:
+        computed.append(f"never:{x}")
+        return x
+
+    read_lately("a")
+    computed.clear()
+    cycles = scheduler(engine, pattern_warming=True)
+    clock.advance(61 * 60)
+    read_lately("a")  # a hit: any read in the last interval counts
+    cycles.run_cycle()
+    assert computed == ["read:a"]
+
+
+def test_critical_warming_can_be_turned_off(engine: CacheWarmingEngine) -> None:
+    """enable_critical_warming=False: the scheduler leaves critical tasks alone."""
+    runs: list[int] = []
+    engine.register_task(WarmingTask("t", "t", "k:t", lambda: runs.append(1)), is_critical=True)
+    scheduler(engine, critical_warming=False).run_cycle()
+    assert runs == []
+
+
+def test_a_cycle_warms_at_most_its_budget_of_keys(engine: CacheWarmingEngine) -> None:
+    """max_keys_per_cycle bounds a cycle; tasks left over run first in the next one."""
+    order: list[int] = []
+    for i in range(5):
+        engine.register_task(
+            WarmingTask(f"t{i}", "t", f"k:{i}", lambda i=i: order.append(i), priority=200 - i),
+            is_critical=True,
+        )
+    cycles = scheduler(engine, max_keys_per_cycle=2)
+    assert cycles.run_cycle()["keys_warmed"] == 2
+    assert cycles.run_cycle()["keys_warmed"] == 2
+    assert order == [0, 1, 2, 3]
+
+
+def test_the_cycle_optimises_schedules_from_read_frequency(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """With pattern warming, a cycle applies optimize_schedules (hot task: 15 minutes)."""
+
+    @warmable(ttl=3600)
+    def hot() -> int:
+        return 1
+
+    for _ in range(120):  # two reads a minute for an hour
+        hot()
+        clock.advance(30)
+    scheduler(engine, pattern_warming=True).run_cycle()
+    assert hot.task.interval_minutes == 15
+
+
+# -- pattern warming ------------------------------------------------------------------
+def make_hot_function(engine: CacheWarmingEngine) -> tuple[Callable[[int], int], list[int]]:
+    computed: list[int] = []
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def square(x: int) -> int:
+        computed.append(x)
+        return x * x
+
+    return square, computed
+
+
+def age_value(fn: Callable[[int], int], x: int, seconds: float) -> None:
+    """Make the cached value of ``fn(x)`` look ``seconds`` old."""
+    store = fn._self_cached.store()  # type: ignore[attr-defined]
+    key = fn.key_for(x)  # type: ignore[attr-defined]
+    entry = store.read(key)
+    assert entry is not None
+    store.write(key, entry._replace(created=time.time() - seconds))
+
+
+def read_steadily(fn: Callable[[int], int], x: int, clock: FakeClock, every: float, n: int) -> None:
+    for _ in range(n):
+        fn(x)
+        clock.advance(every)
+
+
+def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """Pattern warming recomputes a hot key whose value will be in its refresh window."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=0.5, n=5)
+    age_value(square, 3, 4.5)  # refresh point 5 s; the next cycle ends within 2 s
+    computed.clear()
+    with captured_signals() as log:
+        done = scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()
+    assert done["keys_prewarmed"] == [square.key_for(3)]  # type: ignore[attr-defined]
+    assert computed == [3]
+    assert [c.kwargs["key"] for c in log.named("warmed")] == [square.key_for(3)]  # type: ignore[attr-defined]
+    square(3)
+    assert computed == [3]  # the next read is a hit on the new value
+
+
+def test_a_fresh_value_is_not_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
+    """A value that stays before its refresh point through the next cycle is left alone."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=0.5, n=5)
+    computed.clear()
+    assert (
+        scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
+    )
+    assert computed == []
+
+
+def test_a_key_not_expected_before_the_next_cycle_is_not_warmed(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """A key read every 10 minutes, read just now, waits for a later cycle."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=600, n=3)
+    clock.advance(-600)  # the last read was just now
+    square(3)
+    age_value(square, 3, 9)
+    computed.clear()
+    assert (
+        scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
+    )
+
+
+def test_a_key_gone_cold_is_not_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
+    """A key read every second, but not for an hour, is no longer predicted to be read."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=1, n=5)
+    clock.advance(3600)
+    age_value(square, 3, 9)
+    computed.clear()
+    assert (
+        scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
+    )
+    assert computed == []
+
+
+def test_a_missing_hot_key_is_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
+    """A hot key whose value was invalidated is recomputed before its next read."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 4, clock, every=0.5, n=5)
+    square.invalidate(4)  # type: ignore[attr-defined]
+    computed.clear()
+    assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == [
+        square.key_for(4)
+    ]  # type: ignore[attr-defined]
+    assert computed == [4]
+
+
+def test_a_key_is_not_warmed_twice_within_its_refresh_window(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """Once warmed, a key is not warmed again for ttl * (1 - refresh_ahead) seconds."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=0.5, n=5)
+    cycles = scheduler(engine, check_every=1.0, pattern_warming=True)
+    age_value(square, 3, 4.5)
+    cycles.run_cycle()
+    age_value(square, 3, 4.5)  # as if it aged at once; the scheduler just warmed it
+    computed.clear()
+    assert cycles.run_cycle()["keys_prewarmed"] == []
+    assert computed == []
+
+
+def test_a_key_being_recomputed_elsewhere_is_skipped(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """Pattern warming does not wait for, or duplicate, a recompute holding the key's lock."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=0.5, n=5)
+    age_value(square, 3, 4.5)
+    computed.clear()
+    cached = square._self_cached  # type: ignore[attr-defined]
+    mutex = cached.store().mutex(square.key_for(3))  # type: ignore[attr-defined]
+    assert mutex.acquire(False)
+    try:
+        assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
+    finally:
+        mutex.release()
+    assert computed == []
+
+
+def test_pattern_warming_needs_remembered_arguments_and_respects_the_budget(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """Only keys with remembered calls are warmed, hottest first, up to the budget."""
+    square, computed = make_hot_function(engine)
+    for x in range(6):
+        read_steadily(square, x, clock, every=0.1, n=6 - x)  # x=0 hottest
+    for x in range(6):
+        age_value(square, x, 9)
+    engine.usage_tracker.record_access("some:key:without:arguments")
+    engine.usage_tracker.record_access("some:key:without:arguments")
+    computed.clear()
+    done = scheduler(engine, max_keys_per_cycle=3, pattern_warming=True).run_cycle()
+    assert computed == [0, 1, 2]
+    assert len(done["keys_prewarmed"]) == 3
+
+
+# -- the thread, in real time ---------------------------------------------------------------
+def test_start_and_stop_are_idempotent_and_leave_no_thread(engine: CacheWarmingEngine) -> None:
+    """start twice runs one thread; stop twice is fine; nothing is left behind."""
+    assert engine.get_stats()["running"] is False
+    engine.start(check_every=0.05)
+    engine.start(check_every=0.05)
+    threads = [t for t in threading.enumerate() if t.name == "dogpile_warm-scheduler"]
+    assert len(threads) == 1 and threads[0].daemon
+    assert engine.get_stats()["running"] is True
+    assert wait_for(lambda: engine.get_stats()["scheduler"]["cycles"] >= 3)
+    t0 = time.monotonic()
+    engine.stop(timeout=2)
+    engine.stop(timeout=2)
+    assert time.monotonic() - t0 < 2
+    assert engine.get_stats()["running"] is False
+    assert no_scheduler_threads()
+
+
+def test_module_functions_start_and_stop_the_default_engine(engine: CacheWarmingEngine) -> None:
+    """start_cache_warming / stop_cache_warming drive the default engine's scheduler."""
+    runs: list[int] = []
+    dogpile_warm.register_critical_task(WarmingTask("t", "t", "k:t", lambda: runs.append(1)))
+    dogpile_warm.start_cache_warming(
+        interval_minutes=30, enable_pattern_warming=False, check_every=0.05
+    )
+    assert wait_for(lambda: runs == [1])
+    assert dogpile_warm.get_warming_stats()["task_details"][0]["interval_minutes"] == 30
+    dogpile_warm.stop_cache_warming()
+    assert not engine.running and no_scheduler_threads()
+
+
+def test_stop_returns_within_its_timeout_while_a_computation_runs(
+    engine: CacheWarmingEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A long computation cannot hold stop() past its timeout; queued keys are cancelled."""
+    started = threading.Event()
+    release = threading.Event()
+    computed: list[int] = []
+
+    def slow(i: int) -> int:
+        started.set()
+        release.wait(10)
+        computed.append(i)
+        return i
+
+    for i in range(20):
+        engine.register_task(
+            WarmingTask(f"t{i}", "t", f"k:{i}", lambda i=i: slow(i)), is_critical=True
+        )
+    engine.start(check_every=0.05)
+    assert started.wait(5)
+    t0 = time.monotonic()
+    engine.stop(timeout=0.3)
+    elapsed = time.monotonic() - t0
+    assert 0.25 <= elapsed < 1.5
+    assert "did not stop within" in caplog.text
+    release.set()
+    assert wait_for(no_scheduler_threads)
+    assert len(computed) <= engine.max_workers  # the rest never started
+
+
+def test_the_thread_survives_failing_tasks_and_a_dead_backend(
+    engine: CacheWarmingEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Failing tasks and an unreachable memcached do not end the scheduler's thread."""
+    engine.configure_region(
+        "dead",
+        "dogpile.cache.pymemcache",
+        arguments={"url": "127.0.0.1:1", "distributed_lock": True},
+    )
+
+    @warmable(priority=100, region="dead")
+    def on_dead_backend() -> int:
+        return 1
+
+    def broken() -> int:
+        raise RuntimeError("boom")
+
+    engine.register_task(WarmingTask("broken", "broken", "k:b", broken), is_critical=True)
+    engine.start(check_every=0.05)
+    try:
+        assert wait_for(lambda: engine.get_stats()["scheduler"]["cycles"] >= 3)
+        assert engine.running
+    finally:
+        engine.stop()
+    assert no_scheduler_threads()
+    stats = engine.get_stats()
+    failures = {d["task_id"]: d["failures"] for d in stats["task_details"]}
+    assert failures["broken"] >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_inherit_a_running_scheduler(
+    engine: CacheWarmingEngine,
+) -> None:
+    """After fork, the child's engine reports no scheduler and can warm and start its own."""
+    runs: list[int] = []
+    engine.register_task(WarmingTask("t", "t", "k:t", lambda: runs.append(1)), is_critical=True)
+    engine.start(check_every=0.05)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        status = 1
+        try:
+            os.close(read_fd)
+            ok = not engine.running and engine.get_stats()["running"] is False
+            ok = ok and engine.warm_critical_data()["succeeded"] == 1
+            engine.start(check_every=0.05)
+            ok = ok and engine.running
+            engine.stop(timeout=2)
+            status = 0 if ok else 3
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    os.close(read_fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert engine.running  # the parent's scheduler carries on
+    engine.stop()
+
+
+# -- a fleet sharing a backend ----------------------------------------------------------------
+def run_fleet(
+    backend: str, server: Server, processes: int, seconds: float, kill_first: bool = False
+) -> list[tuple[list[int], bool]]:
+    """Run ``processes`` workers; return each one's claimed cycles and whether it finished.
+
+    ``kill_first``: SIGKILL the first worker once it has run three cycles.
+    """
+    period = 0.1
+    address = f"{server.host}:{server.port}"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), backend, address, str(seconds), str(period)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=Path(__file__).parent.parent,
+        )
+        for _ in range(processes)
+    ]
+    early = ""
+    if kill_first:
+        stdout = workers[0].stdout
+        assert stdout is not None
+        while early.count("@ cycle") < 3:
+            line = stdout.readline()
+            assert line, f"the worker ended early: {early}"
+            early += line
+        workers[0].kill()
+    results = []
+    for i, worker in enumerate(workers):
+        out, _ = worker.communicate(timeout=seconds + 30)
+        if i == 0:
+            out = early + out
+        lines = [line for line in out.splitlines() if line.startswith("@ ")]
+        cycles = [int(line.split()[2]) for line in lines if line.startswith("@ cycle")]
+        finished = any(line.startswith("@ done") for line in lines)
+        if not (kill_first and i == 0):
+            assert worker.returncode == 0, out
+        results.append((cycles, finished))
+    return results
+
+
+def fleet_server(backend: str, request: pytest.FixtureRequest) -> Server:
+    server: Server = request.getfixturevalue(f"{backend}_server")
+    server.flush()
+    return server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("memcached", marks=pytest.mark.memcached),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
+def test_three_processes_run_each_cycle_once(backend: str, request: pytest.FixtureRequest) -> None:
+    """Three processes sharing a backend never run the same cycle twice, and miss none."""
+    server = fleet_server(backend, request)
+    results = run_fleet(backend, server, processes=3, seconds=2.0)
+    claimed = [cycle for cycles, _ in results for cycle in cycles]
+    assert len(claimed) == len(set(claimed))  # each cycle once
+    span = max(claimed) - min(claimed) + 1
+    assert len(claimed) >= 0.8 * span  # and (nearly) every cycle by someone
+    assert sum(1 for cycles, _ in results if cycles) >= 2  # shared, not one fixed leader
+
+
+@pytest.mark.slow
+@pytest.mark.memcached
+def test_the_fleet_carries_on_when_a_process_is_killed(
+    request: pytest.FixtureRequest,
+) -> None:
+    """After one process dies (SIGKILL), the others run every later cycle."""
+    server = fleet_server("memcached", request)
+    results = run_fleet("memcached", server, processes=3, seconds=2.5, kill_first=True)
+    (killed, killed_finished), *survivors = results
+    assert not killed_finished
+    claimed = [cycle for cycles, _ in survivors for cycle in cycles]
+    after_kill = [c for c in claimed if c > max(killed)]
+    assert len(killed) >= 3
+    assert len(claimed) + len(killed) == len(set(claimed + killed))
+    span = max(after_kill) - max(killed)
+    assert len(after_kill) >= 0.8 * span >= 8  # the survivors run (nearly) every later cycle
