@@ -452,6 +452,11 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         self._self_cached = cached
 
     @property
+    def engine(self) -> CacheWarmingEngine:
+        """The engine this function is registered on."""
+        return self._self_cached.engine
+
+    @property
     def task(self) -> WarmingTask:
         return self._self_cached.task
 

@@ -190,6 +190,11 @@ class CacheWarmingEngine:
             record.next_run = self.clock() + task.interval_minutes * 60
             self._tasks[task.task_id] = record
 
+    def get_task(self, task_id: str) -> WarmingTask | None:
+        """The task registered as ``task_id``, or None."""
+        record = self._tasks.get(task_id)
+        return record.task if record is not None else None
+
     def unregister_task(self, task_id: str) -> bool:
         """Forget the task ``task_id``; True if there was one."""
         with self._lock:

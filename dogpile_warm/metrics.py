@@ -33,7 +33,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from . import signals
-from .decorator import CachedFunction
+from .decorator import WarmableFunction
 from .default import get_warming_engine
 from .engine import CacheWarmingEngine
 from .task import WarmingTask
@@ -262,12 +262,9 @@ class PrometheusMetrics:
     # -- whose event is it -----------------------------------------------------------
     def _function_label(self, sender: Any) -> str | None:
         """The task label of a decorated function of our engine, else None."""
-        # The function's engine is not public API: WarmableFunction keeps its
-        # CachedFunction as ``_self_cached`` (a wrapt convention), which holds it.
-        cached = getattr(sender, "_self_cached", None)
-        if not isinstance(cached, CachedFunction) or cached.engine is not self.engine:
+        if not isinstance(sender, WarmableFunction) or sender.engine is not self.engine:
             return None
-        return self._task_label(cached.task.task_id)
+        return self._task_label(sender.task.task_id)
 
     def _warm_label(self, sender: Any) -> str | None:
         """The task label of a warming of our engine (a task, or the engine itself), else None."""
@@ -276,10 +273,7 @@ class PrometheusMetrics:
             return WARM_CACHE_LABEL
         if not isinstance(sender, WarmingTask):
             return None
-        # Whether a task is registered on an engine has no public, cheap
-        # question; the engine's registry is a dict of task id -> TaskRecord.
-        record = engine._tasks.get(sender.task_id)
-        if record is None or record.task is not sender:
+        if engine.get_task(sender.task_id) is not sender:
             return None
         return self._task_label(sender.task_id)
 

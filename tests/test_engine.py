@@ -367,3 +367,15 @@ def test_warming_task_arguments_are_checked() -> None:
         WarmingTask("a", "a", "k", compute_fn=int, ttl=0)
     with pytest.raises(TypeError, match="priority"):
         WarmingTask("a", "a", "k", compute_fn=int, priority="1")  # type: ignore[arg-type]
+
+
+def test_get_task_returns_the_registered_task_or_none(engine: CacheWarmingEngine) -> None:
+    """get_task looks a task up by id; a decorated function knows its engine."""
+
+    @warmable(name="lookup:me")
+    def me() -> int:
+        return 1
+
+    assert engine.get_task("lookup:me") is me.task
+    assert engine.get_task("nobody") is None
+    assert me.engine is engine
