@@ -87,6 +87,12 @@ class CachedFunction:
         self.ttl = ttl
         self.refresh_ahead = refresh_ahead
         self.refresh_policy = refresh_policy if refresh_ahead is not None else None
+        # Up to this age a read returns the value with nothing else to decide:
+        # None for xfetch, whose decision is random on every read.
+        self.fresh_for: float | None = {
+            None: ttl,
+            "window": ttl * (refresh_ahead or 0.0),
+        }.get(self.refresh_policy)
         self.xfetch_beta = xfetch_beta
         self.should_cache_fn = should_cache_fn
         self.backoff = RefreshBackoff()
@@ -120,6 +126,13 @@ class CachedFunction:
     ) -> Any:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
         key = self.keys.key(args, kwargs)
+        index = self.store().index
+        if index is not None and self.fresh_for is not None:
+            # The memory backend's shortcut (see dogpile_warm.memory_index): a
+            # verified entry nobody has touched since, not yet due for refresh.
+            entry = index.lookup(key)
+            if entry is not None and time.time() - entry.created <= self.fresh_for:
+                return self._report(key, False, entry.cost, entry, entry.value)
         self.engine._remember_call(self, key, args, kwargs)
         return self.call(lambda: wrapped(*args, **kwargs), key)
 
@@ -450,6 +463,18 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
     def __init__(self, wrapped: Callable[P, R], cached: CachedFunction) -> None:
         super().__init__(wrapped, cached)
         self._self_cached = cached
+        # A plain function called directly, the common case, is sent straight to
+        # the wrapper: wrapt's generic __call__ costs about a microsecond, most
+        # of it in looking for a __self__ the function cannot have.
+        self._self_direct = (
+            getattr(self, "_self_binding", None) == "function"
+            and getattr(wrapped, "__self__", None) is None
+        )
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self._self_direct:
+            return self._self_cached(self.__wrapped__, None, args, kwargs)  # type: ignore[no-any-return]
+        return super().__call__(*args, **kwargs)  # type: ignore[no-any-return]
 
     @property
     def engine(self) -> CacheWarmingEngine:

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 # Users remembered for the preload window; the oldest are forgotten first.
 _MAX_REMEMBERED_USERS = 100_000
+
+# Queued accesses that make the thread that queued the last one count them all.
+_DRAIN_AT = 512
 
 # Background refreshes queued or running at once; more are dropped (the value
 # they would refresh is still served, within its ttl).
@@ -89,6 +92,10 @@ class CacheWarmingEngine:
         # Per-task accesses, for optimize_schedules (a task is any key of its function).
         self._task_usage = UsagePatternTracker(history_size, max_keys=100_000, clock=clock)
         self._figures = WarmingFigures(history_size, clock)
+        # Accesses not yet counted: (function, key, hit, engine time); see _record_access.
+        self._accesses: deque[tuple[CachedFunction, str, bool, float]] = deque()
+        self._drain_lock = threading.Lock()
+        self._tracker.pending = self._task_usage.pending = self._drain
         # key -> (function, args, kwargs) of real calls, so hot keys can be recomputed.
         self._calls: OrderedDict[str, tuple[CachedFunction, tuple[Any, ...], dict[str, Any]]] = (
             OrderedDict()
@@ -276,6 +283,7 @@ class CacheWarmingEngine:
         tags: frozenset[str] | None = None,
     ) -> None:
         """Count, signal and log one warmed key. ``task`` None means a ``warm_cache`` value."""
+        self._drain()  # reads before this warming count against the value it replaces
         if record is None and task is not None:
             record = self._tasks.get(task.task_id)
         if record is not None:
@@ -472,6 +480,7 @@ class CacheWarmingEngine:
                     f"could not invalidate tags {sorted(tag_set)} in region "
                     f"{store.region.name!r}: {exc}"
                 ) from exc
+        self._drain()
         self._figures.invalidated(tag_set)
         if signals.invalidated.receivers:
             signals.invalidated.send(self, tags=tag_set)
@@ -547,6 +556,7 @@ class CacheWarmingEngine:
     def _record_refresh(
         self, cached: CachedFunction, key: str, duration_ms: float, stored: bool
     ) -> None:
+        self._drain()
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(stored, duration_ms, self.clock())
@@ -555,6 +565,7 @@ class CacheWarmingEngine:
     def _refresh_failed(
         self, cached: CachedFunction, key: str, error: Exception, retry_in: float
     ) -> None:
+        self._drain()
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(False, 0.0, self.clock())
@@ -576,12 +587,36 @@ class CacheWarmingEngine:
         return self._tracker
 
     def _record_access(self, cached: CachedFunction, key: str, hit: bool) -> None:
-        # The built-in listeners of cache_hit/cache_miss, called directly:
-        # they must not depend on anyone connecting to blinker.
-        self._counters.record(hit)
-        self._tracker.record_access(key)
-        self._task_usage.record_access(cached.task.task_id)
-        self._figures.accessed(key, hit)
+        # The built-in listener of cache_hit/cache_miss, called directly (it
+        # must not depend on anyone connecting to blinker). The hit path only
+        # queues the access; counters, trackers and figures take them in
+        # batches, and everything that reads them drains the queue first.
+        accesses = self._accesses
+        accesses.append((cached, key, hit, self.clock()))
+        if len(accesses) >= _DRAIN_AT:
+            self._drain(wait=False)
+
+    def _drain(self, wait: bool = True) -> None:
+        """Apply queued accesses. ``wait=False``: leave them if another thread is at it."""
+        if not self._drain_lock.acquire(wait):
+            return
+        try:
+            accesses = self._accesses
+            # Only what is queued now: appenders may outpace a drainer.
+            batch = [accesses.popleft() for _ in range(len(accesses))]
+            if not batch:
+                return
+            hits = sum(1 for access in batch if access[2])
+            self._counters.add(hits, len(batch) - hits)
+            self._tracker.record_many([(key, when) for _, key, _, when in batch])
+            self._task_usage.record_many(
+                [(cached.task.task_id, when) for cached, _, _, when in batch]
+            )
+            figures = self._figures
+            for _, key, hit, when in batch:
+                figures.accessed(key, hit, when)
+        finally:
+            self._drain_lock.release()
 
     def _remember_call(
         self, cached: CachedFunction, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -641,6 +676,7 @@ class CacheWarmingEngine:
 
     def get_performance(self) -> dict[str, Any]:
         """Warm-up and refresh figures, with the efficiency score (see DESIGN.md)."""
+        self._drain()
         return self._figures.snapshot()
 
     # -- the background scheduler ----------------------------------------------------
@@ -729,11 +765,13 @@ class CacheWarmingEngine:
         self._pending_refreshes = 0
         for lockable in (self._counters, self._tracker, self._task_usage, self._figures):
             lockable._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         for record in self._tasks.values():
             record._lock = threading.Lock()
 
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
+        self._drain()
         records = self._records()
         with self._lock:
             stores = list(self._stores.values())

@@ -23,6 +23,11 @@ __all__ = ["KeyBuilder", "safe_key"]
 _MAX_KEY_LENGTH = 200
 _READABLE_PREFIX = 80
 
+# Keys of positional calls with these exact argument types are memoised
+# (at most _MEMO_SIZE per function; the memo starts over when full).
+_MEMO_TYPES = frozenset({int, str})
+_MEMO_SIZE = 4096
+
 
 def safe_key(key: str) -> str:
     """Return ``key`` itself if every backend accepts it, else a stable digest form.
@@ -57,6 +62,7 @@ class KeyBuilder:
         self._positional_only = len(params) > 0 and all(
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
         )
+        self._memo: dict[tuple[Any, ...], str] = {}
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Return every argument by name, defaults applied; ``TypeError`` if they do not fit."""
@@ -66,6 +72,22 @@ class KeyBuilder:
 
     def key(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         """Return the key (before :func:`safe_key`) for a call with these arguments."""
+        if kwargs:
+            return self._build(args, kwargs)
+        for arg in args:
+            if type(arg) not in _MEMO_TYPES:
+                return self._build(args, kwargs)
+        # Only exact ints and strs reach here: equal tuples of those have equal
+        # reprs, so (unlike 1, 1.0 and True) they can share a memo slot.
+        key = self._memo.get(args)
+        if key is None:
+            key = self._build(args, kwargs)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[args] = key
+        return key
+
+    def _build(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
         if not self.parameter_names:
             if args or kwargs:
                 self.signature.bind(*args, **kwargs)  # raises the usual TypeError

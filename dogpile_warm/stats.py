@@ -41,6 +41,11 @@ class AccessCounters:
         total = hits + misses
         return {"hits": hits, "misses": misses, "hit_ratio": hits / total if total else 0.0}
 
+    def add(self, hits: int, misses: int) -> None:
+        with self._lock:
+            self.hits += hits
+            self.misses += misses
+
     def reset(self) -> None:
         with self._lock:
             self.hits = self.misses = 0
@@ -130,15 +135,16 @@ class WarmingFigures:
             if len(self._unread) > self.max_pending:
                 self._unread.popitem(last=False)
 
-    def accessed(self, key: str, hit: bool) -> None:
-        """A read of ``key``: a hit makes a warmed value useful; a miss means it was lost."""
+    def accessed(self, key: str, hit: bool, when: float | None = None) -> None:
+        """A read of ``key`` (at ``when``, default now): a hit makes a warmed value useful;
+        a miss means it was lost."""
         if not self._unread or key not in self._unread:
             return
         with self._lock:
             state = self._unread.pop(key, None)
             if state is None:
                 return
-            if hit and self.clock() <= state[0]:
+            if hit and (self.clock() if when is None else when) <= state[0]:
                 self._useful += 1
             else:
                 self._wasted += 1

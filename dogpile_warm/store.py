@@ -27,6 +27,7 @@ from dogpile.util import NameRegistry
 
 from .errors import WarmError
 from .keys import safe_key
+from .memory_index import MemoryIndex, index_for
 from .tags import TagVersions, tag_key
 
 __all__ = ["BackendHealth", "CacheStore", "Entry"]
@@ -111,6 +112,9 @@ class CacheStore:
         # Same scheme as CacheRegion._mutex: the backend's (distributed) mutex
         # when it has one, else one process-local lock per key.
         self._local_mutexes: NameRegistry = NameRegistry(lambda key: _LocalMutex())
+        # For dogpile's in-process memory backend: verified entries, so a hit
+        # can skip the region (see dogpile_warm.memory_index).
+        self.index: MemoryIndex | None = index_for(region.backend)
 
     # -- values ---------------------------------------------------------
     def read(self, key: str, tags: Sequence[str] = ()) -> Entry | None:
@@ -122,6 +126,8 @@ class CacheStore:
         raises. Does not check the ttl: callers do, against their own.
         """
         region = self.region
+        index = self.index
+        stamp = index.stamp(key) if index is not None else None
         if tags:
             found = region.get_multi([safe_key(key), *map(tag_key, tags)], ignore_expiration=True)
             entry, current = found[0], found[1:]
@@ -131,7 +137,11 @@ class CacheStore:
         if entry is NO_VALUE or not isinstance(entry, Entry):
             return None
         if not entry.tags:
-            return None if tags else entry
+            if tags:
+                return None
+            if index is not None and stamp is not None:
+                index.verified(key, entry, stamp)
+            return entry
         if len(entry.tags) != len(tags) or any(
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
@@ -139,6 +149,8 @@ class CacheStore:
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
                 return None
+        if index is not None and stamp is not None:
+            index.verified(key, entry, stamp)
         return entry
 
     def peek_many(self, keys: Sequence[str]) -> list[Entry | None]:
@@ -151,14 +163,27 @@ class CacheStore:
         return [e if isinstance(e, Entry) else None for e in found]
 
     def write(self, key: str, entry: Entry) -> None:
-        self.region.set(safe_key(key), entry)
+        try:
+            self.region.set(safe_key(key), entry)
+        finally:
+            if self.index is not None:
+                self.index.written(key)
 
     def write_many(self, entries: dict[str, Entry]) -> None:
         """Store several entries in one backend call where the backend allows."""
-        self.region.set_multi({safe_key(k): e for k, e in entries.items()})
+        try:
+            self.region.set_multi({safe_key(k): e for k, e in entries.items()})
+        finally:
+            if self.index is not None:
+                for key in entries:
+                    self.index.written(key)
 
     def delete(self, key: str) -> None:
-        self.region.delete(safe_key(key))
+        try:
+            self.region.delete(safe_key(key))
+        finally:
+            if self.index is not None:
+                self.index.written(key)
 
     # -- tags -------------------------------------------------------------
     def tag_versions(self, tags: Iterable[str]) -> TagVersions:
@@ -190,7 +215,11 @@ class CacheStore:
         invalidation must not look like a done one. Raises :class:`WarmError`.
         """
         versions = {tag_key(t): _new_version() for t in tags}
-        self.region.set_multi(versions)
+        try:
+            self.region.set_multi(versions)
+        finally:
+            if self.index is not None:
+                self.index.invalidated()  # after the new versions are in place
         stored = self.region.get_multi(list(versions), ignore_expiration=True)
         if list(versions.values()) != stored:
             raise WarmError(

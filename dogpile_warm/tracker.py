@@ -21,7 +21,7 @@ import heapq
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 __all__ = ["UsagePatternTracker"]
 
@@ -63,18 +63,35 @@ class UsagePatternTracker:
         self._keys: dict[str, _KeyUsage] = {}
         self._floor = 0  # highest count forgotten so far (Space-Saving's error bound)
         self._lock = threading.Lock()
+        # Set by an owner that queues accesses: called before every question.
+        self.pending: Callable[[], None] | None = None
 
     def record_access(self, key: str, timestamp: float | None = None) -> None:
         """Record one access of ``key`` at ``timestamp`` (default: now)."""
         when = self.clock() if timestamp is None else timestamp
         with self._lock:
-            usage = self._keys.get(key)
-            if usage is None:
-                if len(self._keys) >= self.max_keys:
-                    self._forget_coldest()
-                usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
-            usage.count += 1
-            usage.times.append(when)
+            self._record(key, when)
+
+    def record_many(self, accesses: Iterable[tuple[str, float]]) -> None:
+        """Record ``(key, timestamp)`` accesses, in order, under one lock acquisition."""
+        with self._lock:
+            for key, when in accesses:
+                self._record(key, when)
+
+    def _record(self, key: str, when: float) -> None:
+        usage = self._keys.get(key)
+        if usage is None:
+            if len(self._keys) >= self.max_keys:
+                self._forget_coldest()
+            usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+        usage.count += 1
+        usage.times.append(when)
+
+    def _flush(self) -> None:
+        """Apply accesses the owner has queued (the engine batches them off the hit path)."""
+        pending = self.pending
+        if pending is not None:
+            pending()
 
     def _forget_coldest(self) -> None:
         # Called with the lock held. Dropping a tenth at once keeps the sort
@@ -87,6 +104,7 @@ class UsagePatternTracker:
 
     def get_hot_keys(self, top_n: int = 10) -> list[tuple[str, int]]:
         """The ``top_n`` most read keys as ``(key, count)``, hottest first."""
+        self._flush()
         if top_n <= 0:
             return []
         with self._lock:
@@ -102,6 +120,7 @@ class UsagePatternTracker:
         """
         if window_minutes <= 0:
             raise ValueError(f"window_minutes must be positive, got {window_minutes!r}")
+        self._flush()
         since = self.clock() - window_minutes * 60
         with self._lock:
             usage = self._keys.get(key)
@@ -112,6 +131,7 @@ class UsagePatternTracker:
 
     def predict_next_access(self, key: str) -> float | None:
         """Epoch seconds of the expected next access, or None with fewer than two accesses."""
+        self._flush()
         with self._lock:
             usage = self._keys.get(key)
             if usage is None or len(usage.times) < 2:
@@ -121,6 +141,7 @@ class UsagePatternTracker:
 
     def _last_and_gap(self, key: str) -> tuple[float, float] | None:
         """The last access and the mean gap between accesses, or None with fewer than two."""
+        self._flush()
         with self._lock:
             usage = self._keys.get(key)
             if usage is None or len(usage.times) < 2:
@@ -130,11 +151,13 @@ class UsagePatternTracker:
 
     def known_keys(self) -> int:
         """How many keys are tracked right now (at most ``max_keys``)."""
+        self._flush()
         with self._lock:
             return len(self._keys)
 
     def clear(self) -> None:
         """Forget everything."""
+        self._flush()
         with self._lock:
             self._keys.clear()
             self._floor = 0

@@ -1,0 +1,87 @@
+"""The hit path's shortcut for dogpile's in-process memory backend.
+
+A ``dogpile.cache.memory`` backend lives in this process, and every value
+dogpile_warm keeps in it is written, deleted and invalidated through its
+:class:`~dogpile_warm.store.CacheStore`. So the store can remember each
+entry it has verified (value present, tag versions current) and answer the
+next read of that key from a dict, without the region's ``get_multi``, key
+mangling and tag reads, as long as it can prove nothing changed since:
+
+- ``writes[key]`` counts writes and deletes of a key: an entry is answered
+  only if the count is what it was before the verifying read started;
+- ``generation`` counts tag invalidations of the whole backend, bumped
+  *after* the new tag versions are stored, so a read racing an invalidation
+  either sees the new versions or is recorded under an older generation.
+
+Only the exact ``MemoryBackend`` class qualifies (not the pickling variant,
+not a backend behind a ``ProxyBackend``, whose behaviour we cannot vouch
+for). Writes made to the backend behind dogpile_warm's back, through the
+region itself, are not seen: dogpile_warm's keys are its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from dogpile.cache.backends.memory import MemoryBackend
+
+if TYPE_CHECKING:
+    from .store import Entry
+
+__all__ = ["MemoryIndex", "index_for"]
+
+
+class MemoryIndex:
+    """Verified entries of one memory backend, shared by every store that uses it."""
+
+    __slots__ = ("__weakref__", "_lock", "entries", "generation", "writes")
+
+    def __init__(self) -> None:
+        # key -> (entry, tag generation, write count) as of the verifying read
+        self.entries: dict[str, tuple[Entry, int, int]] = {}
+        self.writes: dict[str, int] = {}
+        self.generation = 0
+        self._lock = threading.Lock()
+
+    def lookup(self, key: str) -> Entry | None:
+        """The verified entry of ``key`` if nothing can have changed it since, else None."""
+        known = self.entries.get(key)
+        if known is None or known[1] != self.generation or known[2] != self.writes.get(key, 0):
+            return None
+        return known[0]
+
+    def stamp(self, key: str) -> tuple[int, int]:
+        """Taken before a verifying read: what :meth:`verified` records the entry under."""
+        return self.generation, self.writes.get(key, 0)
+
+    def verified(self, key: str, entry: Entry, stamp: tuple[int, int]) -> None:
+        self.entries[key] = (entry, stamp[0], stamp[1])
+
+    def written(self, key: str) -> None:
+        """After a write or delete of ``key``: earlier verifications no longer hold."""
+        with self._lock:
+            self.writes[key] = self.writes.get(key, 0) + 1
+        self.entries.pop(key, None)
+
+    def invalidated(self) -> None:
+        """After new tag versions are stored: every earlier verification is void."""
+        with self._lock:
+            self.generation += 1
+            self.entries.clear()
+
+
+_indexes: weakref.WeakKeyDictionary[Any, MemoryIndex] = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
+
+
+def index_for(backend: Any) -> MemoryIndex | None:
+    """The index of ``backend`` if it is dogpile's plain memory backend, else None."""
+    if type(backend) is not MemoryBackend:
+        return None
+    with _indexes_lock:
+        index = _indexes.get(backend)
+        if index is None:
+            index = _indexes[backend] = MemoryIndex()
+    return index

@@ -1,0 +1,113 @@
+"""The memory backend's hit shortcut and the memoised keys give the same answers as the full read."""
+
+from __future__ import annotations
+
+from dogpile.cache import make_region
+
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.memory_index import index_for
+
+
+def counting() -> tuple[list[object], object]:
+    calls: list[object] = []
+
+    @warmable(ttl=3600)
+    def echo(x: object) -> object:
+        calls.append(x)
+        return x
+
+    return calls, echo
+
+
+def test_equal_arguments_of_different_types_keep_different_values() -> None:
+    """1, True, 1.0 and "1" compare equal or alike but are four keys, also on repeat calls."""
+    calls, echo = counting()
+    for _ in range(2):
+        answers = [echo(1), echo(True), echo(1.0), echo("1")]  # type: ignore[operator]
+    assert calls == [1, True, 1.0, "1"]
+    assert [type(a) for a in answers] == [int, bool, float, str]
+
+
+def test_tuples_with_equal_items_of_different_types_keep_different_values() -> None:
+    """(1,) and (True,) are equal tuples but different arguments."""
+    calls, echo = counting()
+    assert echo((1,)) == (1,)  # type: ignore[operator]
+    assert echo((True,)) == (True,)  # type: ignore[operator]
+    assert echo((True,)) is not None  # type: ignore[operator]
+    assert calls == [(1,), (True,)]
+
+
+def test_set_is_seen_by_the_next_read() -> None:
+    """A value stored with .set replaces the one a read just verified."""
+    _calls, echo = counting()
+    echo(5)  # type: ignore[operator]
+    echo(5)  # type: ignore[operator]
+    echo.set("new", 5)  # type: ignore[attr-defined]
+    assert echo(5) == "new"  # type: ignore[operator]
+
+
+def test_invalidate_is_seen_by_the_next_read() -> None:
+    """A read after .invalidate computes again."""
+    calls, echo = counting()
+    echo(5), echo(5)  # type: ignore[operator]
+    echo.invalidate(5)  # type: ignore[attr-defined]
+    echo(5)  # type: ignore[operator]
+    assert calls == [5, 5]
+
+
+def test_tag_invalidation_is_seen_by_the_next_read(engine: CacheWarmingEngine) -> None:
+    """A read after invalidate_by_tags computes again, even of a key read a moment ago."""
+    calls: list[int] = []
+
+    @warmable(ttl=3600, tags={"t"})
+    def tagged(x: int) -> int:
+        calls.append(x)
+        return x
+
+    tagged(1), tagged(1)
+    engine.invalidate_by_tags({"t"})
+    tagged(1)
+    assert calls == [1, 1]
+
+
+def test_two_engines_sharing_a_memory_region_see_each_others_writes() -> None:
+    """The shortcut is per backend: a write through one engine reaches the other's reads."""
+    region = make_region().configure("dogpile.cache.memory")
+    first, second = CacheWarmingEngine(region), CacheWarmingEngine(region)
+    computed: list[str] = []
+
+    def make(engine: CacheWarmingEngine, label: str) -> object:
+        @warmable(ttl=3600, engine=engine, name="shared:value", tags={"s"})
+        def value() -> str:
+            computed.append(label)
+            return label
+
+        return value
+
+    one, two = make(first, "first"), make(second, "second")
+    assert one() == "first" and two() == "first"  # type: ignore[operator]
+    two.set("from second")  # type: ignore[attr-defined]
+    assert one() == "from second"  # type: ignore[operator]
+    second.invalidate_by_tags({"s"})
+    assert one() == "first"  # type: ignore[operator]
+    assert computed == ["first", "first"]
+    first.close(), second.close()
+
+
+def test_only_the_plain_memory_backend_gets_the_shortcut() -> None:
+    """The pickling memory backend is read through the region every time."""
+    plain = make_region().configure("dogpile.cache.memory")
+    pickled = make_region().configure("dogpile.cache.memory_pickle")
+    assert index_for(plain.backend) is not None
+    assert index_for(pickled.backend) is None
+    assert index_for(plain.backend) is index_for(plain.backend)
+
+
+def test_hits_through_the_shortcut_are_counted_and_tracked(engine: CacheWarmingEngine) -> None:
+    """Every call counts once in get_stats and in the tracker, however it was answered."""
+    _calls, echo = counting()
+    for _ in range(1000):
+        echo(7)  # type: ignore[operator]
+    stats = engine.get_stats()
+    assert (stats["hits"], stats["misses"]) == (999, 1)
+    assert engine.usage_tracker.get_hot_keys(1) == [(echo.key_for(7), 1000)]  # type: ignore[attr-defined]
