@@ -1,0 +1,352 @@
+"""Cold-start snapshots: keep the hot set in the backend, warm it back after a restart.
+
+:func:`save_hot_set` stores the engine's hottest keys that have remembered
+arguments (the task id, the call's arguments, how often the key was read and
+the task's priority) under :data:`SNAPSHOT_KEY` in a region, through the
+region's own API, so memory, memcached and Redis all work.
+:func:`warm_from_snapshot` reads it back, typically in a freshly started
+process, and recomputes those keys hottest first, at most ``rate_limit`` keys
+per second so a cold start does not stampede the database.
+
+Size: memcached refuses items over 1 MB by default (``-I``), so a snapshot is
+at most :data:`MAX_SNAPSHOT_BYTES` (pickled) and :data:`MAX_TOP_N` items; the
+coldest items that do not fit are left out and counted as ``truncated``.
+Each item's arguments are pickled on their own, so one item whose arguments
+cannot be pickled (or unpickled in the new process) is skipped and reported
+without losing the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .decorator import KeyResult
+from .errors import WarmError, describe_error
+from .store import Entry
+
+if TYPE_CHECKING:
+    from dogpile.cache import CacheRegion
+
+    from .engine import CacheWarmingEngine, WarmJob
+    from .stats import TaskRecord
+
+__all__ = [
+    "MAX_SNAPSHOT_BYTES",
+    "MAX_TOP_N",
+    "SNAPSHOT_KEY",
+    "save_hot_set",
+    "warm_from_snapshot",
+]
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_KEY = "dogpile_warm:snapshot:v1"
+
+# memcached's default item limit is 1 MiB, key, flags and dogpile's wrapper
+# included; 900 kB of pickled snapshot leaves room for all of them.
+MAX_SNAPSHOT_BYTES = 900_000
+
+# The usage tracker's default bound on keys: a snapshot cannot know more.
+MAX_TOP_N = 10_000
+
+_FORMAT = 1
+
+
+def save_hot_set(
+    engine: CacheWarmingEngine,
+    top_n: int = 1000,
+    region: CacheRegion | str | None = None,
+    *,
+    max_bytes: int = MAX_SNAPSHOT_BYTES,
+) -> dict[str, Any]:
+    """Store the ``top_n`` hottest keys of ``engine`` that can be warmed again, hottest first.
+
+    Walks the usage tracker's keys hottest first and keeps those whose
+    arguments the engine remembers from a real call, until ``top_n`` are
+    kept (``top_n`` at most :data:`MAX_TOP_N`). Skipped, with a reason:
+    arguments that cannot be pickled, per-user functions (``warm_user_data``
+    warms those on login), methods (warming has no instance) and keys whose
+    task is gone. The pickled snapshot is at most ``max_bytes``; the coldest
+    items beyond it are left out and counted in ``truncated``.
+
+    The snapshot goes to ``region`` (a region, a region name or None for the
+    engine's default region) under :data:`SNAPSHOT_KEY`, replacing the
+    previous one, except when nothing is left to save: a process that has
+    seen no reads yet does not erase the fleet's snapshot.
+
+    Returns ``{"saved", "skipped": [{"key", "task_id", "reason"}],
+    "truncated", "bytes", "stored", "key"}``. Raises :class:`WarmError`
+    when the backend does not keep the snapshot.
+    """
+    _check_count("top_n", top_n, MAX_TOP_N)
+    _check_count("max_bytes", max_bytes, None)
+    with engine._lock:  # a consistent copy; real calls keep adding to it
+        calls = dict(engine._calls)
+        tasks = dict(engine._tasks)
+    items: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for key, heat in engine._tracker.get_hot_keys(engine._tracker.max_keys):
+        if len(items) >= top_n:
+            break
+        call = calls.get(key)
+        if call is None:
+            continue  # arguments never seen or forgotten: not part of the hot set we can warm
+        source, args, kwargs = call
+        task_id = source.task.task_id
+        record = tasks.get(task_id)
+        reason = _unwarmable(record)
+        if reason is None:
+            try:
+                pickled = pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:  # PicklingError, TypeError, AttributeError, ...
+                reason = f"arguments cannot be pickled: {describe_error(exc)}"
+                log.warning("snapshot of the hot set skips %r: %s", key, reason)
+        if reason is not None:
+            skipped.append({"key": key, "task_id": task_id, "reason": reason})
+            continue
+        assert record is not None  # _unwarmable said so
+        items.append(
+            {
+                "task_id": task_id,
+                "key": key,
+                "heat": heat,
+                "priority": record.task.priority,
+                "call": pickled,
+            }
+        )
+    blob, kept = _fit(items, max_bytes)
+    result = {
+        "saved": kept,
+        "skipped": skipped,
+        "truncated": len(items) - kept,
+        "bytes": len(blob) if kept else 0,
+        "stored": False,
+        "key": SNAPSHOT_KEY,
+    }
+    if not kept:
+        return result
+    store = engine._store_for(region)
+    entry = Entry(blob, time.time(), math.inf, ())
+    try:
+        store.write(SNAPSHOT_KEY, entry)
+        # Read back: memcached refuses oversized items and some clients drop
+        # writes to a server they think is down, without raising.
+        back = store.read(SNAPSHOT_KEY)
+    except Exception as exc:
+        store.health.failed(exc, SNAPSHOT_KEY, "snapshot write")
+        raise WarmError(
+            f"could not store the snapshot in region {store.region.name!r}: {exc}"
+        ) from exc
+    if back is None or back.value != blob:
+        raise WarmError(
+            f"the backend of region {store.region.name!r} did not keep the snapshot "
+            f"({len(blob)} bytes)"
+        )
+    result["stored"] = True
+    return result
+
+
+def warm_from_snapshot(
+    engine: CacheWarmingEngine,
+    region: CacheRegion | str | None = None,
+    rate_limit: float | None = None,
+    top_n: int | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] = time.sleep,
+) -> dict[str, Any]:
+    """Recompute and store the keys of the saved snapshot now, hottest first.
+
+    Among keys of equal heat the higher priority goes first (the priority of
+    the task as registered now). ``top_n`` keeps only the hottest ``top_n``
+    items. At most ``max_workers`` keys compute at once, and with
+    ``rate_limit`` (keys per second) their starts are spaced
+    ``1 / rate_limit`` seconds apart; ``clock`` and ``sleep`` drive that
+    spacing (tests pass fakes). Tasks are found by ``task_id`` among the
+    engine's registered ones: unknown tasks, per-user functions, methods and
+    arguments that no longer unpickle or fit the function are skipped.
+
+    Same shape as ``warm_critical_data`` (``on_result`` as in ``warm_tasks``),
+    plus ``"found"`` (was there a snapshot), ``"saved_at"`` (epoch seconds or
+    None) and ``"skipped_items"`` (``[{"key", "task_id", "reason"}]``).
+    Raises :class:`WarmError` when the backend cannot be read.
+    """
+    if rate_limit is not None and (
+        isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0
+    ):
+        raise ValueError(
+            f"rate_limit must be a positive number of keys per second, got {rate_limit!r}"
+        )
+    if top_n is not None:
+        _check_count("top_n", top_n, None)
+    t0 = time.perf_counter()
+    store = engine._store_for(region)
+    try:
+        entry = store.read(SNAPSHOT_KEY)
+    except Exception as exc:
+        store.health.failed(exc, SNAPSHOT_KEY, "snapshot read")
+        raise WarmError(
+            f"could not read the snapshot from region {store.region.name!r}: {exc}"
+        ) from exc
+    items = _items(entry)
+    with engine._lock:
+        tasks = dict(engine._tasks)
+
+    def priority(item: dict[str, Any]) -> int:
+        record = tasks.get(item["task_id"])
+        return record.task.priority if record is not None else int(item["priority"])
+
+    items.sort(key=lambda item: (-item["heat"], -priority(item)))
+    if top_n is not None:
+        items = items[:top_n]
+    pace = _Pacer(rate_limit, clock, sleep) if rate_limit is not None else None
+    jobs: list[tuple[TaskRecord, WarmJob]] = []
+    skipped: list[dict[str, Any]] = []
+    for item in items:
+        record = tasks.get(item["task_id"])
+        reason = _unwarmable(record)
+        job: WarmJob | None = None
+        if reason is None:
+            assert record is not None and record.source is not None
+            job, reason = _job(record, item, pace)
+        if job is None:
+            skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": reason})
+            continue
+        assert record is not None
+        jobs.append((record, job))
+    report = engine._report_jobs(jobs, [], len(skipped), t0, on_result)
+    report["found"] = entry is not None
+    report["saved_at"] = entry.created if entry is not None else None
+    report["skipped_items"] = skipped
+    return report
+
+
+# -- helpers ------------------------------------------------------------------------
+def _check_count(name: str, value: object, limit: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if limit is not None and value > limit:
+        raise ValueError(
+            f"{name} must be at most {limit} (a snapshot must fit memcached's 1 MB item limit), "
+            f"got {value!r}"
+        )
+
+
+def _unwarmable(record: TaskRecord | None) -> str | None:
+    """Why a key of ``record``'s task cannot be warmed from a snapshot, or None if it can."""
+    if record is None:
+        return "unknown task: not registered in this process"
+    source = record.source
+    if source is None:
+        return "not a @warmable function: a plain task has no arguments to warm"
+    if source.user_arg is not None:
+        return "per-user function: warm_user_data warms it on login"
+    if source.keys.skips_first:
+        return "method: warming has no instance to call it on"
+    return None
+
+
+def _fit(items: list[dict[str, Any]], max_bytes: int) -> tuple[bytes, int]:
+    """Pickle a prefix of ``items`` (hottest first) that fits ``max_bytes``; return it and its length.
+
+    Sized from each item pickled alone, which overestimates a little (the
+    whole payload shares repeated strings), so the prefix may fall an item
+    or two short of the longest that would fit; never over the limit.
+    """
+    kept = len(items)
+    blob = _dump(items)
+    if len(blob) <= max_bytes:
+        return blob, kept
+    # Estimate from per-item sizes (the prefix that fits), then trim to the exact size.
+    budget = max_bytes - len(_dump([]))
+    kept = 0
+    for item in items:
+        budget -= len(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        if budget < 0:
+            break
+        kept += 1
+    blob = _dump(items[:kept])
+    while kept and len(blob) > max_bytes:
+        kept -= 1
+        blob = _dump(items[:kept])
+    return blob, kept
+
+
+def _dump(items: list[dict[str, Any]]) -> bytes:
+    return pickle.dumps({"format": _FORMAT, "items": items}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _items(entry: Entry | None) -> list[dict[str, Any]]:
+    """The items of a stored snapshot (empty when there is none or it is not ours)."""
+    if entry is None or not isinstance(entry.value, bytes):
+        return []
+    # The backend is trusted as much as for every other cached value (dogpile
+    # unpickles them all); the outer payload holds only builtins.
+    try:
+        payload = pickle.loads(entry.value)
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError("not a snapshot of this version of dogpile_warm")
+        items = list(payload["items"])
+    except Exception as exc:
+        raise WarmError(f"the snapshot under {SNAPSHOT_KEY!r} is unreadable: {exc}") from exc
+    return items
+
+
+def _job(
+    record: TaskRecord, item: dict[str, Any], pace: _Pacer | None
+) -> tuple[WarmJob | None, str | None]:
+    """The warm job of one snapshot item, or None and the reason it cannot run."""
+    # Imported here: the engine delegates to this module, so a module-level
+    # import would make the two import each other.
+    from .engine import _bind_job
+
+    source = record.source
+    assert source is not None
+    try:
+        args, kwargs = pickle.loads(item["call"])
+    except Exception as exc:  # a class this process cannot import, say
+        return None, f"arguments cannot be unpickled: {describe_error(exc)}"
+    try:
+        key = source.key_for(args, kwargs)
+    except TypeError as exc:
+        return None, f"arguments no longer fit the function: {exc}"
+    job = _bind_job(source, source.fn, args, kwargs, key)
+    if pace is None:
+        return job, None
+    return pace.wrap(job), None
+
+
+class _Pacer:
+    """Spaces the starts of jobs ``1 / rate`` seconds apart, across worker threads."""
+
+    def __init__(
+        self, rate: float, clock: Callable[[], float], sleep: Callable[[float], object]
+    ) -> None:
+        self._interval = 1.0 / rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next: float | None = None
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Return at this caller's start slot (the first caller starts at once)."""
+        with self._lock:
+            now = self._clock()
+            start = now if self._next is None else max(now, self._next)
+            self._next = start + self._interval
+        if start > now:
+            self._sleep(start - now)
+
+    def wrap(self, job: WarmJob) -> WarmJob:
+        def paced() -> KeyResult:
+            self.wait()
+            return job()
+
+        return paced
