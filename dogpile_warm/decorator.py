@@ -133,7 +133,7 @@ class CachedFunction:
             entry = index.lookup(key)
             if entry is not None and time.time() - entry.created <= self.fresh_for:
                 return self._report(key, False, entry.cost, entry, entry.value)
-        self.engine._remember_call(self, key, args, kwargs)
+        self.engine._usage.remember_call(self, key, args, kwargs)
         return self.call(lambda: wrapped(*args, **kwargs), key)
 
     def call(self, compute: Callable[[], Any], key: str) -> Any:
@@ -228,11 +228,11 @@ class CachedFunction:
     def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
         engine = self.engine
         if miss:
-            engine._record_access(self, key, hit=False)
+            engine._usage.record(self, key, False)
             if signals.cache_miss.receivers:
                 signals.cache_miss.send(self.sender, key=key, duration_ms=cost * 1000.0)
         else:
-            engine._record_access(self, key, hit=True)
+            engine._usage.record(self, key, True)
             if signals.cache_hit.receivers:
                 age = time.time() - entry.created if entry is not None else 0.0
                 signals.cache_hit.send(self.sender, key=key, age=age)

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,13 +18,15 @@ from dogpile.cache.api import NO_VALUE, CacheMutex
 from . import signals
 from .decorator import CachedFunction, KeyResult
 from .errors import UnknownRegionError, WarmError, describe_error
+from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, build_region, check_region
 from .scheduler import Scheduler
-from .stats import AccessCounters, TaskRecord, WarmingFigures
+from .stats import TaskRecord
 from .store import CacheStore, Entry
 from .tags import normalize_tags
 from .task import WarmingTask
 from .tracker import UsagePatternTracker
+from .usage import Usage
 from .validation import check_positive_int, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
@@ -33,9 +35,6 @@ log = logging.getLogger(__name__)
 
 # Users remembered for the preload window; the oldest are forgotten first.
 _MAX_REMEMBERED_USERS = 100_000
-
-# Queued accesses that make the thread that queued the last one count them all.
-_DRAIN_AT = 512
 
 # Background refreshes queued or running at once; more are dropped (the value
 # they would refresh is still served, within its ttl).
@@ -87,22 +86,9 @@ class CacheWarmingEngine:
         # re-resolve the region they cached.
         self._region_generation = 0
         self._tasks: dict[str, TaskRecord] = {}
-        self._counters = AccessCounters()
-        self._tracker = UsagePatternTracker(history_size, clock=clock)
-        # Per-task accesses, for optimize_schedules (a task is any key of its function).
-        self._task_usage = UsagePatternTracker(history_size, max_keys=100_000, clock=clock)
-        self._figures = WarmingFigures(history_size, clock)
-        # Accesses not yet counted: (function, key, hit, engine time); see _record_access.
-        self._accesses: deque[tuple[CachedFunction, str, bool, float]] = deque()
-        self._drain_lock = threading.Lock()
-        self._tracker.pending = self._task_usage.pending = self._drain
-        # key -> (function, args, kwargs) of real calls, so hot keys can be recomputed.
-        self._calls: OrderedDict[str, tuple[CachedFunction, tuple[Any, ...], dict[str, Any]]] = (
-            OrderedDict()
-        )
+        self._usage = Usage(history_size, clock)
         self._users_warmed: OrderedDict[Any, float] = OrderedDict()
-        self._refresh_pool: ThreadPoolExecutor | None = None
-        self._pending_refreshes = 0
+        self._refresher = RefreshRunner(min(4, max_workers), _MAX_PENDING_REFRESHES)
         self._closed = False
         self._scheduler: Scheduler | None = None
         self._idle_scheduler: Scheduler | None = None  # for run_scheduled_cycle() when stopped
@@ -288,7 +274,7 @@ class CacheWarmingEngine:
             record = self._tasks.get(task.task_id)
         if record is not None:
             record.record_run(result.success, result.duration_ms, self.clock())
-        self._figures.warmed(
+        self._usage.figures.warmed(
             result.key,
             result.success,
             result.duration_ms,
@@ -481,7 +467,7 @@ class CacheWarmingEngine:
                     f"{store.region.name!r}: {exc}"
                 ) from exc
         self._drain()
-        self._figures.invalidated(tag_set)
+        self._usage.figures.invalidated(tag_set)
         if signals.invalidated.receivers:
             signals.invalidated.send(self, tags=tag_set)
         return len(tag_set)
@@ -511,47 +497,8 @@ class CacheWarmingEngine:
         self._run_refresh(lambda: cache.set(key, creator()), mutex)
 
     def _run_refresh(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
-        """Run ``job`` in the refresh pool, then release ``mutex`` (also when it raises).
-
-        At most ``_MAX_PENDING_REFRESHES`` wait at once: beyond that, and after
-        :meth:`close`, the mutex is released at once and the caller is served
-        the cached value, which is still within its ttl.
-        """
-        with self._lock:
-            if self._pending_refreshes >= _MAX_PENDING_REFRESHES:
-                mutex.release()
-                return
-            self._pending_refreshes += 1
-
-        def run() -> None:
-            try:
-                job()
-            except Exception:
-                log.exception("background refresh failed")
-            finally:
-                with self._lock:
-                    self._pending_refreshes -= 1
-                mutex.release()
-
-        try:
-            self._refresh_executor().submit(run)
-        except RuntimeError:  # closed
-            with self._lock:
-                self._pending_refreshes -= 1
-            mutex.release()
-
-    def _refresh_executor(self) -> ThreadPoolExecutor:
-        pool = self._refresh_pool
-        if pool is None:
-            with self._lock:
-                if self._closed:
-                    raise RuntimeError("engine closed")
-                pool = self._refresh_pool
-                if pool is None:
-                    pool = self._refresh_pool = ThreadPoolExecutor(
-                        min(4, self.max_workers), thread_name_prefix="dogpile_warm-refresh"
-                    )
-        return pool
+        """Run ``job`` in the refresh pool, then release ``mutex`` (see RefreshRunner)."""
+        self._refresher.run(job, mutex)
 
     def _record_refresh(
         self, cached: CachedFunction, key: str, duration_ms: float, stored: bool
@@ -560,7 +507,7 @@ class CacheWarmingEngine:
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(stored, duration_ms, self.clock())
-        self._figures.warmed(key, stored, duration_ms, cached.ttl, cached.tags)
+        self._usage.figures.warmed(key, stored, duration_ms, cached.ttl, cached.tags)
 
     def _refresh_failed(
         self, cached: CachedFunction, key: str, error: Exception, retry_in: float
@@ -569,7 +516,7 @@ class CacheWarmingEngine:
         record = self._tasks.get(cached.task.task_id)
         if record is not None:
             record.record_run(False, 0.0, self.clock())
-        self._figures.warmed(key, False, 0.0, cached.ttl, cached.tags)
+        self._usage.figures.warmed(key, False, 0.0, cached.ttl, cached.tags)
         log.warning(
             "background refresh of %r failed: %s; serving the cached value, next "
             "background attempt in %.3g s",
@@ -584,50 +531,10 @@ class CacheWarmingEngine:
     @property
     def usage_tracker(self) -> UsagePatternTracker:
         """The tracker fed by every hit and miss of this engine's functions (engine clock)."""
-        return self._tracker
+        return self._usage.tracker
 
-    def _record_access(self, cached: CachedFunction, key: str, hit: bool) -> None:
-        # The built-in listener of cache_hit/cache_miss, called directly (it
-        # must not depend on anyone connecting to blinker). The hit path only
-        # queues the access; counters, trackers and figures take them in
-        # batches, and everything that reads them drains the queue first.
-        accesses = self._accesses
-        accesses.append((cached, key, hit, self.clock()))
-        if len(accesses) >= _DRAIN_AT:
-            self._drain(wait=False)
-
-    def _drain(self, wait: bool = True) -> None:
-        """Apply queued accesses. ``wait=False``: leave them if another thread is at it."""
-        if not self._drain_lock.acquire(wait):
-            return
-        try:
-            accesses = self._accesses
-            # Only what is queued now: appenders may outpace a drainer.
-            batch = [accesses.popleft() for _ in range(len(accesses))]
-            if not batch:
-                return
-            hits = sum(1 for access in batch if access[2])
-            self._counters.add(hits, len(batch) - hits)
-            self._tracker.record_many([(key, when) for _, key, _, when in batch])
-            self._task_usage.record_many(
-                [(cached.task.task_id, when) for cached, _, _, when in batch]
-            )
-            figures = self._figures
-            for _, key, hit, when in batch:
-                figures.accessed(key, hit, when)
-        finally:
-            self._drain_lock.release()
-
-    def _remember_call(
-        self, cached: CachedFunction, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> None:
-        """Keep the arguments of a real call (bounded), so a hot key can be recomputed."""
-        if key in self._calls:
-            return
-        with self._lock:
-            self._calls[key] = (cached, args, kwargs)
-            if len(self._calls) > self._tracker.max_keys:
-                self._calls.popitem(last=False)
+    def _drain(self) -> None:
+        self._usage.drain()
 
     def warm_hot_keys(self, top_n: int = 100) -> dict[str, Any]:
         """Recompute and store the ``top_n`` hottest keys now, with their remembered arguments.
@@ -639,8 +546,8 @@ class CacheWarmingEngine:
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped = 0
-        for key, _count in self._tracker.get_hot_keys(top_n):
-            call = self._calls.get(key)
+        for key, _count in self._usage.tracker.get_hot_keys(top_n):
+            call = self._usage.calls.get(key)
             record = self._tasks.get(call[0].task.task_id) if call else None
             if call is None or record is None or call[0].keys.skips_first:
                 skipped += 1
@@ -659,7 +566,7 @@ class CacheWarmingEngine:
         now = self.clock()
         for record in records:
             task = record.task
-            frequency = self._task_usage.get_access_frequency(task.task_id, 60)
+            frequency = self._usage.task_frequency(task.task_id, 60)
             interval = _interval_for(frequency)
             if interval != task.interval_minutes:
                 adjusted.append(
@@ -677,7 +584,7 @@ class CacheWarmingEngine:
     def get_performance(self) -> dict[str, Any]:
         """Warm-up and refresh figures, with the efficiency score (see DESIGN.md)."""
         self._drain()
-        return self._figures.snapshot()
+        return self._usage.figures.snapshot()
 
     # -- the background scheduler ----------------------------------------------------
     def start(
@@ -761,11 +668,8 @@ class CacheWarmingEngine:
         self._lock = threading.RLock()
         self._scheduler = None
         self._idle_scheduler = None
-        self._refresh_pool = None
-        self._pending_refreshes = 0
-        for lockable in (self._counters, self._tracker, self._task_usage, self._figures):
-            lockable._lock = threading.Lock()
-        self._drain_lock = threading.Lock()
+        self._refresher.after_fork_in_child()
+        self._usage.after_fork_in_child()
         for record in self._tasks.values():
             record._lock = threading.Lock()
 
@@ -779,21 +683,18 @@ class CacheWarmingEngine:
             "tasks": len(records),
             "critical_tasks": sum(1 for r in records if r.critical),
             "running": self.running,
-            **self._counters.snapshot(),
+            **self._usage.counters.snapshot(),
             "backend_errors": sum(s.health.errors for s in stores),
             "task_details": [r.details() for r in records],
             "scheduler": _scheduler_figures(self._scheduler),
         }
 
     def close(self) -> None:
-        """Stop the scheduler and shut down the refresh pool (waiting for refreshes under
-        way). Idempotent."""
+        """Stop the scheduler and the refresh pool (waiting for refreshes under way). Idempotent."""
         self.stop()
         with self._lock:
             self._closed = True
-            pool, self._refresh_pool = self._refresh_pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+        self._refresher.close()
 
 
 # Engines alive in this process, reset in a forked child (see _after_fork_in_child).

@@ -23,13 +23,21 @@ Either way a value past ``ttl`` is never served: the caller recomputes.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-__all__ = ["RefreshBackoff", "refresh_due"]
+from dogpile.cache.api import CacheMutex
+
+__all__ = ["RefreshBackoff", "RefreshRunner", "refresh_due"]
+
+log = logging.getLogger(__name__)
 
 POLICIES = ("window", "xfetch")
 
@@ -88,3 +96,73 @@ class RefreshBackoff:
         if self._failures:
             with self._lock:
                 self._failures.pop(key, None)
+
+
+class RefreshRunner:
+    """Runs background refreshes on a small pool, created on first use; thread-safe.
+
+    Each job comes with the dogpile mutex its caller acquired, released when
+    the job ends, also when it raises. At most ``max_pending`` jobs wait or
+    run at once: beyond that, and after :meth:`close`, the mutex is released
+    at once and readers keep getting the cached value, still within its ttl.
+    """
+
+    def __init__(self, workers: int, max_pending: int = 1000) -> None:
+        self.workers = workers
+        self.max_pending = max_pending
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending = 0
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
+        """Run ``job`` in the pool, then release ``mutex``."""
+        with self._lock:
+            if self._pending >= self.max_pending:
+                mutex.release()
+                return
+            self._pending += 1
+
+        def run() -> None:
+            try:
+                job()
+            except Exception:
+                log.exception("background refresh failed")
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                mutex.release()
+
+        try:
+            self._executor().submit(run)
+        except RuntimeError:  # closed
+            with self._lock:
+                self._pending -= 1
+            mutex.release()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        pool = self._pool
+        if pool is None:
+            with self._lock:
+                if self._closed:
+                    raise RuntimeError("refreshes are closed")
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = ThreadPoolExecutor(
+                        self.workers, thread_name_prefix="dogpile_warm-refresh"
+                    )
+        return pool
+
+    def close(self) -> None:
+        """Refuse new refreshes and wait for those under way. Idempotent."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def after_fork_in_child(self) -> None:
+        # The pool's threads do not exist in the child; a new pool starts on use.
+        self._lock = threading.Lock()
+        self._pool = None
+        self._pending = 0

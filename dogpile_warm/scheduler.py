@@ -254,7 +254,7 @@ class Scheduler:
         if record.critical:
             return True
         interval = record.task.interval_minutes
-        return self.engine._task_usage.get_access_frequency(record.task.task_id, interval) > 0
+        return self.engine._usage.task_frequency(record.task.task_id, interval) > 0
 
     def _reschedule(self, record: TaskRecord, now: float, failed: bool) -> None:
         interval = record.task.interval_minutes * 60.0
@@ -291,14 +291,14 @@ class Scheduler:
         if budget <= 0:
             return []
         engine = self.engine
-        tracker = engine._tracker
+        tracker = engine._usage.tracker
         now = engine.clock()
         wall = time.time()
         horizon = 2.0 * self.check_every
         by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job]]]] = {}
         considered = 0
         for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
-            call = engine._calls.get(key)
+            call = engine._usage.calls.get(key)
             if call is None:
                 continue
             cached, args, kwargs = call

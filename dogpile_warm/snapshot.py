@@ -87,11 +87,11 @@ def save_hot_set(
     _check_count("top_n", top_n, MAX_TOP_N)
     _check_count("max_bytes", max_bytes, None)
     with engine._lock:  # a consistent copy; real calls keep adding to it
-        calls = dict(engine._calls)
+        calls = dict(engine._usage.calls)
         tasks = dict(engine._tasks)
     items: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
-    for key, heat in engine._tracker.get_hot_keys(engine._tracker.max_keys):
+    for key, heat in engine._usage.tracker.get_hot_keys(engine._usage.tracker.max_keys):
         if len(items) >= top_n:
             break
         call = calls.get(key)
