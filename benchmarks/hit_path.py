@@ -4,16 +4,18 @@ Contenders, each answering the same cached call ``f(1)`` from memory:
 dogpile_warm's ``@warmable`` (built-in tracking on, no blinker receiver),
 the same with one blinker receiver on ``cache_hit``, dogpile.cache's own
 ``cache_on_arguments``, cachetools' ``TTLCache`` and ``functools.lru_cache``
-(the in-process limit). Prints per-call times and each one's ratio to
-dogpile's decorator. Run: ``python benchmarks/hit_path.py [--calls N]``.
+(the in-process limit). Each row is one contender's time per hit as a ratio
+to dogpile's decorator. Run: ``python benchmarks/hit_path.py [--quick] [--calls N]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
+import sys
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import cachetools
@@ -21,8 +23,23 @@ from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, signals, warmable
 
+try:
+    from benchmarks._report import Row, format_table, make_parser
+    from benchmarks._timing import best_per_call
+except ModuleNotFoundError:  # run as a script: the repository root is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks._report import Row, format_table, make_parser
+    from benchmarks._timing import best_per_call
 
-def contenders() -> dict[str, Callable[[int], Any]]:
+FIGURE = "memory hit: time / dogpile's"
+BASELINE = "dogpile cache_on_arguments"
+CALLS, REPEAT = 5_000, 15
+QUICK_CALLS, QUICK_REPEAT = 200, 2
+
+
+@contextmanager
+def contenders() -> Iterator[dict[str, Callable[[int], Any]]]:
+    """The contenders' cached functions, for the block (the engine is closed afterwards)."""
     engine = CacheWarmingEngine()
 
     @warmable(ttl=3600, engine=engine, name="bench.warm")
@@ -47,44 +64,52 @@ def contenders() -> dict[str, Callable[[int], Any]]:
     def lru(x: int) -> int:
         return x
 
-    return {
-        "dogpile_warm": warm,
-        "dogpile_warm + 1 receiver": warm_signal,
-        "dogpile cache_on_arguments": dogpile,
-        "cachetools TTLCache": ttlcache,
-        "functools.lru_cache": lru,
-    }
+    try:
+        yield {
+            "dogpile_warm": warm,
+            "dogpile_warm + 1 receiver": warm_signal,
+            BASELINE: dogpile,
+            "cachetools TTLCache": ttlcache,
+            "functools.lru_cache": lru,
+        }
+    finally:
+        engine.close()
 
 
-def measure(calls: int, repeat: int = 5) -> dict[str, float]:
+def measure(calls: int, repeat: int = REPEAT) -> dict[str, float]:
     """Best-of-``repeat`` seconds per hit for each contender."""
-    fns = contenders()
     received: list[object] = []
 
     def receiver(sender: object, **kw: object) -> None:
         received.append(sender)
 
-    signals.cache_hit.connect(receiver, sender=fns["dogpile_warm + 1 receiver"])
-    try:
-        results = {}
-        for name, fn in fns.items():
-            fn(1)  # the one miss
-            best = min(timeit.repeat(lambda fn=fn: fn(1), number=calls, repeat=repeat))
-            results[name] = best / calls
-    finally:
-        signals.cache_hit.disconnect(receiver)
-    return results
+    with contenders() as fns:
+        signals.cache_hit.connect(receiver, sender=fns["dogpile_warm + 1 receiver"])
+        try:
+            for fn in fns.values():
+                fn(1)  # the one miss
+            timers = {name: timeit.Timer(functools.partial(fn, 1)) for name, fn in fns.items()}
+            return best_per_call(timers, calls, repeat)
+        finally:
+            signals.cache_hit.disconnect(receiver)
+
+
+def run(quick: bool, *, calls: int | None = None) -> list[Row]:
+    """One row per contender: its time per hit over dogpile's ``cache_on_arguments``."""
+    default_calls, repeat = (QUICK_CALLS, QUICK_REPEAT) if quick else (CALLS, REPEAT)
+    results = measure(calls or default_calls, repeat)
+    base = results[BASELINE]
+    return [
+        Row(name, FIGURE, seconds / base, detail=f"{seconds * 1e6:.2f} us/hit")
+        for name, seconds in results.items()
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20_000)
+    parser = make_parser(__doc__)
+    parser.add_argument("--calls", type=int, default=None, help="hits per timed round")
     args = parser.parse_args(argv)
-    results = measure(args.calls)
-    base = results["dogpile cache_on_arguments"]
-    print(f"{'contender':30} {'us/hit':>8} {'x dogpile':>10}")
-    for name, seconds in results.items():
-        print(f"{name:30} {seconds * 1e6:8.2f} {seconds / base:10.2f}")
+    print(format_table(run(args.quick, calls=args.calls)))
     return 0
 
 

@@ -1,29 +1,181 @@
-"""Smoke runs of the benchmarks, so they cannot rot (tiny sizes; no timing asserted)."""
+"""Smoke runs of the benchmarks at tiny sizes, so they cannot rot (no timing is asserted)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+
+from benchmarks import __main__ as entry_point
+from benchmarks import hit_path, memcached_hit, skewed_load, tracker_cost, warm_throughput
+from benchmarks._report import COLUMNS, Row, format_table
+from dogpile_warm import CacheWarmingEngine
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_hit_path_benchmark_prints_a_ratio_per_contender() -> None:
-    """benchmarks/hit_path.py runs and prints one ratio row per contender."""
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "hit_path.py"), "--calls", "50"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    rows = {line.rsplit(None, 2)[0]: float(line.split()[-1]) for line in out.splitlines()[1:]}
-    assert set(rows) == {
+def check_rows(rows: list[Row]) -> None:
+    """Every row is complete, and ``met`` says whether the ratio is within the goal."""
+    assert rows
+    for row in rows:
+        assert row.contender and row.figure
+        if row.ratio is None:
+            assert row.met is None and row.detail
+            continue
+        assert math.isfinite(row.ratio) and row.ratio >= 0
+        assert row.met == (None if row.goal is None else row.ratio <= row.goal)
+
+
+def by_contender(rows: list[Row], figure: str) -> dict[str, Row]:
+    return {row.contender: row for row in rows if row.figure == figure}
+
+
+def test_table_has_the_common_columns_and_marks_goals() -> None:
+    """format_table prints one Markdown row per Row, n/a for no ratio, yes/NO against goals."""
+    rows = [
+        Row("a", "f", 1.2, 1.5, "12 us"),
+        Row("b", "f", 2.0, 1.5),
+        Row("c", "f", None, 1.0, "n/a (scheduler missing)"),
+        Row("d", "f", 0.5),
+    ]
+    lines = format_table(rows).splitlines()
+    assert [c.strip() for c in lines[0].strip("|").split("|")] == list(COLUMNS)
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells == [
+        ["a", "f", "1.20", "<= 1.50", "yes", "12 us"],
+        ["b", "f", "2.00", "<= 1.50", "NO", ""],
+        ["c", "f", "n/a", "<= 1.00", "", "n/a (scheduler missing)"],
+        ["d", "f", "0.500", "", "", ""],
+    ]
+
+
+def test_hit_path_has_one_row_per_contender_relative_to_dogpile() -> None:
+    """hit_path.run gives every contender a ratio to dogpile's decorator, which is 1."""
+    rows = hit_path.run(quick=True)
+    check_rows(rows)
+    ratios = by_contender(rows, hit_path.FIGURE)
+    assert set(ratios) == {
         "dogpile_warm",
         "dogpile_warm + 1 receiver",
         "dogpile cache_on_arguments",
         "cachetools TTLCache",
         "functools.lru_cache",
     }
-    assert rows["dogpile cache_on_arguments"] == 1.0
+    assert ratios[hit_path.BASELINE].ratio == 1.0
+
+
+@pytest.mark.slow
+def test_a_benchmark_runs_as_a_script() -> None:
+    """python benchmarks/hit_path.py --quick runs from anywhere and prints the table."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "hit_path.py"), "--quick", "--calls", "50"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        cwd="/",
+    ).stdout
+    names = {line.split("|")[1].strip() for line in out.splitlines()[2:]}
+    assert "dogpile_warm" in names and hit_path.BASELINE in names
+
+
+@pytest.mark.memcached
+def test_memcached_hit_compares_with_a_raw_get_on_its_own_server() -> None:
+    """memcached_hit.run starts memcached and rates each contender against the raw get."""
+    rows = memcached_hit.run(quick=True)
+    check_rows(rows)
+    ratios = by_contender(rows, memcached_hit.FIGURE)
+    assert set(ratios) == {
+        memcached_hit.RAW,
+        memcached_hit.RAW_HASH,
+        memcached_hit.DOGPILE,
+        memcached_hit.WARM,
+    }
+    assert ratios[memcached_hit.RAW].ratio == 1.0
+    assert ratios[memcached_hit.WARM].goal == memcached_hit.GOAL
+
+
+@pytest.mark.slow
+def test_skewed_load_reports_every_contender_and_keeps_the_ttl_promise(tmp_path: Path) -> None:
+    """Each contender gets four rows; dogpile_warm never returned a value older than the ttl."""
+    chart = tmp_path / "skewed.png"
+    rows = skewed_load.run(quick=True, chart=chart)
+    check_rows(rows)
+    figures = (skewed_load.WAITS, skewed_load.P99, skewed_load.AGE, skewed_load.RECOMPUTES)
+    for figure in figures:
+        assert set(by_contender(rows, figure)) == set(skewed_load.CONTENDERS)
+    assert len(rows) == len(figures) * len(skewed_load.CONTENDERS)
+    for figure in (skewed_load.P99, skewed_load.RECOMPUTES):
+        assert by_contender(rows, figure)[skewed_load.DOGPILE].ratio == 1.0
+    for row in by_contender(rows, skewed_load.WAITS).values():
+        assert row.ratio is None or row.ratio <= 1.0
+    ages = by_contender(rows, skewed_load.AGE)
+    promised = [skewed_load.REFRESH]
+    if hasattr(CacheWarmingEngine, "start"):
+        promised.append(skewed_load.PATTERN)
+    else:
+        assert ages[skewed_load.PATTERN].ratio is None
+        assert all(r.detail == "n/a (scheduler missing)" for r in rows if r.ratio is None)
+    for name in promised:
+        age = ages[name].ratio  # max age / ttl
+        assert age is not None and age <= 1.0, ages[name].detail
+    for row in by_contender(rows, skewed_load.RECOMPUTES).values():
+        assert row.ratio is None or row.ratio > 0  # keys expired within the window
+    assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.memcached
+def test_warm_throughput_rates_both_backends_against_the_ideal() -> None:
+    """warm_throughput.run warms into memory and memcached; neither can beat the ideal."""
+    rows = warm_throughput.run(quick=True)
+    check_rows(rows)
+    assert [row.contender for row in rows] == [warm_throughput.MEMORY, warm_throughput.MEMCACHED]
+    for row in rows:
+        # Tasks sleep at least 5 ms, so only more than max_workers at once could go under 1.
+        assert row.ratio is not None and row.ratio >= 1.0
+    assert rows[0].goal == warm_throughput.GOAL
+    assert "round trips per key" in rows[1].detail
+
+
+def test_tracker_cost_reports_time_and_flat_memory() -> None:
+    """tracker_cost.run times record_access and finds its memory bounded past max_keys."""
+    rows = tracker_cost.run(quick=True)
+    check_rows(rows)
+    assert {row.contender for row in rows} == {tracker_cost.CONTENDER}
+    assert len(rows) == 4
+    memory = rows[-1]
+    assert memory.figure.startswith("tracker: peak memory")
+    assert memory.met  # bounded memory is the tracker's contract, not a timing
+
+
+def test_entry_point_runs_every_benchmark_into_one_table(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """python -m benchmarks calls each benchmark's run(quick) and prints all rows in one table."""
+    seen: list[tuple[str, bool]] = []
+
+    def fake(name: str) -> Callable[[bool], list[Row]]:
+        def run(quick: bool) -> list[Row]:
+            seen.append((name, quick))
+            return [Row(name, "f", 1)]
+
+        return run
+
+    for module in (hit_path, memcached_hit, warm_throughput, tracker_cost):
+        monkeypatch.setattr(module, "run", fake(module.__name__.rsplit(".", 1)[1]))
+
+    def skewed(quick: bool, *, chart: Path | None) -> list[Row]:
+        seen.append(("skewed_load", quick))
+        assert chart == tmp_path / "c.png"
+        return [Row("skewed_load", "f", 1)]
+
+    monkeypatch.setattr(skewed_load, "run", skewed)
+    assert entry_point.main(["--quick", "--chart", str(tmp_path / "c.png")]) == 0
+    names = ["hit_path", "memcached_hit", "skewed_load", "warm_throughput", "tracker_cost"]
+    assert seen == [(name, True) for name in names]
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split("|")[1].strip() for line in table[2:]] == names

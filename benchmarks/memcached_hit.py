@@ -1,0 +1,140 @@
+"""Hit cost on memcached: dogpile_warm against a raw pymemcache get and dogpile's own decorator.
+
+Starts a memcached of its own on a free loopback port. Contenders, each
+answering the same cached call from that server and returning the same
+payload: a raw ``pymemcache`` ``Client.get`` plus ``pickle.loads`` (the
+floor: one round trip, one unpickle), the same through pymemcache's
+``HashClient`` with its pickle serde (the client dogpile's backend uses: it
+hashes every key in pure Python), dogpile.cache's ``cache_on_arguments`` on a
+``dogpile.cache.pymemcache`` region, and dogpile_warm's ``@warmable`` on a
+region configured with dogpile_warm's defaults for that backend. Raw keys are
+as long as dogpile_warm's, since hashing cost grows with key length. Each row
+is a contender's time per hit as a ratio to the raw get; the goal for
+dogpile_warm is 1.5. Run: ``python benchmarks/memcached_hit.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import timeit
+from pathlib import Path
+from typing import Any
+
+from dogpile.cache import make_region
+from pymemcache import serde
+from pymemcache.client.base import Client
+from pymemcache.client.hash import HashClient
+
+from dogpile_warm import CacheWarmingEngine, warmable
+
+try:
+    from benchmarks._report import Row, format_table, make_parser
+    from benchmarks._servers import ClientWatch, running_memcached
+    from benchmarks._timing import best_per_call
+except ModuleNotFoundError:  # run as a script: the repository root is not on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from benchmarks._report import Row, format_table, make_parser
+    from benchmarks._servers import ClientWatch, running_memcached
+    from benchmarks._timing import best_per_call
+
+FIGURE = "memcached hit: time / raw get+loads"
+RAW = "raw pymemcache get + pickle.loads"
+RAW_HASH = "raw pymemcache HashClient get"
+DOGPILE = "dogpile cache_on_arguments"
+WARM = "dogpile_warm"
+GOAL = 1.5
+CALLS, REPEAT = 1_000, 11
+QUICK_CALLS, QUICK_REPEAT = 50, 2
+
+# What every contender returns: a small record, as a cached row or API answer might be.
+PAYLOAD: dict[str, Any] = {
+    "id": 1,
+    "name": "catalog entry",
+    "tags": ["a", "b", "c"],
+    "prices": [9.99, 19.99, 29.99],
+    "stock": {str(i): i for i in range(20)},
+}
+
+
+def measure(url: str, calls: int, repeat: int) -> dict[str, float]:
+    """Best-of-``repeat`` seconds per hit for each contender, against memcached at ``url``."""
+    host, port = url.rsplit(":", 1)
+    with ClientWatch() as clients:
+        # As long as dogpile_warm's key "bench.memcached_hit|1".
+        raw_key, hash_key = "bench.memcached_raw|1", "bench.memcached_hsh|1"
+        raw = clients.adopt(Client((host, int(port))))
+        raw.set(raw_key, pickle.dumps(PAYLOAD))
+        hashed = clients.adopt(HashClient([url], serde=serde.pickle_serde))
+        hashed.set(hash_key, PAYLOAD)
+
+        def raw_hit() -> Any:
+            return pickle.loads(raw.get(raw_key))
+
+        def hash_hit() -> Any:
+            return hashed.get(hash_key)
+
+        region = clients.watch(
+            make_region().configure(
+                "dogpile.cache.pymemcache", expiration_time=3600, arguments={"url": url}
+            )
+        )
+
+        @region.cache_on_arguments()
+        def dogpile(x: int) -> Any:
+            return PAYLOAD
+
+        engine = CacheWarmingEngine()
+        try:
+            clients.watch(
+                engine.configure_region(
+                    "default",
+                    "dogpile.cache.pymemcache",
+                    arguments={"url": url, "distributed_lock": True},
+                )
+            )
+
+            @warmable(ttl=3600, engine=engine, name="bench.memcached_hit")
+            def warm(x: int) -> Any:
+                return PAYLOAD
+
+            for check in (raw_hit(), hash_hit(), dogpile(1), warm(1), dogpile(1), warm(1)):
+                if check != PAYLOAD:  # the misses, then hits that must answer the payload
+                    raise RuntimeError(f"a contender answered {check!r}")
+            timers = {
+                RAW: timeit.Timer(raw_hit),
+                RAW_HASH: timeit.Timer(hash_hit),
+                DOGPILE: timeit.Timer(lambda: dogpile(1)),
+                WARM: timeit.Timer(lambda: warm(1)),
+            }
+            return best_per_call(timers, calls, repeat)
+        finally:
+            engine.close()
+
+
+def run(quick: bool) -> list[Row]:
+    """One row per contender: its time per hit over the raw get + unpickle."""
+    calls, repeat = (QUICK_CALLS, QUICK_REPEAT) if quick else (CALLS, REPEAT)
+    with running_memcached() as url:
+        results = measure(url, calls, repeat)
+    base = results[RAW]
+    return [
+        Row(
+            name,
+            FIGURE,
+            seconds / base,
+            GOAL if name == WARM else None,
+            detail=f"{seconds * 1e6:.1f} us/hit",
+        )
+        for name, seconds in results.items()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser(__doc__).parse_args(argv)
+    print(format_table(run(args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
