@@ -16,6 +16,9 @@ errors, a module that does not import, or a missing ``rich`` (the ``cli``
 extra: ``pip install 'dogpile_warm[cli]'``). Output is drawn with rich; when
 stdout is not a terminal it carries no ANSI codes and is 120 columns wide
 (or ``$COLUMNS``).
+
+This module parses the arguments and runs the commands; what they draw is
+in :mod:`dogpile_warm._render`, what the demo does in :mod:`dogpile_warm.demo`.
 """
 
 from __future__ import annotations
@@ -25,150 +28,46 @@ import importlib
 import json
 import os
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-from dogpile.cache.api import NO_VALUE
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, signals
-from .decorator import warmable
+from ._render import (
+    HAVE_RICH,
+    Bar,
+    make_console,
+    print_hot_keys,
+    print_line,
+    print_snapshot_result,
+    print_stats,
+    print_table,
+    print_user_reports,
+    print_warm_report,
+)
 from .default import get_warming_engine
+from .demo import DemoTable, run_demo
 from .engine import CacheWarmingEngine
 from .errors import UnknownRegionError, WarmError, describe_error
 from .snapshot import MAX_TOP_N, SNAPSHOT_KEY, save_hot_set, warm_from_snapshot
-from .task import priority_level
 
-try:
-    from rich import box
+if TYPE_CHECKING:  # rich is optional at run time: main() says how to install it
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.table import Table
-    from rich.text import Text
-except ImportError:  # the optional "cli" extra is missing: main() says how to install it
-    _HAVE_RICH = False
-else:
-    _HAVE_RICH = True
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NO_RICH = "dogpile-warm needs rich for its output: pip install 'dogpile_warm[cli]'"
-_MAX_LISTED = 20  # skipped keys listed without --verbose
 
 
 class _UsageError(Exception):
     """A problem with what the user asked for: one line on stderr, exit status 2."""
 
 
-# -- output -------------------------------------------------------------------------
-def _console() -> Console:
-    # Piped output gets a fixed width so tables are never cut to 80 columns.
-    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(highlight=False, width=120 if piped else None)
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if isinstance(value, frozenset | set | list | tuple):
-        return ", ".join(sorted(str(v) for v in value)) or "-"
-    return str(value)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _print_table(
-    console: Console,
-    title: str,
-    headers: Sequence[str],
-    rows: Iterable[Sequence[object]],
-    note: str | None = None,
-) -> None:
-    """Print ``rows`` under ``headers`` as a titled table, then ``note``.
-
-    Columns of numbers (and blanks) are right-aligned, floats with one
-    decimal; booleans read yes/no, None reads "-", collections are joined.
-    Cells are plain text: brackets in keys are never taken for rich markup.
-    """
-    body = [list(row) for row in rows]
-    table = Table(box=box.ROUNDED)
-    for i, header in enumerate(headers):
-        numeric = any(_is_number(r[i]) for r in body) and all(
-            _is_number(r[i]) or r[i] is None for r in body
-        )
-        table.add_column(header, justify="right" if numeric else "left", overflow="fold")
-    for row in body:
-        table.add_row(*(Text(_cell(v)) for v in row))
-    console.print(Text(title, style="bold"))
-    console.print(table)
-    if not body:
-        console.print(Text("(none)"))
-    if note:
-        console.print(Text(note))
-    console.print()
-
-
-def _when(epoch: float | None, now: float | None = None) -> str | None:
-    """Local time of ``epoch`` (HH:MM:SS), with how far from ``now`` when given."""
-    if epoch is None:
-        return None
-    text = datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
-    if now is None:
-        return text
-    delta = epoch - now
-    return f"{text} (in {delta:.1f} s)" if delta >= 0 else f"{text} ({-delta:.1f} s ago)"
-
-
-class _Bar:
-    """A live progress bar counting warmed keys (or users); thread-safe."""
-
-    def __init__(self, console: Console, description: str, total: int | None) -> None:
-        self._progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[failed]} failed"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self._task = self._progress.add_task(description, total=total, failed=0)
-        self._failed = 0
-        self._lock = threading.Lock()
-
-    def step(self, ok: bool) -> None:
-        with self._lock:
-            self._failed += 0 if ok else 1
-            self._progress.update(self._task, advance=1, failed=self._failed)
-
-    def on_result(self, row: dict[str, Any]) -> None:
-        """``warm_tasks``' ``on_result``: one result row done."""
-        self.step(bool(row["success"]))
-
-    @contextmanager
-    def shown(self) -> Iterator[_Bar]:
-        with self._progress:
-            yield self
-            done = self._progress.tasks[0].completed
-            self._progress.update(self._task, total=done, completed=done)
+def _status(failed: int) -> int:
+    """The exit status after a warm-up in which ``failed`` keys failed."""
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # -- the application's module ---------------------------------------------------------
@@ -218,38 +117,15 @@ def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
         if args.users:
             return _warm_users(engine, args, console)
         what, run = _warming(engine, args)
-        with _Bar(console, f"warming {what}", None).shown() as bar:
+        with Bar(console, f"warming {what}", None).shown() as bar:
             report = run(bar.on_result)
     if args.from_snapshot and not report["found"]:
-        console.print(Text(f"no snapshot under {SNAPSHOT_KEY!r} in the region: nothing to warm"))
+        print_line(console, f"no snapshot under {SNAPSHOT_KEY!r} in the region: nothing to warm")
         return EXIT_OK
-    if args.verbose:
-        _print_table(
-            console,
-            f"Warmed {what}",
-            ["task", "key", "ok", "duration ms", "error"],
-            [
-                [r["task_id"], r["key"], r["success"], r["duration_ms"], r["error"]]
-                for r in report["results"]
-            ],
-        )
-    figures = [
-        ["succeeded", report["succeeded"]],
-        ["failed", report["failed"]],
-        ["skipped", report["skipped"]],
-        ["total ms", f"{report['total_duration_ms']:.1f}"],
-    ]
-    if args.from_snapshot:
-        figures.append(["snapshot saved at", _when(report["saved_at"])])
-    _print_table(
-        console, f"Summary: {what}", ["figure", "value"], [[k, str(v)] for k, v in figures]
+    failed = print_warm_report(
+        console, what, report, verbose=args.verbose, from_snapshot=args.from_snapshot
     )
-    if args.from_snapshot and report["skipped_items"]:
-        _print_skipped(console, report["skipped_items"], args.verbose)
-    return _print_failures(
-        console,
-        [[r["task_id"], r["key"], r["error"]] for r in report["results"] if not r["success"]],
-    )
+    return _status(failed)
 
 
 _Run = Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]
@@ -287,73 +163,21 @@ def _warm_users(engine: CacheWarmingEngine, args: argparse.Namespace, console: C
     reports = []
     signals.warm_failed.connect(on_failed, weak=False)
     try:
-        with _Bar(console, "warming users", len(args.users)).shown() as bar:
+        with Bar(console, "warming users", len(args.users)).shown() as bar:
             for user_id in args.users:
                 report = engine.warm_user_data(user_id, force=True)
                 reports.append(report)
                 bar.step(not report["failed"])
     finally:
         signals.warm_failed.disconnect(on_failed)
-    _print_table(
-        console,
-        "Summary: users warmed (warm_user_data, force=True)",
-        ["user", "keys warmed", "failed", "duration ms"],
-        [
-            [repr(r["user_id"]), len(r["keys_warmed"]), len(r["failed"]), r["duration_ms"]]
-            for r in reports
-        ],
-    )
-    return _print_failures(
-        console,
-        [[repr(r["user_id"]), key, errors.get(key)] for r in reports for key in r["failed"]],
-        first="user",
-    )
-
-
-def _print_failures(console: Console, rows: list[list[Any]], first: str = "task") -> int:
-    if not rows:
-        return EXIT_OK
-    _print_table(console, f"Failures ({len(rows)})", [first, "key", "error"], rows)
-    return EXIT_FAILED
-
-
-def _print_skipped(console: Console, skipped: list[dict[str, Any]], verbose: bool) -> None:
-    shown = skipped if verbose else skipped[:_MAX_LISTED]
-    more = len(skipped) - len(shown)
-    _print_table(
-        console,
-        f"Skipped ({len(skipped)})",
-        ["task", "key", "reason"],
-        [[s["task_id"], s["key"], s["reason"]] for s in shown],
-        note=f"... and {more} more (--verbose lists them all)" if more else None,
-    )
+    return _status(print_user_reports(console, reports, errors))
 
 
 # -- snapshot, stats, hot-keys ---------------------------------------------------------
 def _cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
         result = save_hot_set(engine, args.top, args.region)
-    _print_table(
-        console,
-        f"Snapshot of the hot set ({SNAPSHOT_KEY})",
-        ["figure", "value"],
-        [
-            ["saved", str(result["saved"])],
-            ["skipped", str(len(result["skipped"]))],
-            ["left out for size", str(result["truncated"])],
-            ["bytes", str(result["bytes"])],
-            ["stored", "yes" if result["stored"] else "no"],
-        ],
-    )
-    if result["skipped"]:
-        _print_skipped(console, result["skipped"], args.verbose)
-    if not result["stored"]:
-        why = (
-            "the hottest key's arguments alone exceed the size limit"
-            if result["truncated"]
-            else "no key read in this process has arguments to save"
-        )
-        console.print(Text(f"nothing saved: {why} (the previous snapshot, if any, is kept)"))
+    print_snapshot_result(console, result, verbose=args.verbose)
     return EXIT_OK
 
 
@@ -363,49 +187,7 @@ def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
     if args.json:
         print(json.dumps({"stats": stats, "performance": performance}, indent=2, default=str))
         return EXIT_OK
-    figures = {k: v for k, v in stats.items() if k != "task_details" and not isinstance(v, dict)}
-    figures["hit_ratio"] = f"{stats['hit_ratio']:.0%}"
-    _print_table(
-        console,
-        "Engine stats (get_stats)",
-        ["figure", "value"],
-        [[k, _cell(v)] for k, v in figures.items()],
-    )
-    _print_table(
-        console,
-        "Tasks (highest priority first)",
-        [
-            "task",
-            "priority",
-            "critical",
-            "tags",
-            "runs",
-            "failures",
-            "avg ms",
-            "next run",
-            "every min",
-        ],
-        [
-            [
-                d["task_id"],
-                d["priority"],
-                d["critical"],
-                d["tags"],
-                d["runs"],
-                d["failures"],
-                d["avg_duration_ms"],
-                _when(d["next_run"]),
-                d["interval_minutes"],
-            ]
-            for d in stats["task_details"]
-        ],
-    )
-    _print_table(
-        console,
-        "Warming performance (get_performance)",
-        ["figure", "value"],
-        [[k, _cell(v)] for k, v in performance.items()],
-    )
+    print_stats(console, stats, performance)
     return EXIT_OK
 
 
@@ -424,258 +206,21 @@ def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
         ]
         print(json.dumps({"hot_keys": keys}, indent=2))
         return EXIT_OK
-    _print_table(
-        console,
-        f"Hot keys (top {args.top}; reads seen by this process)",
-        ["#", "key", "accesses", "per min (1 h)", "predicted next access"],
-        [[i, k, n, f"{f:.2f}", _when(p, now)] for i, (k, n, f, p) in enumerate(rows, 1)],
-        note=None
-        if rows
-        else "no reads recorded: the tracker only sees reads made in this process "
-        "(here, while the module was imported)",
-    )
+    print_hot_keys(console, args.top, rows, now)
     return EXIT_OK
 
 
-# -- the demo -----------------------------------------------------------------------
-@dataclass
-class _Read:
-    """One call through a decorated function, as the signals reported it."""
-
-    key: str
-    hit: bool
-    compute_ms: float | None  # misses: how long the caller's computation took
-    age_s: float | None  # hits: how old the value served was
-
-
-@contextmanager
-def _recorded_reads() -> Iterator[list[_Read]]:
-    """Collect every ``cache_hit``/``cache_miss`` sent inside the block, in order."""
-    reads: list[_Read] = []
-
-    def on_hit(sender: Any, *, key: str, age: float, **_: Any) -> None:
-        reads.append(_Read(key, True, None, age))
-
-    def on_miss(sender: Any, *, key: str, duration_ms: float, **_: Any) -> None:
-        reads.append(_Read(key, False, duration_ms, None))
-
-    signals.cache_hit.connect(on_hit, weak=False)
-    signals.cache_miss.connect(on_miss, weak=False)
-    try:
-        yield reads
-    finally:
-        signals.cache_hit.disconnect(on_hit)
-        signals.cache_miss.disconnect(on_miss)
-
-
-class _Demo:
-    """Four "expensive" functions registered on one engine, as an application would."""
-
-    def __init__(self, engine: CacheWarmingEngine) -> None:
-        self.engine = engine
-
-        # The sleeps stand in for database queries, so durations show.
-        @warmable(priority=150, ttl=3600, tags={"catalog"}, name="catalog", engine=engine)
-        def catalog() -> list[str]:
-            time.sleep(0.030)
-            return ["espresso", "latte", "flat white"]
-
-        @warmable(priority=100, ttl=3600, tags={"navigation"}, name="navigation", engine=engine)
-        def navigation() -> list[str]:
-            time.sleep(0.010)
-            return ["home", "menu", "orders"]
-
-        @warmable(
-            priority=80,
-            ttl=600,
-            tags={"user", "session"},
-            user_arg="user_id",
-            name="user_session",
-            engine=engine,
-        )
-        def user_session(user_id: str) -> dict[str, Any]:
-            time.sleep(0.015)
-            return {"user_id": user_id, "cart": []}
-
-        @warmable(
-            priority=40,
-            ttl=600,
-            tags={"user", "forms"},
-            user_arg="user_id",
-            name="recent_forms",
-            engine=engine,
-        )
-        def recent_forms(user_id: str) -> list[str]:
-            time.sleep(0.020)
-            return [f"{user_id}-order-form"]
-
-        self.catalog = catalog
-        self.navigation = navigation
-        self.user_session = user_session
-        self.recent_forms = recent_forms
-        # task id -> the parameter that holds the user id, for per-user tasks
-        self.user_args = {
-            user_session.task.task_id: "user_id",
-            recent_forms.task.task_id: "user_id",
-        }
-
-
+# -- demo -----------------------------------------------------------------------------
 def _cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    """Run the demo, printing a table per step."""
+    """Run the demo, printing a table per step as it is done."""
     started = time.perf_counter()
-    engine = CacheWarmingEngine(max_workers=4)
-    try:
-        demo = _Demo(engine)
-        for step in (
-            _demo_tasks,
-            _demo_warm_critical,
-            _demo_preload_users,
-            _demo_reads,
-            _demo_invalidate,
-            _demo_stats,
-        ):
-            step(demo, console)
-    finally:
-        engine.close()
-    console.print(Text(f"demo finished in {(time.perf_counter() - started) * 1000:.0f} ms"))
+
+    def show(table: DemoTable) -> None:
+        print_table(console, table.title, table.headers, table.rows, table.note)
+
+    run_demo(show)
+    print_line(console, f"demo finished in {(time.perf_counter() - started) * 1000:.0f} ms")
     return EXIT_OK
-
-
-def _demo_tasks(demo: _Demo, console: Console) -> None:
-    _print_table(
-        console,
-        "Registered tasks",
-        ["task", "priority", "level", "critical", "per user", "tags"],
-        [
-            [
-                d["task_id"],
-                d["priority"],
-                priority_level(d["priority"]),
-                d["critical"],
-                demo.user_args.get(d["task_id"]),
-                d["tags"],
-            ]
-            for d in demo.engine.get_stats()["task_details"]
-        ],
-    )
-
-
-def _demo_warm_critical(demo: _Demo, console: Console) -> None:
-    report = demo.engine.warm_critical_data()
-    _print_table(
-        console,
-        "Warm critical data (highest priority first)",
-        ["task", "key", "ok", "duration ms", "error"],
-        [
-            [r["task_id"], r["key"], r["success"], r["duration_ms"], r["error"]]
-            for r in report["results"]
-        ],
-        note=(
-            f"succeeded {report['succeeded']}, failed {report['failed']}, "
-            f"skipped {report['skipped']}, total {report['total_duration_ms']:.1f} ms"
-        ),
-    )
-
-
-def _demo_preload_users(demo: _Demo, console: Console) -> None:
-    engine = demo.engine
-    logins = [
-        ("login", engine.warm_user_data("alice")),
-        ("login, preload_forms=False", engine.warm_user_data("bob", preload_forms=False)),
-        ("login again (within window)", engine.warm_user_data("alice")),
-        ("login again, force=True", engine.warm_user_data("alice", force=True)),
-    ]
-    _print_table(
-        console,
-        "Preload users on login (warm_user_data)",
-        ["user", "call", "skipped", "keys warmed", "failed", "duration ms"],
-        [
-            [r["user_id"], call, r["skipped"], r["keys_warmed"], r["failed"], r["duration_ms"]]
-            for call, r in logins
-        ],
-    )
-
-
-def _demo_reads(demo: _Demo, console: Console) -> None:
-    notes: dict[int, str] = {}
-    with _recorded_reads() as reads:
-
-        def read(fn: Callable[..., Any], *args: Any, note: str = "") -> Any:
-            value = fn(*args)
-            if note:
-                notes[len(reads) - 1] = note
-            return value
-
-        for _ in range(3):
-            read(demo.catalog)
-        read(demo.navigation)
-        for user in ("alice", "bob", "carol"):
-            first = "never logged in" if user == "carol" else ""
-            session = read(demo.user_session, user, note=first)
-            if session["user_id"] != user:
-                raise AssertionError(f"{user} was served {session['user_id']}'s session")
-            read(demo.user_session, user)
-            forms_note = "logged in with preload_forms=False" if user == "bob" else first
-            read(demo.recent_forms, user, note=forms_note)
-    _print_table(
-        console,
-        "Reads (hits come from the cache, misses ran the function)",
-        ["key", "outcome", "compute ms", "value age ms", "note"],
-        [
-            [
-                r.key,
-                "hit" if r.hit else "miss",
-                r.compute_ms,
-                None if r.age_s is None else r.age_s * 1000,
-                notes.get(i, ""),
-            ]
-            for i, r in enumerate(reads)
-        ],
-    )
-
-
-def _demo_invalidate(demo: _Demo, console: Console) -> None:
-    catalog = demo.catalog
-    before = catalog.get() is not NO_VALUE
-    count = demo.engine.invalidate_by_tags({"catalog"})
-    after = catalog.get() is not NO_VALUE
-    with _recorded_reads() as reads:
-        catalog()
-    outcome = "hit" if reads[0].hit else f"miss, recomputed in {reads[0].compute_ms:.1f} ms"
-    _print_table(
-        console,
-        "Invalidate by tag 'catalog'",
-        ["step", "catalog cached", "detail"],
-        [
-            ["before", before, "warmed by warm_critical_data"],
-            ["invalidate_by_tags({'catalog'})", after, f"{count} tag invalidated"],
-            ["catalog()", catalog.get() is not NO_VALUE, outcome],
-        ],
-    )
-
-
-def _demo_stats(demo: _Demo, console: Console) -> None:
-    stats = demo.engine.get_stats()
-    _print_table(
-        console,
-        "Tasks after the run (runs: warm-ups and background refreshes)",
-        ["task", "runs", "failures", "avg duration ms"],
-        [
-            [d["task_id"], d["runs"], d["failures"], d["avg_duration_ms"]]
-            for d in stats["task_details"]
-        ],
-    )
-    _print_table(
-        console,
-        "Engine stats (get_stats)",
-        ["figure", "value"],
-        [
-            ["hits", str(stats["hits"])],
-            ["misses", str(stats["misses"])],
-            ["hit ratio", f"{stats['hit_ratio']:.0%}"],
-            ["backend errors", str(stats["backend_errors"])],
-        ],
-    )
 
 
 # -- entry point ----------------------------------------------------------------------
@@ -865,11 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.users = [int(u) for u in args.users]
             except ValueError:
                 args.subparser.error(f"--id-type int: not whole numbers: {' '.join(args.users)}")
-    if not _HAVE_RICH:
+    if not HAVE_RICH:
         print(_NO_RICH, file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _COMMANDS[args.command](args, _console())
+        return _COMMANDS[args.command](args, make_console())
     except (_UsageError, UnknownRegionError) as exc:
         print(f"dogpile-warm: {exc}", file=sys.stderr)
         return EXIT_USAGE
