@@ -104,6 +104,8 @@ class CachedFunction:
         self.sender: Any = None  # the WarmableFunction, set once it exists
         self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
         self._store: tuple[int, CacheStore] | None = None
+        self.usage = engine._usage
+        self.direct = False  # called straight from WarmableFunction.__call__ (set there)
 
     # -- region -----------------------------------------------------------
     def store(self) -> CacheStore:
@@ -126,14 +128,25 @@ class CachedFunction:
     ) -> Any:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
         key = self.keys.key(args, kwargs)
-        index = self.store().index
-        if index is not None and self.fresh_for is not None:
+        resolved = self._store
+        if resolved is not None and resolved[0] == self.engine._region_generation:
+            index = resolved[1].index
+        else:
+            index = self.store().index
+        fresh_for = self.fresh_for
+        if index is not None and fresh_for is not None:
             # The memory backend's shortcut (see dogpile_warm.memory_index): a
             # verified entry nobody has touched since, not yet due for refresh.
+            # This is _report's hit, inlined: every call here is a hit.
             entry = index.lookup(key)
-            if entry is not None and time.time() - entry.created <= self.fresh_for:
-                return self._report(key, False, entry.cost, entry, entry.value)
-        self.engine._usage.remember_call(self, key, args, kwargs)
+            if entry is not None:
+                age = time.time() - entry.created
+                if age <= fresh_for:
+                    self.usage.record(self, key, True)
+                    if signals.cache_hit.receivers:
+                        signals.cache_hit.send(self.sender, key=key, age=age)
+                    return entry.value
+        self.usage.remember_call(self, key, args, kwargs)
         return self.call(lambda: wrapped(*args, **kwargs), key)
 
     def call(self, compute: Callable[[], Any], key: str) -> Any:
@@ -226,13 +239,12 @@ class CachedFunction:
         return self._report(key, ran, entry.cost, entry, entry.value)
 
     def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
-        engine = self.engine
         if miss:
-            engine._usage.record(self, key, False)
+            self.usage.record(self, key, False)
             if signals.cache_miss.receivers:
                 signals.cache_miss.send(self.sender, key=key, duration_ms=cost * 1000.0)
         else:
-            engine._usage.record(self, key, True)
+            self.usage.record(self, key, True)
             if signals.cache_hit.receivers:
                 age = time.time() - entry.created if entry is not None else 0.0
                 signals.cache_hit.send(self.sender, key=key, age=age)
@@ -465,15 +477,18 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         self._self_cached = cached
         # A plain function called directly, the common case, is sent straight to
         # the wrapper: wrapt's generic __call__ costs about a microsecond, most
-        # of it in looking for a __self__ the function cannot have.
-        self._self_direct = (
+        # of it in looking for a __self__ the function cannot have. Attributes
+        # of a wrapt proxy are slow to read too, so the flag lives on ``cached``.
+        cached.direct = (
             getattr(self, "_self_binding", None) == "function"
             and getattr(wrapped, "__self__", None) is None
+            and wrapped is cached.fn
         )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self._self_direct:
-            return self._self_cached(self.__wrapped__, None, args, kwargs)  # type: ignore[no-any-return]
+        cached = self._self_cached
+        if cached.direct:
+            return cached(cached.fn, None, args, kwargs)  # type: ignore[no-any-return]
         return super().__call__(*args, **kwargs)  # type: ignore[no-any-return]
 
     @property

@@ -78,6 +78,18 @@ class UsagePatternTracker:
             for key, when in accesses:
                 self._record(key, when)
 
+    def record_grouped(self, accesses: Iterable[tuple[str, list[float]]]) -> None:
+        """Record ``(key, [timestamps...])`` groups, each key's times in order, under one lock."""
+        with self._lock:
+            for key, times in accesses:
+                usage = self._keys.get(key)
+                if usage is None:
+                    if len(self._keys) >= self.max_keys:
+                        self._forget_coldest()
+                    usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+                usage.count += len(times)
+                usage.times.extend(times)
+
     def _record(self, key: str, when: float) -> None:
         usage = self._keys.get(key)
         if usage is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from itertools import groupby
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .stats import AccessCounters, WarmingFigures
@@ -29,6 +31,10 @@ _DRAIN_AT = 512
 _MAX_TASKS = 100_000
 
 Call = tuple["CachedFunction", tuple[Any, ...], dict[str, Any]]
+
+_key = itemgetter(1)
+_hit = itemgetter(2)
+_when = itemgetter(3)
 
 
 class Usage:
@@ -65,15 +71,30 @@ class Usage:
             batch = [queue.popleft() for _ in range(len(queue))]
             if not batch:
                 return
-            hits = sum(1 for access in batch if access[2])
+            hits = sum(map(_hit, batch))
             self.counters.add(hits, len(batch) - hits)
-            self.tracker.record_many([(key, when) for _, key, _, when in batch])
-            self.task_usage.record_many(
-                [(cached.task.task_id, when) for cached, _, _, when in batch]
-            )
+            # Grouped by key (a stable sort keeps each key's accesses in order),
+            # so a skewed load costs one step per key, not per access.
+            batch.sort(key=_key)
+            per_key: list[tuple[str, list[float]]] = []
+            per_task: dict[str, list[float]] = {}
             figures = self.figures
-            for _, key, hit, when in batch:
+            for key, group in groupby(batch, _key):
+                accesses = list(group)
+                cached, _, hit, when = accesses[0]
+                times = list(map(_when, accesses))
+                per_key.append((key, times))
+                task_times = per_task.get(cached.task.task_id)
+                if task_times is None:
+                    per_task[cached.task.task_id] = times.copy()
+                else:
+                    task_times.extend(times)
+                # Only the first read after a warming decides its usefulness.
                 figures.accessed(key, hit, when)
+            self.tracker.record_grouped(per_key)
+            self.task_usage.record_grouped(
+                [(task_id, sorted(times)) for task_id, times in per_task.items()]
+            )
         finally:
             self._drain_lock.release()
 
