@@ -14,7 +14,12 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dogpile.cache import CacheRegion, make_region
+from dogpile.cache import CacheRegion, make_region, register_backend
+
+from . import memcached
+
+# A name only: dogpile imports the class when a region is configured with it.
+register_backend(memcached.BACKEND_NAME, "dogpile_warm.memcached", "PyMemcacheBackend")
 
 __all__ = [
     "MEMORY_BACKEND",
@@ -86,6 +91,8 @@ def build_region(
         raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
     merged = {**backend_defaults(backend, expiration_time), **(arguments or {})}
     region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
+    if backend == "dogpile.cache.pymemcache":
+        backend = memcached.BACKEND_NAME  # the same backend, without per-key hashing
     region.configure(backend, expiration_time=expiration_time, arguments=merged)
     return check_region(region)
 

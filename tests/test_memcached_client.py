@@ -1,0 +1,44 @@
+"""dogpile_warm's pymemcache backend: dogpile's, minus per-key hashing with one server."""
+
+from __future__ import annotations
+
+import pytest
+from pymemcache.client.rendezvous import RendezvousHash
+
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.memcached import OneServerRendezvousHash
+from tests.servers import ClientCloser, Server
+
+
+def test_one_server_hashing_picks_what_pymemcache_picks() -> None:
+    """The shortcut hasher answers the one live server, and pymemcache's choice otherwise."""
+    ours, theirs = OneServerRendezvousHash(), RendezvousHash()
+    assert ours.get_node("k") is None and theirs.get_node("k") is None
+    for node in ("10.0.0.1:11211", "10.0.0.2:11211", "10.0.0.3:11211"):
+        ours.add_node(node)
+        theirs.add_node(node)
+        keys = [f"key-{i}" for i in range(200)]
+        assert [ours.get_node(k) for k in keys] == [theirs.get_node(k) for k in keys]
+    for node in ("10.0.0.1:11211", "10.0.0.2:11211"):
+        ours.remove_node(node)
+    assert ours.get_node("anything") == "10.0.0.3:11211"
+
+
+@pytest.mark.memcached
+def test_configured_memcached_regions_use_the_one_server_hasher(
+    engine: CacheWarmingEngine, memcached_server: Server, client_closer: ClientCloser
+) -> None:
+    """dogpile_warm's pymemcache regions skip key hashing with one server and still work."""
+    region = client_closer.watch(
+        engine.configure_region(
+            "mc", "dogpile.cache.pymemcache", arguments={"url": memcached_server.url}
+        )
+    )
+
+    @warmable(ttl=60, region="mc")
+    def doubled(x: int) -> int:
+        return 2 * x
+
+    assert doubled(21) == 42 and doubled(21) == 42
+    assert isinstance(region.backend.client.hasher, OneServerRendezvousHash)
+    assert engine.get_stats()["hits"] == 1
