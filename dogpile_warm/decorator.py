@@ -22,6 +22,7 @@ from dogpile.cache.api import NO_VALUE, CacheMutex, NoValue
 from dogpile.lock import Lock, NeedRegenerationException
 
 from . import signals
+from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
 from .keys import KeyBuilder
 from .refresh import POLICIES, RefreshBackoff, refresh_due
@@ -47,18 +48,6 @@ R = TypeVar("R")
 _REFRESH_NOW = 1.0
 
 WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
-
-
-class KeyResult:
-    """The outcome of warming one key (a row of ``warm_critical_data()["results"]``)."""
-
-    __slots__ = ("duration_ms", "error", "key", "success")
-
-    def __init__(self, key: str, success: bool, duration_ms: float, error: str | None) -> None:
-        self.key = key
-        self.success = success
-        self.duration_ms = duration_ms
-        self.error = error
 
 
 class CachedFunction:
@@ -278,16 +267,24 @@ class CachedFunction:
         ``compute`` propagate and nothing is stored, so the last good value
         stays; backend failures are counted and logged, never raised.
         """
+        entry, cacheable = self._new_entry(store, key, compute)
+        if not cacheable:
+            return entry, False
+        return entry, self._write(store, key, entry)
+
+    def _new_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, bool]:
+        """Compute now; return the entry and whether it may be stored (tags read, should_cache_fn)."""
         versions = self._tag_versions(store, key)
         started = time.time()
         t0 = time.perf_counter()
         value = compute()
         entry = Entry(value, started, self.ttl, versions or (), time.perf_counter() - t0)
-        if versions is None or (
-            self.should_cache_fn is not None and not self.should_cache_fn(value)
-        ):
-            return entry, False
-        return entry, self._write(store, key, entry)
+        cacheable = versions is not None and (
+            self.should_cache_fn is None or bool(self.should_cache_fn(value))
+        )
+        return entry, cacheable
 
     def _locked_compute_entry(
         self, store: CacheStore, key: str, compute: Callable[[], Any]
@@ -356,9 +353,28 @@ class CachedFunction:
         entry, _ = self._locked_compute_entry(self.store(), key, compute)
         return entry.value
 
-    def warm_key(self, compute: Callable[[], Any], key: str) -> KeyResult:
-        """Compute and store ``key`` now; report, signal and log the outcome, never raise."""
-        return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
+    def warm_key(
+        self, compute: Callable[[], Any], key: str, batch: WriteBatch | None = None
+    ) -> KeyResult:
+        """Compute and store ``key`` now; report, signal and log the outcome, never raise.
+
+        Alone, under the key's dogpile mutex. With ``batch`` (a warm run), the
+        value is computed without it and stored with the batch, which
+        completes the returned result (see :mod:`dogpile_warm.batch`).
+        """
+        if batch is None:
+            return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
+        t0 = time.perf_counter()
+        store = self.store()
+        try:
+            entry, cacheable = self._new_entry(store, key, compute)
+        except Exception as exc:
+            return self._warmed(key, t0, False, exc)
+        if not cacheable:
+            return self._warmed(key, t0, False, None)
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        batch.put(store, key, entry, lambda error: self._complete(result, error))
+        return result
 
     def prewarm(
         self, compute: Callable[[], Any], key: str, needed: Callable[[Entry | None], bool]
@@ -398,22 +414,21 @@ class CachedFunction:
         self, compute_entry: Callable[[CacheStore], tuple[Entry, bool]], key: str
     ) -> KeyResult:
         t0 = time.perf_counter()
-        error: BaseException | None = None
         try:
             _, stored = compute_entry(self.store())
         except Exception as exc:
-            stored, error = False, exc
-        duration_ms = (time.perf_counter() - t0) * 1000.0
-        if stored:
-            result = KeyResult(key, True, duration_ms, None)
-        else:
-            if error is None:
-                error = WarmError(
-                    f"computed {key!r} but did not store it (backend or should_cache_fn)"
-                )
-            result = KeyResult(key, False, duration_ms, describe_error(error))
-        self.engine._record_warm(self.task, result, error, ttl=self.ttl, tags=self.tags)
+            return self._warmed(key, t0, False, exc)
+        return self._warmed(key, t0, stored, None)
+
+    def _warmed(self, key: str, t0: float, stored: bool, error: BaseException | None) -> KeyResult:
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        self._complete(result, error if error is not None or stored else _not_stored(key))
         return result
+
+    def _complete(self, result: KeyResult, error: BaseException | None) -> None:
+        """Settle ``result`` (stored when ``error`` is None) and report it to the engine."""
+        result.complete(error is None, describe_error(error))
+        self.engine._record_warm(self.task, result, error, ttl=self.ttl, tags=self.tags)
 
     def calls_to_warm(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]] | None:
         """The argument sets warming computes, or None when warming cannot call the function."""
@@ -427,6 +442,10 @@ class CachedFunction:
             return [((), {})]
         spec = self.warm_args() if callable(self.warm_args) else self.warm_args
         return [_as_call(item, self.name) for item in spec]
+
+
+def _not_stored(key: str) -> WarmError:
+    return WarmError(f"computed {key!r} but did not store it (backend or should_cache_fn)")
 
 
 def _as_call(item: Any, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -9,14 +9,14 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE, CacheMutex
 
 from . import signals
-from .decorator import CachedFunction, KeyResult
+from .batch import KeyResult, WriteBatch
+from .decorator import CachedFunction
 from .errors import UnknownRegionError, WarmError, describe_error
 from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, build_region, check_region
@@ -40,7 +40,8 @@ _MAX_REMEMBERED_USERS = 100_000
 # they would refresh is still served, within its ttl).
 _MAX_PENDING_REFRESHES = 1000
 
-WarmJob = Callable[[], KeyResult]
+# A warming of one key; given a WriteBatch, it stores its value with the batch.
+WarmJob = Callable[[WriteBatch | None], KeyResult]
 
 
 class CacheWarmingEngine:
@@ -244,19 +245,34 @@ class CacheWarmingEngine:
         ttl: float,
         tags: frozenset[str],
         record: TaskRecord | None,
+        batch: WriteBatch | None = None,
     ) -> KeyResult:
-        """Warm a plain key (``warm_cache`` or a registered task): compute, store, report."""
+        """Warm a plain key (``warm_cache`` or a registered task): compute, store, report.
+
+        With ``batch`` the entry is stored with the batch, which completes the result.
+        """
         t0 = time.perf_counter()
-        error: BaseException | None = None
+        task = record.task if record else None
+        result = KeyResult(key, False, 0.0, None, final=False)
+
+        def complete(error: BaseException | None) -> None:
+            result.complete(error is None, describe_error(error))
+            self._record_warm(task, result, error, record, ttl, tags)
+
         try:
             versions = store.tag_versions(tags)
             entry = Entry(compute_fn(), time.time(), ttl, versions)
+            result.duration_ms = (time.perf_counter() - t0) * 1000.0
+            if batch is not None:
+                batch.put(store, key, entry, complete)
+                return result
             store.write(key, entry)
         except Exception as exc:
-            error = exc
-        duration_ms = (time.perf_counter() - t0) * 1000.0
-        result = KeyResult(key, error is None, duration_ms, describe_error(error))
-        self._record_warm(record.task if record else None, result, error, record, ttl, tags)
+            result.duration_ms = (time.perf_counter() - t0) * 1000.0
+            complete(exc)
+            return result
+        result.duration_ms = (time.perf_counter() - t0) * 1000.0
+        complete(None)
         return result
 
     def _record_warm(
@@ -297,8 +313,8 @@ class CacheWarmingEngine:
             store = self._store_for(record.task.region)
             task = record.task
             return [
-                lambda: self._warm_value(
-                    store, task.cache_key, task.compute_fn, task.ttl, task.tags, record
+                lambda batch: self._warm_value(
+                    store, task.cache_key, task.compute_fn, task.ttl, task.tags, record, batch
                 )
             ]
         if source.user_arg is not None:
@@ -313,15 +329,39 @@ class CacheWarmingEngine:
         ]
 
     def _run_jobs(self, jobs: list[WarmJob]) -> list[KeyResult]:
-        """Run ``jobs`` in order, at most ``max_workers`` at once; results in job order."""
+        """Run ``jobs`` in order, at most ``max_workers`` at once; results in job order.
+
+        Values are stored in batches (see :mod:`dogpile_warm.batch`); every
+        result is final when this returns. Workers take the next job from one
+        shared iterator (``next`` on it is atomic), so jobs start in order
+        without a Future, a queue or a lock per job: with thousands of short
+        warmings that bookkeeping, not the warming, was the cost. The workers
+        are joined before this returns.
+        """
         if not jobs:
             return []
-        if len(jobs) == 1 or self.max_workers == 1:
-            return [job() for job in jobs]
+        batch = WriteBatch()
         workers = min(self.max_workers, len(jobs))
-        with ThreadPoolExecutor(workers, thread_name_prefix="dogpile_warm") as pool:
-            futures = [pool.submit(job) for job in jobs]
-            return [f.result() for f in futures]
+        results: list[KeyResult | None] = [None] * len(jobs)
+        order = iter(range(len(jobs)))
+
+        def work() -> None:
+            for i in order:
+                results[i] = _run_job(jobs[i], batch)
+
+        if workers == 1:
+            work()
+        else:
+            threads = [
+                threading.Thread(target=work, name=f"dogpile_warm-warm-{n}", daemon=True)
+                for n in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        batch.flush()
+        return [r for r in results if r is not None]
 
     def warm_critical_data(self) -> dict[str, Any]:
         """Warm every critical task now, highest priority first.
@@ -735,18 +775,29 @@ def _bind_job(
     kwargs: dict[str, Any],
     key: str,
 ) -> WarmJob:
-    return lambda: source.warm_key(lambda: fn(*args, **kwargs), key)
+    return lambda batch: source.warm_key(lambda: fn(*args, **kwargs), key, batch)
+
+
+def _run_job(job: WarmJob, batch: WriteBatch | None) -> KeyResult:
+    try:
+        return job(batch)
+    except Exception as exc:  # jobs report their own failures; this is a bug's safety net
+        log.exception("warming job failed")
+        return KeyResult("?", False, 0.0, describe_error(exc))
 
 
 def _reporting(
     record: TaskRecord, job: WarmJob, on_result: Callable[[dict[str, Any]], None]
 ) -> WarmJob:
-    def run() -> KeyResult:
-        result = job()
+    def report(result: KeyResult) -> None:
         try:
             on_result(_row(record, result))
         except Exception:  # a progress display must not fail a warming
             log.exception("on_result callback failed")
+
+    def run(batch: WriteBatch | None) -> KeyResult:
+        result = job(batch)
+        result.when_final(report)  # when its batch is stored
         return result
 
     return run

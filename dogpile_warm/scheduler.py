@@ -32,6 +32,7 @@ Each process ranks keys by its own reads.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -42,7 +43,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from .decorator import KeyResult
+from .batch import KeyResult, WriteBatch
 from .store import CacheStore, Entry
 
 if TYPE_CHECKING:
@@ -203,6 +204,7 @@ class Scheduler:
         budget = self.max_keys_per_cycle
         due: list[tuple[TaskRecord, int]] = []
         jobs: list[Job] = []
+        batch = WriteBatch()
         for record in engine._records():
             if not self._due(record, now):
                 continue
@@ -218,8 +220,9 @@ class Scheduler:
             if jobs and len(jobs) + len(task_jobs) > budget:
                 break  # stays due; the next cycle takes it first
             due.append((record, len(task_jobs)))
-            jobs.extend(task_jobs)
+            jobs.extend(functools.partial(job, batch) for job in task_jobs)
         outcomes = self._run(jobs)
+        batch.flush()  # completes the results
         start = 0
         for record, count in due:
             results = outcomes[start : start + count]

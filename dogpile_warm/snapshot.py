@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .decorator import KeyResult
+from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
 from .store import Entry
 
@@ -345,8 +345,8 @@ class _Pacer:
             self._sleep(start - now)
 
     def wrap(self, job: WarmJob) -> WarmJob:
-        def paced() -> KeyResult:
+        def paced(batch: WriteBatch | None) -> KeyResult:
             self.wait()
-            return job()
+            return job(batch)
 
         return paced

@@ -1,0 +1,103 @@
+"""Warm runs store their values in batches: one ``set_multi`` per region per batch.
+
+Warming a thousand keys one ``set`` at a time costs a thousand round trips
+to memcached or Redis, plus two more per key for dogpile's lock. A warm run
+(``warm_critical_data``, ``warm_tasks``, ``warm_user_data``,
+``warm_hot_keys``, a scheduled cycle, a snapshot warm-up) computes without
+the per-key lock and hands each computed entry to a :class:`WriteBatch`,
+which stores them ``size`` at a time. A caller that misses one of those keys
+while it is being warmed computes it too, as it would with no warming at
+all; refresh-ahead and reads keep their one-recompute-per-key lock.
+
+A warmed key counts as warmed (result, signal, figures) only once its batch
+is stored: :class:`KeyResult` objects are completed by the batch, and
+:meth:`WriteBatch.flush` completes every one still waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import CacheStore, Entry
+
+__all__ = ["KeyResult", "WriteBatch"]
+
+Done = Callable[[BaseException | None], None]
+
+
+class KeyResult:
+    """The outcome of warming one key (a row of ``warm_critical_data()["results"]``).
+
+    While its batch waits, ``success`` is False and ``final`` is False;
+    callbacks given to :meth:`when_final` run once the outcome is known.
+    """
+
+    __slots__ = ("_waiting", "duration_ms", "error", "final", "key", "success")
+
+    def __init__(
+        self, key: str, success: bool, duration_ms: float, error: str | None, final: bool = True
+    ) -> None:
+        self.key = key
+        self.success = success
+        self.duration_ms = duration_ms
+        self.error = error
+        self.final = final
+        self._waiting: list[Callable[[KeyResult], None]] = []
+
+    def when_final(self, callback: Callable[[KeyResult], None]) -> None:
+        """Call ``callback(self)`` now if the outcome is known, else once it is."""
+        if self.final:
+            callback(self)
+        else:
+            self._waiting.append(callback)
+
+    def complete(self, success: bool, error: str | None) -> None:
+        self.success, self.error, self.final = success, error, True
+        waiting, self._waiting = self._waiting, []
+        for callback in waiting:
+            callback(self)
+
+
+class WriteBatch:
+    """Computed entries waiting to be stored, grouped by region (thread-safe)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        # id(store) -> (store, {key: entry}, [done callbacks])
+        self._pending: dict[int, tuple[CacheStore, dict[str, Entry], list[Done]]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, store: CacheStore, key: str, entry: Entry, done: Done) -> None:
+        """Queue ``entry`` under ``key``; ``done(error)`` runs once it is stored (or not)."""
+        with self._lock:
+            batch = self._pending.get(id(store))
+            if batch is None:
+                batch = self._pending[id(store)] = (store, {}, [])
+            batch[1][key] = entry
+            batch[2].append(done)
+            full = len(batch[2]) >= self.size
+            if full:
+                del self._pending[id(store)]
+        if full:
+            _write(*batch)
+
+    def flush(self) -> None:
+        """Store everything still waiting."""
+        with self._lock:
+            batches, self._pending = list(self._pending.values()), {}
+        for batch in batches:
+            _write(*batch)
+
+
+def _write(store: CacheStore, entries: dict[str, Entry], done: list[Done]) -> None:
+    error: BaseException | None = None
+    try:
+        store.write_many(entries)
+    except Exception as exc:
+        error = exc
+        store.health.failed(exc, f"{len(entries)} warmed keys", "write")
+    for callback in done:
+        callback(error)
