@@ -192,10 +192,13 @@ def test_the_cycle_optimises_schedules_from_read_frequency(
 
 
 # -- pattern warming ------------------------------------------------------------------
-def make_hot_function(engine: CacheWarmingEngine) -> tuple[Callable[[int], int], list[int]]:
+def make_hot_function(
+    engine: CacheWarmingEngine, refresh_ahead: float | None = 0.5
+) -> tuple[Callable[[int], int], list[int]]:
+    """ttl 10 s; with refresh_ahead 0.5 its refresh window is 5 s long."""
     computed: list[int] = []
 
-    @warmable(ttl=10, refresh_ahead=0.5)
+    @warmable(ttl=10, refresh_ahead=refresh_ahead)
     def square(x: int) -> int:
         computed.append(x)
         return x * x
@@ -218,12 +221,24 @@ def read_steadily(fn: Callable[[int], int], x: int, clock: FakeClock, every: flo
         clock.advance(every)
 
 
+def test_a_key_read_more_often_than_its_refresh_window_is_left_to_refresh_ahead(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """Reads every 0.5 s into a 5 s refresh window: one will refresh it; no warming."""
+    square, computed = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=0.5, n=5)
+    age_value(square, 3, 4.5)
+    computed.clear()
+    assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
+    assert computed == []
+
+
 def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
     engine: CacheWarmingEngine, clock: FakeClock
 ) -> None:
     """Pattern warming recomputes a hot key whose value will be in its refresh window."""
     square, computed = make_hot_function(engine)
-    read_steadily(square, 3, clock, every=0.5, n=5)
+    read_steadily(square, 3, clock, every=6, n=5)
     age_value(square, 3, 4.5)  # refresh point 5 s; the next cycle ends within 2 s
     computed.clear()
     with captured_signals() as log:
@@ -238,7 +253,7 @@ def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
 def test_a_fresh_value_is_not_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
     """A value that stays before its refresh point through the next cycle is left alone."""
     square, computed = make_hot_function(engine)
-    read_steadily(square, 3, clock, every=0.5, n=5)
+    read_steadily(square, 3, clock, every=6, n=5)
     computed.clear()
     assert (
         scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
@@ -277,7 +292,7 @@ def test_a_key_gone_cold_is_not_warmed(engine: CacheWarmingEngine, clock: FakeCl
 def test_a_missing_hot_key_is_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
     """A hot key whose value was invalidated is recomputed before its next read."""
     square, computed = make_hot_function(engine)
-    read_steadily(square, 4, clock, every=0.5, n=5)
+    read_steadily(square, 4, clock, every=6, n=5)
     square.invalidate(4)  # type: ignore[attr-defined]
     computed.clear()
     assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == [
@@ -291,7 +306,7 @@ def test_a_key_is_not_warmed_twice_within_its_refresh_window(
 ) -> None:
     """Once warmed, a key is not warmed again for ttl * (1 - refresh_ahead) seconds."""
     square, computed = make_hot_function(engine)
-    read_steadily(square, 3, clock, every=0.5, n=5)
+    read_steadily(square, 3, clock, every=6, n=5)
     cycles = scheduler(engine, check_every=1.0, pattern_warming=True)
     age_value(square, 3, 4.5)
     cycles.run_cycle()
@@ -306,7 +321,7 @@ def test_a_key_being_recomputed_elsewhere_is_skipped(
 ) -> None:
     """Pattern warming does not wait for, or duplicate, a recompute holding the key's lock."""
     square, computed = make_hot_function(engine)
-    read_steadily(square, 3, clock, every=0.5, n=5)
+    read_steadily(square, 3, clock, every=6, n=5)
     age_value(square, 3, 4.5)
     computed.clear()
     cached = square._self_cached  # type: ignore[attr-defined]
@@ -323,7 +338,7 @@ def test_pattern_warming_needs_remembered_arguments_and_respects_the_budget(
     engine: CacheWarmingEngine, clock: FakeClock
 ) -> None:
     """Only keys with remembered calls are warmed, hottest first, up to the budget."""
-    square, computed = make_hot_function(engine)
+    square, computed = make_hot_function(engine, refresh_ahead=None)
     for x in range(6):
         read_steadily(square, x, clock, every=0.1, n=6 - x)  # x=0 hottest
     for x in range(6):
@@ -331,7 +346,9 @@ def test_pattern_warming_needs_remembered_arguments_and_respects_the_budget(
     engine.usage_tracker.record_access("some:key:without:arguments")
     engine.usage_tracker.record_access("some:key:without:arguments")
     computed.clear()
-    done = scheduler(engine, max_keys_per_cycle=3, pattern_warming=True).run_cycle()
+    done = scheduler(
+        engine, check_every=5.0, max_keys_per_cycle=3, pattern_warming=True
+    ).run_cycle()
     assert computed == [0, 1, 2]
     assert len(done["keys_prewarmed"]) == 3
 
