@@ -596,6 +596,33 @@ class CacheWarmingEngine:
             jobs.append((record, _bind_job(cached, cached.fn, args, kwargs, key)))
         return self._report_jobs(jobs, [], skipped, t0)
 
+    def save_hot_set(
+        self, top_n: int = 1000, region: CacheRegion | str | None = None
+    ) -> dict[str, Any]:
+        """Save the hottest keys with their arguments into the backend, for a cold start.
+
+        See :func:`dogpile_warm.snapshot.save_hot_set` for the details and the result.
+        """
+        from .snapshot import save_hot_set  # snapshot builds on the engine
+
+        return save_hot_set(self, top_n, region)
+
+    def warm_from_snapshot(
+        self,
+        region: CacheRegion | str | None = None,
+        rate_limit: float | None = None,
+        top_n: int | None = None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Warm the keys of the saved hot set now, hottest first, at most ``rate_limit`` a second.
+
+        Same shape as :meth:`warm_critical_data`; see
+        :func:`dogpile_warm.snapshot.warm_from_snapshot`.
+        """
+        from .snapshot import warm_from_snapshot
+
+        return warm_from_snapshot(self, region, rate_limit, top_n, on_result)
+
     def optimize_schedules(self) -> dict[str, Any]:
         """Set each task's interval from its accesses per minute over the last hour.
 

@@ -509,3 +509,22 @@ def test_cli_saves_in_one_process_and_warms_in_another(
     computing = [line for line in warmed.stdout.splitlines() if line.startswith("computing")]
     assert computing == ["computing 7", "computing 1"]
     assert region.get("product|7", ignore_expiration=True) is not NO_VALUE
+
+
+def test_the_engine_saves_and_warms_its_hot_set(engine: CacheWarmingEngine) -> None:
+    """engine.save_hot_set / engine.warm_from_snapshot round-trip through the backend."""
+    computed: list[int] = []
+
+    @warmable(ttl=600)
+    def cube(x: int) -> int:
+        computed.append(x)
+        return x**3
+
+    for x in (2, 2, 3):
+        cube(x)
+    assert engine.save_hot_set()["saved"] == 2
+    cube.invalidate(2)
+    cube.invalidate(3)
+    computed.clear()
+    report = engine.warm_from_snapshot()
+    assert report["succeeded"] == 2 and computed == [2, 3]
