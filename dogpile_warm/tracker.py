@@ -70,34 +70,26 @@ class UsagePatternTracker:
         """Record one access of ``key`` at ``timestamp`` (default: now)."""
         when = self.clock() if timestamp is None else timestamp
         with self._lock:
-            self._record(key, when)
-
-    def record_many(self, accesses: Iterable[tuple[str, float]]) -> None:
-        """Record ``(key, timestamp)`` accesses, in order, under one lock acquisition."""
-        with self._lock:
-            for key, when in accesses:
-                self._record(key, when)
+            usage = self._usage_of(key)
+            usage.count += 1
+            usage.times.append(when)
 
     def record_grouped(self, accesses: Iterable[tuple[str, list[float]]]) -> None:
         """Record ``(key, [timestamps...])`` groups, each key's times in order, under one lock."""
         with self._lock:
             for key, times in accesses:
-                usage = self._keys.get(key)
-                if usage is None:
-                    if len(self._keys) >= self.max_keys:
-                        self._forget_coldest()
-                    usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+                usage = self._usage_of(key)
                 usage.count += len(times)
                 usage.times.extend(times)
 
-    def _record(self, key: str, when: float) -> None:
+    def _usage_of(self, key: str) -> _KeyUsage:
+        # Called with the lock held.
         usage = self._keys.get(key)
         if usage is None:
             if len(self._keys) >= self.max_keys:
                 self._forget_coldest()
             usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
-        usage.count += 1
-        usage.times.append(when)
+        return usage
 
     def _flush(self) -> None:
         """Apply accesses the owner has queued (the engine batches them off the hit path)."""
@@ -143,13 +135,8 @@ class UsagePatternTracker:
 
     def predict_next_access(self, key: str) -> float | None:
         """Epoch seconds of the expected next access, or None with fewer than two accesses."""
-        self._flush()
-        with self._lock:
-            usage = self._keys.get(key)
-            if usage is None or len(usage.times) < 2:
-                return None
-            first, last, n = usage.times[0], usage.times[-1], len(usage.times)
-        return last + (last - first) / (n - 1)
+        known = self._last_and_gap(key)
+        return None if known is None else known[0] + known[1]
 
     def _last_and_gap(self, key: str) -> tuple[float, float] | None:
         """The last access and the mean gap between accesses, or None with fewer than two."""
