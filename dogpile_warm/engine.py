@@ -20,6 +20,7 @@ from .decorator import CachedFunction
 from .errors import UnknownRegionError, WarmError, describe_error
 from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, build_region, check_region
+from .runs import WarmJob, bind_job, report_jobs, row, run_jobs
 from .scheduler import Scheduler
 from .stats import TaskRecord
 from .store import CacheStore, Entry
@@ -39,9 +40,6 @@ _MAX_REMEMBERED_USERS = 100_000
 # Background refreshes queued or running at once; more are dropped (the value
 # they would refresh is still served, within its ttl).
 _MAX_PENDING_REFRESHES = 1000
-
-# A warming of one key; given a WriteBatch, it stores its value with the batch.
-WarmJob = Callable[[WriteBatch | None], KeyResult]
 
 
 class CacheWarmingEngine:
@@ -324,44 +322,9 @@ class CacheWarmingEngine:
             return None
         fn = source.fn
         return [
-            _bind_job(source, fn, args, kwargs, source.key_for(args, kwargs))
+            bind_job(source, fn, args, kwargs, source.key_for(args, kwargs))
             for args, kwargs in calls
         ]
-
-    def _run_jobs(self, jobs: list[WarmJob]) -> list[KeyResult]:
-        """Run ``jobs`` in order, at most ``max_workers`` at once; results in job order.
-
-        Values are stored in batches (see :mod:`dogpile_warm.batch`); every
-        result is final when this returns. Workers take the next job from one
-        shared iterator (``next`` on it is atomic), so jobs start in order
-        without a Future, a queue or a lock per job: with thousands of short
-        warmings that bookkeeping, not the warming, was the cost. The workers
-        are joined before this returns.
-        """
-        if not jobs:
-            return []
-        batch = WriteBatch()
-        workers = min(self.max_workers, len(jobs))
-        results: list[KeyResult | None] = [None] * len(jobs)
-        order = iter(range(len(jobs)))
-
-        def work() -> None:
-            for i in order:
-                results[i] = _run_job(jobs[i], batch)
-
-        if workers == 1:
-            work()
-        else:
-            threads = [
-                threading.Thread(target=work, name=f"dogpile_warm-warm-{n}", daemon=True)
-                for n in range(workers)
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-        batch.flush()
-        return [r for r in results if r is not None]
 
     def warm_critical_data(self) -> dict[str, Any]:
         """Warm every critical task now, highest priority first.
@@ -409,7 +372,7 @@ class CacheWarmingEngine:
             except Exception as exc:  # e.g. a warm_args callable that raised
                 log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
                 results.append(
-                    _row(record, KeyResult(record.task.task_id, False, 0.0, describe_error(exc)))
+                    row(record, KeyResult(record.task.task_id, False, 0.0, describe_error(exc)))
                 )
                 continue
             if task_jobs is None:
@@ -417,33 +380,9 @@ class CacheWarmingEngine:
                 continue
             jobs.extend((record, job) for job in task_jobs)
         if on_result is not None:
-            for row in results:
-                on_result(row)
-        return self._report_jobs(jobs, results, skipped, t0, on_result)
-
-    def _report_jobs(
-        self,
-        jobs: list[tuple[TaskRecord, WarmJob]],
-        results: list[dict[str, Any]],
-        skipped: int,
-        t0: float,
-        on_result: Callable[[dict[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Run ``jobs`` and report them (after ``results`` already known) in the warm shape."""
-        if on_result is not None:
-            jobs = [(record, _reporting(record, job, on_result)) for record, job in jobs]
-        outcomes = self._run_jobs([job for _, job in jobs])
-        results.extend(
-            _row(record, result) for (record, _), result in zip(jobs, outcomes, strict=True)
-        )
-        succeeded = sum(1 for r in results if r["success"])
-        return {
-            "succeeded": succeeded,
-            "failed": len(results) - succeeded,
-            "skipped": skipped,
-            "total_duration_ms": (time.perf_counter() - t0) * 1000.0,
-            "results": results,
-        }
+            for failed in results:
+                on_result(failed)
+        return report_jobs(jobs, results, skipped, t0, self.max_workers, on_result)
 
     def warm_user_data(
         self, user_id: Any, force: bool = False, preload_forms: bool = True
@@ -475,8 +414,8 @@ class CacheWarmingEngine:
             if not preload_forms and "forms" in record.task.tags:
                 continue
             kwargs = {source.user_arg: user_id}
-            jobs.append(_bind_job(source, source.fn, (), kwargs, source.key_for((), kwargs)))
-        outcomes = self._run_jobs(jobs)
+            jobs.append(bind_job(source, source.fn, (), kwargs, source.key_for((), kwargs)))
+        outcomes = run_jobs(jobs, self.max_workers)
         warmed = [r.key for r in outcomes if r.success]
         failed = [r.key for r in outcomes if not r.success]
         if failed and not warmed:
@@ -593,8 +532,8 @@ class CacheWarmingEngine:
                 skipped += 1
                 continue
             cached, args, kwargs = call
-            jobs.append((record, _bind_job(cached, cached.fn, args, kwargs, key)))
-        return self._report_jobs(jobs, [], skipped, t0)
+            jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))
+        return report_jobs(jobs, [], skipped, t0, self.max_workers)
 
     def save_hot_set(
         self, top_n: int = 1000, region: CacheRegion | str | None = None
@@ -795,41 +734,6 @@ def _scheduler_figures(scheduler: Scheduler | None) -> dict[str, Any] | None:
     }
 
 
-def _bind_job(
-    source: CachedFunction,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    key: str,
-) -> WarmJob:
-    return lambda batch: source.warm_key(lambda: fn(*args, **kwargs), key, batch)
-
-
-def _run_job(job: WarmJob, batch: WriteBatch | None) -> KeyResult:
-    try:
-        return job(batch)
-    except Exception as exc:  # jobs report their own failures; this is a bug's safety net
-        log.exception("warming job failed")
-        return KeyResult("?", False, 0.0, describe_error(exc))
-
-
-def _reporting(
-    record: TaskRecord, job: WarmJob, on_result: Callable[[dict[str, Any]], None]
-) -> WarmJob:
-    def report(result: KeyResult) -> None:
-        try:
-            on_result(_row(record, result))
-        except Exception:  # a progress display must not fail a warming
-            log.exception("on_result callback failed")
-
-    def run(batch: WriteBatch | None) -> KeyResult:
-        result = job(batch)
-        result.when_final(report)  # when its batch is stored
-        return result
-
-    return run
-
-
 def _interval_for(accesses_per_minute: float) -> int:
     if accesses_per_minute > 1:
         return 15
@@ -838,16 +742,6 @@ def _interval_for(accesses_per_minute: float) -> int:
     if accesses_per_minute > 0.1:
         return 60
     return 120
-
-
-def _row(record: TaskRecord, result: KeyResult) -> dict[str, Any]:
-    return {
-        "task_id": record.task.task_id,
-        "key": result.key,
-        "success": result.success,
-        "duration_ms": result.duration_ms,
-        "error": result.error,
-    }
 
 
 def _user_result(

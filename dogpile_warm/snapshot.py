@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
+from .runs import WarmJob, bind_job, report_jobs
 from .store import Entry
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
 
-    from .engine import CacheWarmingEngine, WarmJob
+    from .engine import CacheWarmingEngine
     from .stats import TaskRecord
 
 __all__ = [
@@ -221,7 +222,7 @@ def warm_from_snapshot(
             continue
         assert record is not None
         jobs.append((record, job))
-    report = engine._report_jobs(jobs, [], len(skipped), t0, on_result)
+    report = report_jobs(jobs, [], len(skipped), t0, engine.max_workers, on_result)
     report["found"] = entry is not None
     report["saved_at"] = entry.created if entry is not None else None
     report["skipped_items"] = skipped
@@ -303,10 +304,6 @@ def _job(
     record: TaskRecord, item: dict[str, Any], pace: _Pacer | None
 ) -> tuple[WarmJob | None, str | None]:
     """The warm job of one snapshot item, or None and the reason it cannot run."""
-    # Imported here: the engine delegates to this module, so a module-level
-    # import would make the two import each other.
-    from .engine import _bind_job
-
     source = record.source
     assert source is not None
     try:
@@ -317,7 +314,7 @@ def _job(
         key = source.key_for(args, kwargs)
     except TypeError as exc:
         return None, f"arguments no longer fit the function: {exc}"
-    job = _bind_job(source, source.fn, args, kwargs, key)
+    job = bind_job(source, source.fn, args, kwargs, key)
     if pace is None:
         return job, None
     return pace.wrap(job), None
