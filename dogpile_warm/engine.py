@@ -16,7 +16,7 @@ from dogpile.cache.api import NO_VALUE, CacheMutex
 
 from . import signals
 from .batch import KeyResult, WriteBatch
-from .decorator import CachedFunction
+from .cached import CachedFunction
 from .errors import UnknownRegionError, WarmError, describe_error
 from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, build_region, check_region

@@ -20,7 +20,7 @@ from .batch import KeyResult, WriteBatch
 from .errors import describe_error
 
 if TYPE_CHECKING:
-    from .decorator import CachedFunction
+    from .cached import CachedFunction
     from .stats import TaskRecord
 
 __all__ = ["WarmJob", "bind_job", "report_jobs", "row", "run_jobs"]

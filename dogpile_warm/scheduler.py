@@ -51,7 +51,7 @@ from .batch import KeyResult, WriteBatch
 from .store import CacheStore, Entry
 
 if TYPE_CHECKING:
-    from .decorator import CachedFunction
+    from .cached import CachedFunction
     from .engine import CacheWarmingEngine
     from .stats import TaskRecord
 

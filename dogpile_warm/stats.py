@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .decorator import CachedFunction
+    from .cached import CachedFunction
     from .task import WarmingTask
 
 __all__ = ["AccessCounters", "TaskRecord", "WarmingFigures"]

@@ -21,7 +21,7 @@ from .stats import AccessCounters, WarmingFigures
 from .tracker import UsagePatternTracker
 
 if TYPE_CHECKING:
-    from .decorator import CachedFunction
+    from .cached import CachedFunction
 
 __all__ = ["Call", "Usage"]
 

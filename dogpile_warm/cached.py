@@ -1,0 +1,454 @@
+"""One decorated function's cache: the read path, computing and storing, and warming.
+
+The read path is dogpile's own :class:`dogpile.lock.Lock`, fed with a value
+function that treats an entry past its ``ttl`` (or carrying an invalidated
+tag) as missing, and with ``refresh_ahead * ttl`` as the lock's expiry: past
+it, the caller gets the cached value at once while one background refresh
+runs through the engine's ``async_creation_runner``; past ``ttl`` the caller
+waits for the recompute, under the lock (distributed where the backend has one).
+A fresh value on dogpile's memory backend is answered before the Lock is
+built (see :mod:`dogpile_warm.memory_index`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from dogpile.cache import CacheRegion
+from dogpile.cache.api import NO_VALUE, CacheMutex
+from dogpile.lock import Lock, NeedRegenerationException
+
+from . import signals
+from .batch import KeyResult, WriteBatch
+from .errors import WarmError, describe_error
+from .keys import KeyBuilder
+from .refresh import RefreshBackoff, refresh_due
+from .regions import check_backend_expiry
+from .store import CacheStore, Entry
+
+if TYPE_CHECKING:
+    from .engine import CacheWarmingEngine
+    from .task import WarmingTask
+
+__all__ = ["CachedFunction", "WarmArgs"]
+
+log = logging.getLogger(__name__)
+
+# What value_and_created() reports to dogpile's Lock for a value that is
+# within its ttl but due for refresh: an epoch second long past, so the Lock
+# sees "expired, but a value exists" and hands its mutex to async_creator.
+_REFRESH_NOW = 1.0
+
+WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
+
+
+class CachedFunction:
+    """Everything ``@warmable`` knows about one function; shared by its wrappers."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        engine: CacheWarmingEngine,
+        region: CacheRegion | str | None,
+        ttl: float,
+        refresh_ahead: float | None,
+        tags: frozenset[str],
+        user_arg: str | None,
+        warm_args: WarmArgs | Callable[[], WarmArgs] | None,
+        refresh_policy: str = "window",
+        xfetch_beta: float = 1.0,
+        should_cache_fn: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self.fn = fn  # the plain function (a staticmethod's or classmethod's __func__)
+        self.name = name
+        self.engine = engine
+        self.region = region
+        self.ttl = ttl
+        self.refresh_ahead = refresh_ahead
+        self.refresh_policy = refresh_policy if refresh_ahead is not None else None
+        # Up to this age a read returns the value with nothing else to decide:
+        # None for xfetch, whose decision is random on every read.
+        self.fresh_for: float | None = {
+            None: ttl,
+            "window": ttl * (refresh_ahead or 0.0),
+        }.get(self.refresh_policy)
+        self.xfetch_beta = xfetch_beta
+        self.should_cache_fn = should_cache_fn
+        self.backoff = RefreshBackoff()
+        self.tags = tags
+        self.sorted_tags = tuple(sorted(tags))
+        self.user_arg = user_arg
+        self.warm_args = warm_args
+        self.keys = KeyBuilder(name, fn)
+        self.sender: Any = None  # the WarmableFunction, set once it exists
+        self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
+        self._store: tuple[int, CacheStore] | None = None
+        self.usage = engine._usage
+        self.direct = False  # called straight from WarmableFunction.__call__ (set there)
+
+    # -- region -----------------------------------------------------------
+    def store(self) -> CacheStore:
+        """The store of this function's region, resolved at first use (after configure())."""
+        cached = self._store
+        generation = self.engine._region_generation
+        if cached is None or cached[0] != generation:
+            store = self.engine._store_for(self.region)
+            check_backend_expiry(store.region, self.ttl, self.name)
+            cached = self._store = (generation, store)
+        return cached[1]
+
+    # -- the read path ------------------------------------------------------
+    def __call__(
+        self,
+        wrapped: Callable[..., Any],
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
+        key = self.keys.key(args, kwargs)
+        resolved = self._store
+        if resolved is not None and resolved[0] == self.engine._region_generation:
+            index = resolved[1].index
+        else:
+            index = self.store().index
+        fresh_for = self.fresh_for
+        if index is not None and fresh_for is not None:
+            # The memory backend's shortcut (see dogpile_warm.memory_index): a
+            # verified entry nobody has touched since, not yet due for refresh.
+            # This is _report's hit, inlined: every call here is a hit.
+            entry = index.lookup(key)
+            if entry is not None:
+                age = time.time() - entry.created
+                if age <= fresh_for:
+                    self.usage.record(self, key, True)
+                    if signals.cache_hit.receivers:
+                        signals.cache_hit.send(self.sender, key=key, age=age)
+                    return entry.value
+        self.usage.remember_call(self, key, args, kwargs)
+        return self.call(lambda: wrapped(*args, **kwargs), key)
+
+    def call(self, compute: Callable[[], Any], key: str) -> Any:
+        """Return the cached value of ``key``, computing it with ``compute`` when needed.
+
+        Sends exactly one of ``cache_hit`` / ``cache_miss``. Exceptions from
+        ``compute`` reach the caller; backend failures never do.
+        """
+        store = self.store()
+        try:
+            entry = store.read(key, self.sorted_tags)
+        except Exception as exc:
+            store.health.failed(exc, key, "read")
+            return self._compute_uncached(compute, key)
+        if entry is not None and self._lock_time(entry, key) == entry.created:
+            # Fresh and not due for refresh: exactly what dogpile's Lock would
+            # answer at once, without building it or looking up the mutex.
+            store.health.succeeded()
+            return self._report(key, False, entry.cost, entry, entry.value)
+        return self._call_locked(store, compute, key)
+
+    def _lock_time(self, entry: Entry, key: str) -> float | None:
+        """The creation time to show dogpile's Lock: None means "no usable value"."""
+        age = time.time() - entry.created
+        if age > self.ttl:
+            # The freshness promise: never served, even while another thread
+            # or process holds the lock; the caller waits for the recompute.
+            return None
+        policy = self.refresh_policy
+        if (
+            policy is not None
+            and refresh_due(
+                policy, age, self.ttl, self.refresh_ahead or 0.0, entry.cost, self.xfetch_beta
+            )
+            and self.backoff.allows(key)
+        ):
+            return _REFRESH_NOW
+        return entry.created
+
+    def _compute_uncached(self, compute: Callable[[], Any], key: str) -> Any:
+        t0 = time.perf_counter()
+        value = compute()
+        return self._report(key, True, time.perf_counter() - t0, None, value)
+
+    def _call_locked(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
+        """The read through dogpile's Lock: missing, expired or due values."""
+        ttl = self.ttl
+        policy = self.refresh_policy
+        ran = user_failed = False
+        created: Entry | None = None
+
+        def creator() -> tuple[Entry, float]:
+            nonlocal ran, user_failed, created
+            ran = True
+            try:
+                created, _ = self._compute_entry(store, key, compute)
+            except BaseException:
+                user_failed = True
+                raise
+            return created, created.created
+
+        def value_and_created() -> tuple[Entry, float]:
+            entry = store.read(key, self.sorted_tags)
+            when = None if entry is None else self._lock_time(entry, key)
+            if entry is None or when is None:
+                raise NeedRegenerationException()
+            return entry, when
+
+        async_creator = None
+        if policy is not None:
+
+            def async_creator(mutex: CacheMutex) -> None:
+                self.engine._run_refresh(lambda: self._refresh(store, key, compute), mutex)
+
+        try:
+            with Lock(store.mutex(key), creator, value_and_created, ttl, async_creator) as entry:
+                pass
+            store.health.succeeded()
+        except Exception as exc:
+            if user_failed:
+                raise
+            store.health.failed(exc, key, "read")
+            if created is None:
+                return self._compute_uncached(compute, key)
+            entry = created
+        if not ran and time.time() - entry.created > ttl:
+            # The value crossed its ttl between the read and now (thread
+            # switches): the promise is about what the caller receives.
+            return self.call(compute, key)
+        return self._report(key, ran, entry.cost, entry, entry.value)
+
+    def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
+        if miss:
+            self.usage.record(self, key, False)
+            if signals.cache_miss.receivers:
+                signals.cache_miss.send(self.sender, key=key, duration_ms=cost * 1000.0)
+        else:
+            self.usage.record(self, key, True)
+            if signals.cache_hit.receivers:
+                age = time.time() - entry.created if entry is not None else 0.0
+                signals.cache_hit.send(self.sender, key=key, age=age)
+        return value
+
+    # -- computing and storing ------------------------------------------------
+    def _tag_versions(self, store: CacheStore, key: str) -> tuple[tuple[str, str], ...] | None:
+        """Tag versions to store with a new value, or None when the backend cannot say."""
+        if not self.sorted_tags:
+            return ()
+        try:
+            return store.tag_versions(self.sorted_tags)
+        except Exception as exc:
+            store.health.failed(exc, key, "tag read")
+            return None
+
+    def _write(self, store: CacheStore, key: str, entry: Entry) -> bool:
+        try:
+            store.write(key, entry)
+        except Exception as exc:
+            store.health.failed(exc, key, "write")
+            return False
+        return True
+
+    def _compute_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, bool]:
+        """Compute now and store; return the entry and whether it was stored.
+
+        Tag versions are read before the computation starts. Exceptions from
+        ``compute`` propagate and nothing is stored, so the last good value
+        stays; backend failures are counted and logged, never raised.
+        """
+        entry, cacheable = self._new_entry(store, key, compute)
+        if not cacheable:
+            return entry, False
+        return entry, self._write(store, key, entry)
+
+    def _new_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, bool]:
+        """Compute now; return the entry and whether it may be stored (tags read, should_cache_fn)."""
+        versions = self._tag_versions(store, key)
+        started = time.time()
+        t0 = time.perf_counter()
+        value = compute()
+        entry = Entry(value, started, self.ttl, versions or (), time.perf_counter() - t0)
+        cacheable = versions is not None and (
+            self.should_cache_fn is None or bool(self.should_cache_fn(value))
+        )
+        return entry, cacheable
+
+    def _locked_compute_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, bool]:
+        """:meth:`_compute_entry` under the key's dogpile mutex (computed anyway if the lock fails)."""
+        try:
+            mutex = store.mutex(key)
+            mutex.acquire()
+        except Exception as exc:
+            store.health.failed(exc, key, "lock")
+            return self._compute_entry(store, key, compute)
+        try:
+            return self._compute_entry(store, key, compute)
+        finally:
+            try:
+                mutex.release()
+            except Exception as exc:
+                store.health.failed(exc, key, "unlock")
+
+    def _refresh(self, store: CacheStore, key: str, compute: Callable[[], Any]) -> None:
+        """The background refresh-ahead job (the caller holds the mutex): reports, never raises."""
+        try:
+            entry, stored = self._compute_entry(store, key, compute)
+        except Exception as exc:
+            delay = self.backoff.failed(key)
+            self.engine._refresh_failed(self, key, exc, delay)
+            return
+        self.backoff.succeeded(key)
+        duration_ms = entry.cost * 1000.0
+        self.engine._record_refresh(self, key, duration_ms, stored)
+        if stored and signals.refreshed.receivers:
+            signals.refreshed.send(self.sender, key=key, duration_ms=duration_ms)
+
+    # -- attributes of the decorated function ----------------------------------
+    def key_for(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        return self.keys.key(args, kwargs)
+
+    def get(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+        key = self.keys.key(args, kwargs)
+        store = self.store()
+        try:
+            entry = store.read(key, self.sorted_tags)
+        except Exception as exc:
+            store.health.failed(exc, key, "read")
+            return NO_VALUE
+        if entry is None or time.time() - entry.created > self.ttl:
+            return NO_VALUE
+        return entry.value
+
+    def set(self, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        key = self.keys.key(args, kwargs)
+        store = self.store()
+        versions = self._tag_versions(store, key)
+        if versions is not None:
+            self._write(store, key, Entry(value, time.time(), self.ttl, versions))
+
+    def invalidate(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        key = self.keys.key(args, kwargs)
+        store = self.store()
+        try:
+            store.delete(key)
+        except Exception as exc:
+            store.health.failed(exc, key, "delete")
+
+    def refresh(self, compute: Callable[[], Any], key: str) -> Any:
+        entry, _ = self._locked_compute_entry(self.store(), key, compute)
+        return entry.value
+
+    def warm_key(
+        self, compute: Callable[[], Any], key: str, batch: WriteBatch | None = None
+    ) -> KeyResult:
+        """Compute and store ``key`` now; report, signal and log the outcome, never raise.
+
+        Alone, under the key's dogpile mutex. With ``batch`` (a warm run), the
+        value is computed without it and stored with the batch, which
+        completes the returned result (see :mod:`dogpile_warm.batch`).
+        """
+        if batch is None:
+            return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
+        t0 = time.perf_counter()
+        store = self.store()
+        try:
+            entry, cacheable = self._new_entry(store, key, compute)
+        except Exception as exc:
+            return self._warmed(key, t0, False, exc)
+        if not cacheable:
+            return self._warmed(key, t0, False, None)
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        batch.put(store, key, entry, lambda error: self._complete(result, error))
+        return result
+
+    def prewarm(
+        self, compute: Callable[[], Any], key: str, needed: Callable[[Entry | None], bool]
+    ) -> KeyResult | None:
+        """Warm ``key`` ahead of a predicted read, unless someone is already on it.
+
+        Takes the key's mutex without waiting: a holder (a caller or a
+        background refresh, in any process) is already computing the value.
+        Under the mutex the value is read again and computed only if
+        ``needed(entry)`` still holds (``entry`` None when missing or stale by
+        tag). Returns None when nothing was computed; never raises.
+        """
+        store = self.store()
+        try:
+            mutex = store.mutex(key)
+            if not mutex.acquire(False):
+                return None
+        except Exception as exc:
+            store.health.failed(exc, key, "lock")
+            return None
+        try:
+            try:
+                entry = store.read(key, self.sorted_tags)
+            except Exception as exc:
+                store.health.failed(exc, key, "read")
+                return None
+            if not needed(entry):
+                return None
+            return self._warm(lambda store: self._compute_entry(store, key, compute), key)
+        finally:
+            try:
+                mutex.release()
+            except Exception as exc:
+                store.health.failed(exc, key, "unlock")
+
+    def _warm(
+        self, compute_entry: Callable[[CacheStore], tuple[Entry, bool]], key: str
+    ) -> KeyResult:
+        t0 = time.perf_counter()
+        try:
+            _, stored = compute_entry(self.store())
+        except Exception as exc:
+            return self._warmed(key, t0, False, exc)
+        return self._warmed(key, t0, stored, None)
+
+    def _warmed(self, key: str, t0: float, stored: bool, error: BaseException | None) -> KeyResult:
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        self._complete(result, error if error is not None or stored else _not_stored(key))
+        return result
+
+    def _complete(self, result: KeyResult, error: BaseException | None) -> None:
+        """Settle ``result`` (stored when ``error`` is None) and report it to the engine."""
+        result.complete(error is None, describe_error(error))
+        self.engine._record_warm(self.task, result, error, ttl=self.ttl, tags=self.tags)
+
+    def calls_to_warm(self) -> list[tuple[tuple[Any, ...], dict[str, Any]]] | None:
+        """The argument sets warming computes, or None when warming cannot call the function."""
+        if self.keys.skips_first:
+            return None  # a method needs an instance that warming does not have
+        if self.warm_args is None:
+            try:
+                self.keys.bind((), {})
+            except TypeError:
+                return None
+            return [((), {})]
+        spec = self.warm_args() if callable(self.warm_args) else self.warm_args
+        return [_as_call(item, self.name) for item in spec]
+
+
+def _not_stored(key: str) -> WarmError:
+    return WarmError(f"computed {key!r} but did not store it (backend or should_cache_fn)")
+
+
+def _as_call(item: Any, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if isinstance(item, Mapping):
+        return (), dict(item)
+    if isinstance(item, tuple):
+        return item, {}
+    raise TypeError(f"warm_args of {name} must hold tuples or dicts, got {item!r}")
+
+
+# wrapt's wrappers are generic only in its stubs, not at run time.
