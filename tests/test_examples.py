@@ -63,3 +63,24 @@ def test_user_login_shows_skip_window_force_and_forms() -> None:
     }
     assert "first pages of 1 and 2 served from the cache, each user's own values" in done.stdout
     assert done.stdout.splitlines()[-1] == "user_login OK"
+
+
+def test_the_command_warms_and_reports_the_shop_example() -> None:
+    """The README's command lines work on examples/shop.py, run from examples/."""
+
+    def command(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dogpile_warm.cli", *args],
+            cwd=EXAMPLES,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    warmed = command("warm", "shop", "--all", "-v")
+    assert warmed.returncode == 0, warmed.stderr
+    assert "shop:catalog" in warmed.stdout and "shop:product|1" in warmed.stdout
+    stats = command("stats", "shop", "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert '"tasks": 4' in stats.stdout
