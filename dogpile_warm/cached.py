@@ -89,15 +89,16 @@ class CachedFunction:
         self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
         self._store: tuple[int, CacheStore] | None = None
         self.usage = engine._usage
+        self._regions = engine._regions
         self.direct = False  # called straight from WarmableFunction.__call__ (set there)
 
     # -- region -----------------------------------------------------------
     def store(self) -> CacheStore:
         """The store of this function's region, resolved at first use (after configure())."""
         cached = self._store
-        generation = self.engine._region_generation
+        generation = self._regions.generation
         if cached is None or cached[0] != generation:
-            store = self.engine._store_for(self.region)
+            store = self._regions.store_for(self.region)
             check_backend_expiry(store.region, self.ttl, self.name)
             cached = self._store = (generation, store)
         return cached[1]
@@ -113,7 +114,7 @@ class CachedFunction:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
         key = self.keys.key(args, kwargs)
         resolved = self._store
-        if resolved is not None and resolved[0] == self.engine._region_generation:
+        if resolved is not None and resolved[0] == self._regions.generation:
             index = resolved[1].index
         else:
             index = self.store().index

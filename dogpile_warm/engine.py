@@ -7,7 +7,6 @@ import os
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -17,9 +16,9 @@ from dogpile.cache.api import NO_VALUE, CacheMutex
 from . import signals
 from .batch import KeyResult, WriteBatch
 from .cached import CachedFunction
-from .errors import UnknownRegionError, WarmError, describe_error
+from .errors import WarmError, describe_error
 from .refresh import RefreshRunner
-from .regions import MEMORY_BACKEND, build_region, check_region
+from .regions import MEMORY_BACKEND, RegionRegistry, build_region
 from .runs import WarmJob, bind_job, report_jobs, row, run_jobs
 from .scheduler import Scheduler
 from .stats import TaskRecord
@@ -28,14 +27,12 @@ from .tags import normalize_tags
 from .task import WarmingTask
 from .tracker import UsagePatternTracker
 from .usage import Usage
+from .users import UserPreloads
 from .validation import check_positive_int, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
 
 log = logging.getLogger(__name__)
-
-# Users remembered for the preload window; the oldest are forgotten first.
-_MAX_REMEMBERED_USERS = 100_000
 
 # Background refreshes queued or running at once; more are dropped (the value
 # they would refresh is still served, within its ttl).
@@ -64,40 +61,30 @@ class CacheWarmingEngine:
     ) -> None:
         self.max_workers = check_positive_int("max_workers", max_workers)
         self.history_size = check_positive_int("history_size", history_size)
-        if isinstance(user_preload_window, bool) or not isinstance(
-            user_preload_window, int | float
-        ):
-            raise TypeError(
-                f"user_preload_window must be a number of seconds, got {user_preload_window!r}"
-            )
-        if user_preload_window < 0:
-            raise ValueError(f"user_preload_window must be >= 0, got {user_preload_window!r}")
+        self._users = UserPreloads(user_preload_window)
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
-        self.user_preload_window = float(user_preload_window)
         self.clock = clock
         self._lock = threading.RLock()
-        self._regions: dict[str, CacheRegion] = {
-            "default": check_region(region) if region is not None else self._memory_region()
-        }
-        self._stores: dict[int, CacheStore] = {}
-        # Bumped whenever a named region changes, so decorated functions
-        # re-resolve the region they cached.
-        self._region_generation = 0
+        self._regions = RegionRegistry(region if region is not None else self._memory_region())
         self._tasks: dict[str, TaskRecord] = {}
         self._usage = Usage(history_size, clock)
-        self._users_warmed: OrderedDict[Any, float] = OrderedDict()
         self._refresher = RefreshRunner(min(4, max_workers), _MAX_PENDING_REFRESHES)
         self._closed = False
         self._scheduler: Scheduler | None = None
         self._idle_scheduler: Scheduler | None = None  # for run_scheduled_cycle() when stopped
         _track_for_fork(self)
 
+    @property
+    def user_preload_window(self) -> float:
+        """Seconds (engine clock) within which a user's second warming is skipped."""
+        return self._users.window
+
     # -- regions -----------------------------------------------------------------
     @property
     def region(self) -> CacheRegion:
         """The engine's default region."""
-        return self._regions["default"]
+        return self._regions.get("default")
 
     def _memory_region(self) -> CacheRegion:
         return make_region(
@@ -128,36 +115,14 @@ class CacheWarmingEngine:
 
     def add_region(self, name: str, region: CacheRegion) -> None:
         """Make an already configured ``region`` available as ``name``."""
-        check_region(region)
-        with self._lock:
-            self._regions[name] = region
-            self._region_generation += 1
+        self._regions.add(name, region)
 
     def get_region(self, name: str = "default") -> CacheRegion:
         """The region configured as ``name``; :class:`UnknownRegionError` if none is."""
-        try:
-            return self._regions[name]
-        except KeyError:
-            known = ", ".join(sorted(self._regions))
-            raise UnknownRegionError(
-                f"no region named {name!r} (configured: {known}); "
-                f"call dogpile_warm.configure({name!r}, backend=...) first"
-            ) from None
+        return self._regions.get(name)
 
     def _store_for(self, region: CacheRegion | str | None) -> CacheStore:
-        if region is None:
-            region = self.region
-        elif isinstance(region, str):
-            region = self.get_region(region)
-        key = id(region)
-        store = self._stores.get(key)
-        if store is None or store.region is not region:
-            check_region(region)
-            with self._lock:
-                store = self._stores.get(key)
-                if store is None or store.region is not region:
-                    store = self._stores[key] = CacheStore(region)
-        return store
+        return self._regions.store_for(region)
 
     # -- tasks -------------------------------------------------------------------
     def register_task(self, task: WarmingTask, is_critical: bool = False) -> WarmingTask:
@@ -396,15 +361,8 @@ class CacheWarmingEngine:
         if user_id is None:
             raise ValueError("user_id must not be None")
         now = self.clock()
-        with self._lock:
-            last = self._users_warmed.get(user_id)
-            if not force and last is not None and now - last < self.user_preload_window:
-                return _user_result(user_id, True, [], [], 0.0)
-            # Marked before warming, so a second login racing this one is skipped.
-            self._users_warmed[user_id] = now
-            self._users_warmed.move_to_end(user_id)
-            while len(self._users_warmed) > _MAX_REMEMBERED_USERS:
-                self._users_warmed.popitem(last=False)
+        if not self._users.claim(user_id, now, force):
+            return _user_result(user_id, True, [], [], 0.0)
         t0 = time.perf_counter()
         jobs: list[WarmJob] = []
         for record in self._records():
@@ -418,10 +376,8 @@ class CacheWarmingEngine:
         outcomes = run_jobs(jobs, self.max_workers)
         warmed = [r.key for r in outcomes if r.success]
         failed = [r.key for r in outcomes if not r.success]
-        if failed and not warmed:
-            with self._lock:  # nothing was warmed: let the next login try again
-                if self._users_warmed.get(user_id) == now:
-                    del self._users_warmed[user_id]
+        if failed and not warmed:  # nothing was warmed: let the next login try again
+            self._users.release(user_id, now)
         return _user_result(user_id, False, warmed, failed, (time.perf_counter() - t0) * 1000.0)
 
     # -- invalidation --------------------------------------------------------------
@@ -453,16 +409,8 @@ class CacheWarmingEngine:
 
     def _stores_in_use(self) -> list[CacheStore]:
         with self._lock:
-            specs: list[CacheRegion | str | None] = list(self._regions.values())
-            specs.extend(r.task.region for r in self._tasks.values() if r.task.region is not None)
-        stores: dict[int, CacheStore] = {}
-        for spec in specs:
-            try:
-                store = self._store_for(spec)
-            except UnknownRegionError:
-                continue  # named by a task but never configured: holds no values
-            stores[id(store)] = store
-        return list(stores.values())
+            named = [r.task.region for r in self._tasks.values() if r.task.region is not None]
+        return self._regions.stores_in_use(named)
 
     # -- refresh-ahead ---------------------------------------------------------------
     def async_creation_runner(
@@ -675,6 +623,8 @@ class CacheWarmingEngine:
         self._scheduler = None
         self._idle_scheduler = None
         self._refresher.after_fork_in_child()
+        self._users.after_fork_in_child()
+        self._regions.after_fork_in_child()
         self._usage.after_fork_in_child()
         for record in self._tasks.values():
             record._lock = threading.Lock()
@@ -683,8 +633,7 @@ class CacheWarmingEngine:
         """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
         self._drain()
         records = self._records()
-        with self._lock:
-            stores = list(self._stores.values())
+        stores = self._regions.stores()
         return {
             "tasks": len(records),
             "critical_tasks": sum(1 for r in records if r.critical),

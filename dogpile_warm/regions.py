@@ -11,18 +11,22 @@ too.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region, register_backend
 
 from . import memcached
+from .errors import UnknownRegionError
+from .store import CacheStore
 
 # A name only: dogpile imports the class when a region is configured with it.
 register_backend(memcached.BACKEND_NAME, "dogpile_warm.memcached", "PyMemcacheBackend")
 
 __all__ = [
     "MEMORY_BACKEND",
+    "RegionRegistry",
     "backend_defaults",
     "backend_expiry",
     "build_region",
@@ -134,3 +138,71 @@ def check_backend_expiry(region: CacheRegion, ttl: float, what: str) -> None:
             f"sooner than the ttl={ttl:g} s of {what}; raise memcached_expire_time / "
             f"redis_expiration_time to at least {math.ceil(ttl * 2)} or leave it unset"
         )
+
+
+class RegionRegistry:
+    """An engine's regions by name, and the one :class:`CacheStore` of each region it uses.
+
+    ``generation`` goes up whenever a name is bound to a region, so decorated
+    functions know to resolve their region again. Thread-safe.
+    """
+
+    def __init__(self, default: CacheRegion) -> None:
+        self._regions: dict[str, CacheRegion] = {"default": check_region(default)}
+        self._stores: dict[int, CacheStore] = {}
+        self.generation = 0
+        self._lock = threading.Lock()
+
+    def add(self, name: str, region: CacheRegion) -> None:
+        check_region(region)
+        with self._lock:
+            self._regions[name] = region
+            self.generation += 1
+
+    def get(self, name: str) -> CacheRegion:
+        """The region bound to ``name``; :class:`UnknownRegionError` if none is."""
+        try:
+            return self._regions[name]
+        except KeyError:
+            known = ", ".join(sorted(self._regions))
+            raise UnknownRegionError(
+                f"no region named {name!r} (configured: {known}); "
+                f"call dogpile_warm.configure({name!r}, backend=...) first"
+            ) from None
+
+    def store_for(self, region: CacheRegion | str | None) -> CacheStore:
+        """The store of a region, a region name, or (None) the default region."""
+        if region is None:
+            region = self._regions["default"]
+        elif isinstance(region, str):
+            region = self.get(region)
+        key = id(region)
+        store = self._stores.get(key)
+        if store is None or store.region is not region:
+            check_region(region)
+            with self._lock:
+                store = self._stores.get(key)
+                if store is None or store.region is not region:
+                    store = self._stores[key] = CacheStore(region)
+        return store
+
+    def stores_in_use(self, named: Iterable[CacheRegion | str]) -> list[CacheStore]:
+        """The stores of every bound region and of ``named`` (names never bound are left out)."""
+        with self._lock:
+            specs: list[CacheRegion | str] = [*self._regions.values(), *named]
+        stores: dict[int, CacheStore] = {}
+        for spec in specs:
+            try:
+                store = self.store_for(spec)
+            except UnknownRegionError:
+                continue  # named by a task but never configured: holds no values
+            stores[id(store)] = store
+        return list(stores.values())
+
+    def stores(self) -> list[CacheStore]:
+        """Every store made so far."""
+        with self._lock:
+            return list(self._stores.values())
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()

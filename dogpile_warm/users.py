@@ -1,0 +1,53 @@
+"""Per-user preloading: who was warmed when, so a login within the window is skipped.
+
+:class:`UserPreloads` remembers, on the engine's clock, when each user was
+last warmed, for at most ``max_users`` users (the longest unseen are
+forgotten first). A user is marked *before* their warming starts, so a second
+login racing the first is skipped rather than warming twice; a warming that
+stored nothing gives the mark back, so the next login tries again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import Any
+
+__all__ = ["UserPreloads"]
+
+_MAX_USERS = 100_000
+
+
+class UserPreloads:
+    """When each user was last warmed, for the preload window (thread-safe)."""
+
+    def __init__(self, window: float, max_users: int = _MAX_USERS) -> None:
+        if isinstance(window, bool) or not isinstance(window, int | float):
+            raise TypeError(f"user_preload_window must be a number of seconds, got {window!r}")
+        if window < 0:
+            raise ValueError(f"user_preload_window must be >= 0, got {window!r}")
+        self.window = float(window)
+        self.max_users = max_users
+        self._warmed: OrderedDict[Any, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, user_id: Any, now: float, force: bool) -> bool:
+        """Mark ``user_id`` as warmed at ``now``; False (and no mark) if within the window."""
+        with self._lock:
+            last = self._warmed.get(user_id)
+            if not force and last is not None and now - last < self.window:
+                return False
+            self._warmed[user_id] = now
+            self._warmed.move_to_end(user_id)
+            while len(self._warmed) > self.max_users:
+                self._warmed.popitem(last=False)
+        return True
+
+    def release(self, user_id: Any, claimed_at: float) -> None:
+        """Forget the claim made at ``claimed_at`` (unless a later one replaced it)."""
+        with self._lock:
+            if self._warmed.get(user_id) == claimed_at:
+                del self._warmed[user_id]
+
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
