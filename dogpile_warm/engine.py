@@ -28,7 +28,7 @@ from .task import WarmingTask
 from .tracker import UsagePatternTracker
 from .usage import Usage
 from .users import UserPreloads
-from .validation import check_positive_int, check_ttl
+from .validation import check_positive_int, check_positive_number, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
 
@@ -560,15 +560,14 @@ class CacheWarmingEngine:
         what a cycle does. Calling it while running changes nothing: stop
         first to change the settings.
         """
-        if isinstance(interval_minutes, bool) or not isinstance(interval_minutes, int | float):
-            raise TypeError(f"interval_minutes must be a number, got {interval_minutes!r}")
-        if not interval_minutes > 0:
-            raise ValueError(f"interval_minutes must be positive, got {interval_minutes!r}")
-        if isinstance(check_every, bool) or not isinstance(check_every, int | float):
-            raise TypeError(f"check_every must be a number of seconds, got {check_every!r}")
-        if not check_every > 0:
-            raise ValueError(f"check_every must be positive, got {check_every!r}")
-        check_positive_int("max_keys_per_cycle", max_keys_per_cycle)
+        check_positive_number("interval_minutes", interval_minutes, " of minutes")
+        scheduler = Scheduler(
+            self,
+            pattern_warming=bool(enable_pattern_warming),
+            critical_warming=bool(enable_critical_warming),
+            check_every=check_every,
+            max_keys_per_cycle=max_keys_per_cycle,
+        )
         with self._lock:
             if self._closed:
                 raise WarmError("the engine is closed")
@@ -578,14 +577,8 @@ class CacheWarmingEngine:
             for record in self._tasks.values():
                 record.task.interval_minutes = interval_minutes
                 record.next_run = (record.last_run or now) + interval_minutes * 60
-            self._scheduler = Scheduler(
-                self,
-                pattern_warming=bool(enable_pattern_warming),
-                critical_warming=bool(enable_critical_warming),
-                check_every=float(check_every),
-                max_keys_per_cycle=max_keys_per_cycle,
-            )
-            self._scheduler.start()
+            self._scheduler = scheduler
+            scheduler.start()
 
     def stop(self, timeout: float = 5) -> None:
         """Stop the background scheduler, waiting up to ``timeout`` seconds. Idempotent.
@@ -641,7 +634,7 @@ class CacheWarmingEngine:
             **self._usage.counters.snapshot(),
             "backend_errors": sum(s.health.errors for s in stores),
             "task_details": [r.details() for r in records],
-            "scheduler": _scheduler_figures(self._scheduler),
+            "scheduler": scheduler.figures() if (scheduler := self._scheduler) else None,
         }
 
     def close(self) -> None:
@@ -668,19 +661,6 @@ def _track_for_fork(engine: CacheWarmingEngine) -> None:
 def _reset_engines_in_child() -> None:
     for engine in list(_engines):
         engine._after_fork_in_child()
-
-
-def _scheduler_figures(scheduler: Scheduler | None) -> dict[str, Any] | None:
-    if scheduler is None:
-        return None
-    return {
-        "cycles": scheduler.cycles,
-        "cycles_skipped": scheduler.cycles_skipped,
-        "cycle_errors": scheduler.cycle_errors,
-        "keys_prewarmed": scheduler.keys_prewarmed,
-        "last_cycle": scheduler.last_cycle,
-        "check_every": scheduler.check_every,
-    }
 
 
 def _interval_for(accesses_per_minute: float) -> int:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import KeyResult, WriteBatch
 from .store import CacheStore, Entry
+from .validation import check_positive_int, check_positive_number
 
 if TYPE_CHECKING:
     from .cached import CachedFunction
@@ -99,8 +100,8 @@ class Scheduler:
         self.engine = engine
         self.pattern_warming = pattern_warming
         self.critical_warming = critical_warming
-        self.check_every = check_every
-        self.max_keys_per_cycle = max_keys_per_cycle
+        self.check_every = check_positive_number("check_every", check_every, " of seconds")
+        self.max_keys_per_cycle = check_positive_int("max_keys_per_cycle", max_keys_per_cycle)
         self.jitter = jitter
         self.rng = rng or random.Random()
         self.cycles = 0
@@ -117,6 +118,17 @@ class Scheduler:
         # so the backend need not be asked again until this one is due.
         self._created: OrderedDict[str, float] = OrderedDict()
         self._last_optimize: float | None = None
+
+    def figures(self) -> dict[str, Any]:
+        """What ``get_stats()["scheduler"]`` shows."""
+        return {
+            "cycles": self.cycles,
+            "cycles_skipped": self.cycles_skipped,
+            "cycle_errors": self.cycle_errors,
+            "keys_prewarmed": self.keys_prewarmed,
+            "last_cycle": self.last_cycle,
+            "check_every": self.check_every,
+        }
 
     # -- the thread ----------------------------------------------------------------
     @property

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_positive_int", "check_priority", "check_refresh_ahead", "check_ttl"]
+__all__ = [
+    "check_positive_int",
+    "check_positive_number",
+    "check_priority",
+    "check_refresh_ahead",
+    "check_ttl",
+]
 
 
 def _is_number(value: Any) -> bool:
@@ -47,3 +53,11 @@ def check_positive_int(name: str, value: Any) -> int:
     if value < 1:
         raise ValueError(f"{name} must be at least 1, got {value!r}")
     return value
+
+
+def check_positive_number(name: str, value: Any, unit: str = "") -> float:
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number{unit}, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)

@@ -559,3 +559,22 @@ def test_the_fleet_carries_on_when_a_process_is_killed(
     assert len(claimed) + len(killed) == len(set(claimed + killed))
     span = max(after_kill) - max(killed)
     assert len(after_kill) >= 0.8 * span >= 8  # the survivors run (nearly) every later cycle
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "named"),
+    [
+        ({"interval_minutes": 0}, ValueError, "interval_minutes"),
+        ({"interval_minutes": "60"}, TypeError, "interval_minutes"),
+        ({"check_every": -1}, ValueError, "check_every"),
+        ({"check_every": True}, TypeError, "check_every"),
+        ({"max_keys_per_cycle": 0}, ValueError, "max_keys_per_cycle"),
+    ],
+)
+def test_start_rejects_bad_settings_naming_them(
+    engine: CacheWarmingEngine, options: dict[str, object], error: type[Exception], named: str
+) -> None:
+    """Bad start() arguments raise with the argument's name, and start nothing."""
+    with pytest.raises(error, match=named):
+        engine.start(**options)  # type: ignore[arg-type]
+    assert not engine.running and no_scheduler_threads()
