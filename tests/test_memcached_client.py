@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.exceptions import MemcacheError
 
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm.memcached import OneServerRendezvousHash
@@ -42,3 +43,33 @@ def test_configured_memcached_regions_use_the_one_server_hasher(
     assert doubled(21) == 42 and doubled(21) == 42
     assert isinstance(region.backend.client.hasher, OneServerRendezvousHash)
     assert engine.get_stats()["hits"] == 1
+
+
+@pytest.mark.memcached
+def test_reads_through_a_dead_server_fall_back_and_mark_it_dead(
+    engine: CacheWarmingEngine, client_closer: ClientCloser
+) -> None:
+    """A read that fails on the server's own client goes through the HashClient, which marks
+    the server dead (it leaves the hasher) and raises; the caller still gets its value."""
+    from tests import servers
+
+    server = servers.start_memcached()
+    try:
+        region = client_closer.watch(
+            engine.configure_region("mc", "dogpile.cache.pymemcache", arguments={"url": server.url})
+        )
+
+        @warmable(ttl=60, region="mc")
+        def tripled(x: int) -> int:
+            return 3 * x
+
+        assert tripled(2) == 6 and tripled(2) == 6
+        server.kill()
+        for _ in range(2):  # the open connection first sees the close, then a refusal
+            with pytest.raises((OSError, MemcacheError)):
+                region.backend.get("anything")
+        assert region.backend.client.hasher.nodes == []
+        assert tripled(2) == 6  # computed without the cache
+        assert engine.get_stats()["backend_errors"] >= 1
+    finally:
+        server.stop()

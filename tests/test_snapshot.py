@@ -146,7 +146,7 @@ def test_save_stores_the_hot_keys_with_heat_priority_and_arguments(
     result = save_hot_set(shop.engine, region=snapshots)
     assert result["saved"] == 2 and result["stored"] and result["skipped"] == []
     assert 0 < result["bytes"] <= MAX_SNAPSHOT_BYTES and result["key"] == SNAPSHOT_KEY
-    stored = snapshots.get(SNAPSHOT_KEY, ignore_expiration=True).value
+    stored = shop.engine.get_cached(SNAPSHOT_KEY, snapshots)
     items = pickle.loads(stored)["items"]
     assert [(i["task_id"], i["key"], i["heat"], i["priority"]) for i in items] == [
         ("product", "product|1", 3, 50),
