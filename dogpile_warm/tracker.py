@@ -71,7 +71,7 @@ class UsagePatternTracker:
         """Record one access of ``key`` at ``timestamp`` (default: now)."""
         when = self.clock() if timestamp is None else timestamp
         with self._lock:
-            usage = self._usage_of(key)
+            usage = self._keys.get(key) or self._admit(key)
             usage.count += 1
             usage.times.append(when)
 
@@ -79,17 +79,15 @@ class UsagePatternTracker:
         """Record ``(key, [timestamps...])`` groups, each key's times in order, under one lock."""
         with self._lock:
             for key, times in accesses:
-                usage = self._usage_of(key)
+                usage = self._keys.get(key) or self._admit(key)
                 usage.count += len(times)
                 usage.times.extend(times)
 
-    def _usage_of(self, key: str) -> _KeyUsage:
-        # Called with the lock held.
-        usage = self._keys.get(key)
-        if usage is None:
-            if len(self._keys) >= self.max_keys:
-                self._forget_coldest()
-            usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+    def _admit(self, key: str) -> _KeyUsage:
+        # Called with the lock held, for a key not tracked yet.
+        if len(self._keys) >= self.max_keys:
+            self._forget_coldest()
+        usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
         return usage
 
     def _flush(self) -> None:
