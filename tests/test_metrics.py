@@ -382,3 +382,15 @@ def test_metrics_example_prints_a_scrape_excerpt() -> None:
     assert 'dogpile_warm_misses_total{task="search"} 3.0' in lines
     assert "dogpile_warm_efficiency_score 100.0" in lines
     assert lines[-1] == "metrics OK"
+
+
+def test_running_follows_the_background_scheduler(
+    registry: CollectorRegistry, metrics: PrometheusMetrics, engine: CacheWarmingEngine
+) -> None:
+    """The running gauge is 1 while the scheduler runs and 0 once it is stopped."""
+    engine.start(check_every=0.05)
+    try:
+        assert "dogpile_warm_running 1.0" in scrape(registry)
+    finally:
+        engine.stop()
+    assert "dogpile_warm_running 0.0" in scrape(registry)
