@@ -17,8 +17,7 @@ Every ``check_every`` seconds the thread runs one *cycle*:
    more often.
    The warming takes the key's dogpile mutex without waiting: a key already
    being recomputed (by a caller or a refresh, in any process) is left alone.
-3. With pattern warming, :meth:`CacheWarmingEngine.optimize_schedules`, at
-   most once a minute.
+3. With pattern warming, :meth:`CacheWarmingEngine.optimize_schedules`.
 
 Resource limits: at most ``max_keys_per_cycle`` keys per cycle (due tasks
 first, highest priority first, then the hottest keys); a key the scheduler
@@ -62,8 +61,6 @@ log = logging.getLogger(__name__)
 
 # A task whose warming failed is retried after this long, doubling up to its interval.
 _RETRY_BASE = 30.0
-# Schedules are re-optimised at most this often (frequency is over an hour).
-_OPTIMIZE_EVERY = 60.0
 # Keys remembered as recently warmed / as seen with a creation time.
 _MAX_REMEMBERED_KEYS = 100_000
 # Keys read at least this many times per refresh window (on average) are left to
@@ -117,7 +114,6 @@ class Scheduler:
         # key -> creation time (wall clock) last seen: a value only gets newer,
         # so the backend need not be asked again until this one is due.
         self._created: OrderedDict[str, float] = OrderedDict()
-        self._last_optimize: float | None = None
 
     def figures(self) -> dict[str, Any]:
         """What ``get_stats()["scheduler"]`` shows."""
@@ -254,9 +250,7 @@ class Scheduler:
         prewarmed: list[str] = []
         if self.pattern_warming:
             prewarmed = self._prewarm(max(0, budget - len(jobs)))
-            if self._last_optimize is None or now - self._last_optimize >= _OPTIMIZE_EVERY:
-                self._last_optimize = now
-                engine.optimize_schedules()
+            engine.optimize_schedules()
         self.cycles += 1
         self.keys_prewarmed += len(prewarmed)
         self.last_cycle = now

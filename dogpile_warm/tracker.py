@@ -8,6 +8,10 @@ Space-Saving (Metwally, Agrawal and El Abbadi, 2005): a key that is truly hot
 cannot be pushed out by a flood of one-off keys, and a count is never lower
 than the key's real count since it was admitted.
 
+Each key's access times are kept in ascending order (an access recorded
+with an earlier timestamp than the last is inserted in place), so a
+frequency is a binary search, cheap enough to ask every scheduler cycle.
+
 Prediction model: the next access of a key is expected one mean
 inter-arrival time after its last access, the mean taken over its recorded
 history (at least two accesses needed). It is honest about what it is: a
@@ -20,11 +24,21 @@ from __future__ import annotations
 import heapq
 import threading
 import time
+from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
 
 __all__ = ["UsagePatternTracker"]
+
+
+def _insert_in_order(times: deque[float], when: float) -> None:
+    """Insert ``when`` into ascending ``times`` (bounded), dropping the oldest when full."""
+    if len(times) == times.maxlen:
+        if when <= times[0]:
+            return  # older than everything kept
+        times.popleft()
+    insort(times, when)
 
 
 def _count(item: tuple[str, int]) -> int:
@@ -73,7 +87,11 @@ class UsagePatternTracker:
         with self._lock:
             usage = self._keys.get(key) or self._admit(key)
             usage.count += 1
-            usage.times.append(when)
+            times = usage.times
+            if times and when < times[-1]:
+                _insert_in_order(times, when)
+            else:
+                times.append(when)
 
     def record_grouped(self, accesses: Iterable[tuple[str, list[float]]]) -> None:
         """Record ``(key, [timestamps...])`` groups, each key's times in order, under one lock."""
@@ -81,7 +99,13 @@ class UsagePatternTracker:
             for key, times in accesses:
                 usage = self._keys.get(key) or self._admit(key)
                 usage.count += len(times)
-                usage.times.extend(times)
+                kept = usage.times
+                times.sort()  # threads may queue their accesses a little out of order
+                if kept and times[0] < kept[-1]:
+                    for when in times:
+                        _insert_in_order(kept, when)
+                else:
+                    kept.extend(times)
 
     def _admit(self, key: str) -> _KeyUsage:
         # Called with the lock held, for a key not tracked yet.
@@ -133,7 +157,8 @@ class UsagePatternTracker:
             usage = self._keys.get(key)
             if usage is None:
                 return 0.0
-            recent = sum(1 for t in usage.times if t >= since)
+            times = usage.times
+            recent = len(times) - bisect_left(times, since)  # times are kept in order
         return recent / window_minutes
 
     def predict_next_access(self, key: str) -> float | None:

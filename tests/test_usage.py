@@ -180,3 +180,17 @@ def test_module_functions_reach_the_default_engine_figures(engine: CacheWarmingE
         "tasks_optimized": 0,
         "schedules_adjusted": [],
     }
+
+
+def test_accesses_recorded_out_of_order_are_counted_in_their_window(clock: FakeClock) -> None:
+    """A timestamp older than the last one is kept in order, so windows count it right."""
+    tracker = UsagePatternTracker(history_size=3, clock=clock)
+    now = clock()
+    for offset in (0, -120, -30):  # the last two are older than the first
+        tracker.record_access("k", timestamp=now + offset)
+    assert tracker.get_access_frequency("k", window_minutes=1) == 2.0
+    assert tracker.get_access_frequency("k", window_minutes=3) == 1.0
+    tracker.record_access("k", timestamp=now - 600)  # older than all three kept: dropped
+    tracker.record_access("k", timestamp=now - 10)  # replaces the oldest kept
+    assert tracker.get_access_frequency("k", window_minutes=1) == 3.0
+    assert tracker.predict_next_access("k") == pytest.approx(now + 15)
