@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from dogpile.cache import CacheRegion
-from dogpile.cache.api import NO_VALUE, CacheMutex
+from dogpile.cache.api import CacheMutex
 from dogpile.lock import Lock, NeedRegenerationException
 
 from . import signals
@@ -319,16 +319,7 @@ class CachedFunction:
         return self.keys.key(args, kwargs)
 
     def get(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-        key = self.keys.key(args, kwargs)
-        store = self.store()
-        try:
-            entry = store.read(key, self.sorted_tags)
-        except Exception as exc:
-            store.health.failed(exc, key, "read")
-            return NO_VALUE
-        if entry is None or time.time() - entry.created > self.ttl:
-            return NO_VALUE
-        return entry.value
+        return self.store().fresh_value(self.keys.key(args, kwargs), self.sorted_tags, self.ttl)
 
     def set(self, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         key = self.keys.key(args, kwargs)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region
-from dogpile.cache.api import NO_VALUE, CacheMutex
+from dogpile.cache.api import CacheMutex
 
 from . import signals
 from .batch import KeyResult, WriteBatch
@@ -190,15 +190,7 @@ class CacheWarmingEngine:
         """The value stored under ``key`` (by :meth:`warm_cache` or a decorated
         function's ``key_for``), or ``NO_VALUE`` if missing, past its ttl or
         carrying an invalidated tag."""
-        store = self._store_for(region)
-        try:
-            entry = store.read(key)
-        except Exception as exc:
-            store.health.failed(exc, key, "read")
-            return NO_VALUE
-        if entry is None or time.time() - entry.created > entry.ttl:
-            return NO_VALUE
-        return entry.value
+        return self._store_for(region).fresh_value(key)
 
     def _warm_value(
         self,

@@ -169,6 +169,18 @@ class CacheStore:
             index.verified(key, entry, stamp)
         return entry
 
+    def fresh_value(self, key: str, tags: Sequence[str] = (), ttl: float | None = None) -> Any:
+        """The value under ``key`` if valid and within ``ttl`` (default: its own), else
+        ``NO_VALUE``; a backend failure is counted and reads as ``NO_VALUE``."""
+        try:
+            entry = self.read(key, tags)
+        except Exception as exc:
+            self.health.failed(exc, key, "read")
+            return NO_VALUE
+        if entry is None or time.time() - entry.created > (entry.ttl if ttl is None else ttl):
+            return NO_VALUE
+        return entry.value
+
     def peek_many(self, keys: Sequence[str]) -> list[Entry | None]:
         """The entries under ``keys`` in one backend call, without tag checks (None if missing).
 
