@@ -160,6 +160,9 @@ class CachedFunction:
             # The freshness promise: never served, even while another thread
             # or process holds the lock; the caller waits for the recompute.
             return None
+        fresh_for = self.fresh_for
+        if fresh_for is not None and age <= fresh_for:
+            return entry.created  # the common case, without asking the policy
         policy = self.refresh_policy
         if (
             policy is not None
