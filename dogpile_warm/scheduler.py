@@ -107,6 +107,7 @@ class Scheduler:
         self.keys_prewarmed = 0
         self.last_cycle: float | None = None
         self._stop = threading.Event()
+        self._cycle_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         # key -> time.monotonic() of the scheduler's last warming of it
@@ -215,8 +216,13 @@ class Scheduler:
     def run_cycle(self) -> dict[str, Any]:
         """Run one cycle now, in this thread; return what it did.
 
-        ``{"tasks_warmed": [task_id, ...], "keys_warmed": n, "keys_prewarmed": [key, ...]}``
+        ``{"tasks_warmed": [task_id, ...], "keys_warmed": n, "keys_prewarmed": [key, ...]}``.
+        Cycles never overlap: one asked for while the thread runs one waits for it.
         """
+        with self._cycle_lock:
+            return self._run_cycle()
+
+    def _run_cycle(self) -> dict[str, Any]:
         engine = self.engine
         now = engine.clock()
         budget = self.max_keys_per_cycle
