@@ -21,7 +21,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
 from dogpile_warm.scheduler import Scheduler
 from dogpile_warm.testing import FakeClock, captured_signals
-from tests.servers import Server
+from tests.servers import ClientCloser, Server
 
 WORKER = Path(__file__).with_name("scheduler_worker.py")
 
@@ -578,3 +578,43 @@ def test_start_rejects_bad_settings_naming_them(
     with pytest.raises(error, match=named):
         engine.start(**options)  # type: ignore[arg-type]
     assert not engine.running and no_scheduler_threads()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param("memory"),
+        pytest.param("memcached", marks=pytest.mark.memcached),
+        pytest.param("redis", marks=pytest.mark.redis),
+    ],
+)
+def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
+    backend: str, request: pytest.FixtureRequest, client_closer: ClientCloser
+) -> None:
+    """A key read every 0.3 s (ttl 1 s, refresh window 0.5 s): after its first miss, the
+    running scheduler keeps it warm, so later reads are hits, on every backend."""
+    from tests.conftest import configure_backend
+
+    real = CacheWarmingEngine()  # the real clock: predictions need real read times
+    try:
+        if backend != "memory":
+            server = fleet_server(backend, request)
+            configure_backend(real, backend, server)
+            client_closer.watch(real.region)
+
+        @warmable(ttl=1.0, refresh_ahead=0.5, engine=real)
+        def slow_square(x: int) -> int:
+            time.sleep(0.02)
+            return x * x
+
+        real.start(check_every=0.05)
+        for _ in range(10):
+            assert slow_square(4) == 16
+            time.sleep(0.3)
+        stats = real.get_stats()
+        assert stats["scheduler"]["keys_prewarmed"] >= 2
+        assert stats["misses"] <= 2  # the first read, and at most one unlucky one
+    finally:
+        real.close()
+    assert no_scheduler_threads()
