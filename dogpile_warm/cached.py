@@ -24,10 +24,11 @@ from dogpile.lock import Lock, NeedRegenerationException
 from . import signals
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
-from .keys import KeyBuilder
+from .keys import MEMO_TYPES, KeyBuilder
 from .refresh import RefreshBackoff, refresh_due
 from .regions import check_backend_expiry
 from .store import CacheStore, Entry
+from .usage import DRAIN_AT
 
 if TYPE_CHECKING:
     from .engine import CacheWarmingEngine
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 _REFRESH_NOW = 1.0
 
 WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
+Reader = Callable[..., Any]  # read(fn, /, *args, **kwargs)
 
 
 class CachedFunction:
@@ -88,9 +90,12 @@ class CachedFunction:
         self.sender: Any = None  # the WarmableFunction, set once it exists
         self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
         self._store: tuple[int, CacheStore] | None = None
+        # (region generation, verified entries) while reads may answer from a
+        # memory backend's index: set by store(), checked by every read.
+        self._memory: tuple[int, dict[str, Entry]] | None = None
         self.usage = engine._usage
         self._regions = engine._regions
-        self.direct = False  # called straight from WarmableFunction.__call__ (set there)
+        self.read = self._make_reader()
 
     # -- region -----------------------------------------------------------
     def store(self) -> CacheStore:
@@ -101,6 +106,12 @@ class CachedFunction:
             store = self._regions.store_for(self.region)
             check_backend_expiry(store.region, self.ttl, self.name)
             cached = self._store = (generation, store)
+            index = store.index
+            self._memory = (
+                (generation, index.entries)
+                if index is not None and self.fresh_for is not None
+                else None
+            )
         return cached[1]
 
     # -- the read path ------------------------------------------------------
@@ -112,27 +123,67 @@ class CachedFunction:
         kwargs: dict[str, Any],
     ) -> Any:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
-        key = self.keys.key(args, kwargs)
-        resolved = self._store
-        if resolved is not None and resolved[0] == self._regions.generation:
-            index = resolved[1].index
-        else:
-            index = self.store().index
-        fresh_for = self.fresh_for
-        if index is not None and fresh_for is not None:
-            # The memory backend's shortcut (see dogpile_warm.memory_index): a
-            # verified entry nobody has touched since, not yet due for refresh.
-            # This is _report's hit, inlined: every call here is a hit.
-            entry = index.lookup(key)
-            if entry is not None:
-                age = time.time() - entry.created
-                if age <= fresh_for:
-                    self.usage.record(self, key, True)
-                    if signals.cache_hit.receivers:
-                        signals.cache_hit.send(self.sender, key=key, age=age)
-                    return entry.value
+        return self.read(wrapped, *args, **kwargs)
+
+    def _make_reader(self) -> Reader:
+        """Build ``read(fn, /, *args, **kwargs)``: the call's cached value, or ``fn``'s now.
+
+        Every cached call runs it, so it is a closure: what never changes is
+        bound once here rather than looked up per call, and the two steps that
+        would otherwise be calls of their own are written out in place, each
+        marked. On dogpile's memory backend a fresh value is answered from the
+        verified-entry index (see :mod:`dogpile_warm.memory_index`) when it is
+        not yet due for refresh; anything else goes to :meth:`call`.
+        """
+        cached = self
+        memo, build_key = self.keys.memo, self.keys.key
+        regions = self._regions
+        usage = self.usage
+        queued_hits, wall_clock, clock = usage.queued_hits, usage.wall_clock, usage.clock
+        fresh_for = self.fresh_for or 0.0  # only read where _memory is set, so not None
+        cache_hit = signals.cache_hit
+
+        def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            # The key: KeyBuilder.memo, looked up under its rule.
+            key = None
+            if not kwargs:
+                try:
+                    key = memo.get(args)
+                except TypeError:  # an unhashable argument: never memoised
+                    pass
+                if key is not None:
+                    for arg in args:
+                        if type(arg) not in MEMO_TYPES:
+                            key = None
+                            break
+            if key is None:
+                key = build_key(args, kwargs)
+            memory = cached._memory
+            if memory is not None and memory[0] == regions.generation:
+                entry = memory[1].get(key)
+                if entry is not None:
+                    now = time.time()
+                    age = now - entry.created
+                    if age <= fresh_for:
+                        # A hit: Usage.hit, then _report's signal.
+                        queued_hits.append((cached, key, now if wall_clock else clock()))
+                        if len(queued_hits) >= DRAIN_AT:
+                            usage.drain(wait=False)
+                        if cache_hit.receivers:
+                            cache_hit.send(cached.sender, key=key, age=age)
+                        return entry.value
+            return cached.read_through(key, fn, args, kwargs)
+
+        return read
+
+    def read_through(
+        self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """The read of ``key`` past the memory shortcut; ``fn(*args, **kwargs)`` computes it."""
+        # A method of its own: a lambda in read() would make its arguments
+        # closure cells, allocated on every call, hit or not.
         self.usage.remember_call(self, key, args, kwargs)
-        return self.call(lambda: wrapped(*args, **kwargs), key)
+        return self.call(lambda: fn(*args, **kwargs), key)
 
     def call(self, compute: Callable[[], Any], key: str) -> Any:
         """Return the cached value of ``key``, computing it with ``compute`` when needed.
@@ -227,14 +278,15 @@ class CachedFunction:
         return self._report(key, ran, entry.cost, entry, entry.value)
 
     def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
+        now = time.time()
         if miss:
-            self.usage.record(self, key, False)
+            self.usage.miss(self, key, now)
             if signals.cache_miss.receivers:
                 signals.cache_miss.send(self.sender, key=key, duration_ms=cost * 1000.0)
         else:
-            self.usage.record(self, key, True)
+            self.usage.hit(self, key, now)
             if signals.cache_hit.receivers:
-                age = time.time() - entry.created if entry is not None else 0.0
+                age = now - entry.created if entry is not None else 0.0
                 signals.cache_hit.send(self.sender, key=key, age=age)
         return value
 

@@ -8,7 +8,9 @@ keeping the function's signature, docstring and method binding.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import operator
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -69,24 +71,33 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
 
     __bound_function_wrapper__ = _BoundWarmableFunction
 
+    # wrapt's proxy defines __getattr__ (to reach the wrapped function), which
+    # makes Python route every attribute read of a subclass through a slow
+    # generic hook, ~0.2 us each, unless __getattribute__ is object's own: the
+    # hook then reads the instance directly and falls back to __getattr__,
+    # exactly what wrapt's own lookup does.
+    __getattribute__ = object.__getattribute__
+
     def __init__(self, wrapped: Callable[P, R], cached: CachedFunction) -> None:
         super().__init__(wrapped, cached)
         self._self_cached = cached
-        # A plain function called directly, the common case, is sent straight to
-        # the wrapper: wrapt's generic __call__ costs about a microsecond, most
-        # of it in looking for a __self__ the function cannot have. Attributes
-        # of a wrapt proxy are slow to read too, so the flag lives on ``cached``.
-        cached.direct = (
+        # A plain function called directly, the common case, goes straight to
+        # its read path. wrapt's generic call costs about a microsecond more,
+        # most of it in looking for a __self__ the function cannot have.
+        direct = (
             getattr(self, "_self_binding", None) == "function"
             and getattr(wrapped, "__self__", None) is None
             and wrapped is cached.fn
         )
+        self._self_call = functools.partial(cached.read, cached.fn) if direct else self._wrapt_call
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        cached = self._self_cached
-        if cached.direct:
-            return cached(cached.fn, None, args, kwargs)  # type: ignore[no-any-return]
-        return super().__call__(*args, **kwargs)  # type: ignore[no-any-return]
+    # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
+    # handing it out, so no frame of ours (and no attribute lookup in one)
+    # stands between a caller and the read path.
+    __call__ = property(operator.attrgetter("_self_call"))
+
+    def _wrapt_call(self, *args: Any, **kwargs: Any) -> Any:
+        return wrapt.FunctionWrapper.__call__(self, *args, **kwargs)
 
     @property
     def engine(self) -> CacheWarmingEngine:

@@ -25,7 +25,7 @@ _READABLE_PREFIX = 80
 
 # Keys of positional calls with these exact argument types are memoised
 # (at most _MEMO_SIZE per function; the memo starts over when full).
-_MEMO_TYPES = frozenset({int, str})
+MEMO_TYPES = frozenset({int, str})
 _MEMO_SIZE = 4096
 
 
@@ -62,7 +62,12 @@ class KeyBuilder:
         self._positional_only = len(params) > 0 and all(
             p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
         )
-        self._memo: dict[tuple[Any, ...], str] = {}
+        # args -> key, for positional calls whose arguments are all exact ints
+        # and strs (at most _MEMO_SIZE; starts over when full, cleared in place).
+        # Equal tuples may differ in type (1, 1.0 and True; a str and a StrEnum
+        # member) and so in repr: a looked-up key is only valid for args whose
+        # every type is in MEMO_TYPES.
+        self.memo: dict[tuple[Any, ...], str] = {}
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Return every argument by name, defaults applied; ``TypeError`` if they do not fit."""
@@ -71,20 +76,16 @@ class KeyBuilder:
         return dict(bound.arguments)
 
     def key(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        """Return the key (before :func:`safe_key`) for a call with these arguments."""
-        if kwargs:
-            return self._build(args, kwargs)
-        for arg in args:
-            if type(arg) not in _MEMO_TYPES:
-                return self._build(args, kwargs)
-        # Only exact ints and strs reach here: equal tuples of those have equal
-        # reprs, so (unlike 1, 1.0 and True) they can share a memo slot.
-        key = self._memo.get(args)
-        if key is None:
-            key = self._build(args, kwargs)
-            if len(self._memo) >= _MEMO_SIZE:
-                self._memo.clear()
-            self._memo[args] = key
+        """Return the key (before :func:`safe_key`) for a call with these arguments.
+
+        Always builds it; a key of exact ints and strs, given positionally, is
+        also remembered in :attr:`memo` for the read path to look up.
+        """
+        key = self._build(args, kwargs)
+        if not kwargs and all(type(arg) in MEMO_TYPES for arg in args):
+            if len(self.memo) >= _MEMO_SIZE:
+                self.memo.clear()
+            self.memo[args] = key
         return key
 
     def _build(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

@@ -7,11 +7,12 @@ entry it has verified (value present, tag versions current) and answer the
 next read of that key from a dict, without the region's ``get_multi``, key
 mangling and tag reads, as long as it can prove nothing changed since:
 
-- ``writes[key]`` counts writes and deletes of a key: an entry is answered
-  only if the count is what it was before the verifying read started;
-- ``generation`` counts tag invalidations of the whole backend, bumped
-  *after* the new tag versions are stored, so a read racing an invalidation
-  either sees the new versions or is recorded under an older generation.
+- a write or delete of a key removes its entry, and counts in ``writes[key]``;
+  an entry is remembered only if that count is what it was before the
+  verifying read started, so a read racing a write never leaves a stale entry;
+- ``generation`` counts tag invalidations of the whole backend, bumped (and
+  every entry dropped) *after* the new tag versions are stored, so a read
+  racing an invalidation either sees the new versions or is not remembered.
 
 Only the exact ``MemoryBackend`` class qualifies (not the pickling variant,
 not a backend behind a ``ProxyBackend``, whose behaviour we cannot vouch
@@ -34,36 +35,41 @@ __all__ = ["MemoryIndex", "index_for"]
 
 
 class MemoryIndex:
-    """Verified entries of one memory backend, shared by every store that uses it."""
+    """Verified entries of one memory backend, shared by every store that uses it.
+
+    Every entry in ``entries`` is current: a write, a delete or a tag
+    invalidation removes what it makes stale, and :meth:`verified` refuses an
+    entry whose read began before one of those. So the hit path's lookup is a
+    plain ``entries.get(key)``.
+    """
 
     __slots__ = ("__weakref__", "_lock", "entries", "generation", "writes")
 
     def __init__(self) -> None:
-        # key -> (entry, tag generation, write count) as of the verifying read
-        self.entries: dict[str, tuple[Entry, int, int]] = {}
-        self.writes: dict[str, int] = {}
-        self.generation = 0
+        self.entries: dict[str, Entry] = {}
+        self.writes: dict[str, int] = {}  # key -> writes and deletes so far
+        self.generation = 0  # tag invalidations so far
         self._lock = threading.Lock()
 
     def lookup(self, key: str) -> Entry | None:
-        """The verified entry of ``key`` if nothing can have changed it since, else None."""
-        known = self.entries.get(key)
-        if known is None or known[1] != self.generation or known[2] != self.writes.get(key, 0):
-            return None
-        return known[0]
+        """The verified entry of ``key``, or None."""
+        return self.entries.get(key)
 
     def stamp(self, key: str) -> tuple[int, int]:
-        """Taken before a verifying read: what :meth:`verified` records the entry under."""
+        """Taken before a verifying read, and handed to :meth:`verified` after it."""
         return self.generation, self.writes.get(key, 0)
 
     def verified(self, key: str, entry: Entry, stamp: tuple[int, int]) -> None:
-        self.entries[key] = (entry, stamp[0], stamp[1])
+        """Remember ``entry`` unless ``key`` was written or tags invalidated since ``stamp``."""
+        with self._lock:
+            if stamp == (self.generation, self.writes.get(key, 0)):
+                self.entries[key] = entry
 
     def written(self, key: str) -> None:
         """After a write or delete of ``key``: earlier verifications no longer hold."""
         with self._lock:
             self.writes[key] = self.writes.get(key, 0) + 1
-        self.entries.pop(key, None)
+            self.entries.pop(key, None)
 
     def invalidated(self) -> None:
         """After new tag versions are stored: every earlier verification is void."""

@@ -1,9 +1,10 @@
 """What an engine learns from reads: counts, usage patterns, remembered calls, warm figures.
 
 Every call through a decorated function reports one access (hit or miss).
-The hit path only queues it; :meth:`Usage.drain` applies queued accesses in
-batches to the hit and miss counters, the per-key tracker, the per-task
-tracker and the warming figures. Everything that reads those drains first
+The hit path only queues its hit; :meth:`Usage.drain` applies queued hits in
+batches to the hit counter, the per-key tracker, the per-task tracker and
+the warming figures. A miss, already paying for a computation, is applied
+at once, after the hits queued before it. Everything that reads those drains first
 (the trackers call :meth:`Usage.drain` before answering), so no reader ever
 sees a count that is behind the calls that returned before it asked.
 """
@@ -11,7 +12,8 @@ sees a count that is behind the calls that returned before it asked.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+import time
+from collections import OrderedDict
 from collections.abc import Callable
 from itertools import groupby
 from operator import itemgetter
@@ -26,15 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Usage"]
 
 # Queued accesses that make the thread queueing the last one apply them all.
-_DRAIN_AT = 512
+DRAIN_AT = 512
 # Tasks the per-task tracker follows (a task is any key of one function).
 _MAX_TASKS = 100_000
 
 Call = tuple["CachedFunction", tuple[Any, ...], dict[str, Any]]
 
 _key = itemgetter(1)
-_hit = itemgetter(2)
-_when = itemgetter(3)
+_when = itemgetter(2)
 
 
 class Usage:
@@ -49,54 +50,81 @@ class Usage:
         # key -> (function, args, kwargs) of a real call, so a hot key can be recomputed
         self.calls: OrderedDict[str, Call] = OrderedDict()
         self._calls_lock = threading.Lock()
-        # (function, key, hit, engine time) not yet applied
-        self._queue: deque[tuple[CachedFunction, str, bool, float]] = deque()
+        # (function, key, engine time) of hits not yet applied. A list: appending
+        # to it and cutting its head off are each one step under the GIL, so
+        # appenders need no lock, and only the drainer (holding _drain_lock)
+        # cuts. Never replaced: the read path holds on to it.
+        self.queued_hits: list[tuple[CachedFunction, str, float]] = []
         self._drain_lock = threading.Lock()
+        # The hit path reads time.time() anyway; an engine on that clock reuses it.
+        self.wall_clock = clock is time.time
         self.tracker.pending = self.task_usage.pending = self.drain
 
-    def record(self, cached: CachedFunction, key: str, hit: bool) -> None:
-        """Queue one access (the hit path: an append, and a batch every ``_DRAIN_AT``)."""
-        queue = self._queue
-        queue.append((cached, key, hit, self.clock()))
-        if len(queue) >= _DRAIN_AT:
+    def hit(self, cached: CachedFunction, key: str, now: float) -> None:
+        """Queue one hit at ``now`` (a ``time.time()`` reading).
+
+        The hit path: an append, and a batch every ``DRAIN_AT``.
+        """
+        queue = self.queued_hits
+        queue.append((cached, key, now if self.wall_clock else self.clock()))
+        if len(queue) >= DRAIN_AT:
             self.drain(wait=False)
 
+    def miss(self, cached: CachedFunction, key: str, now: float) -> None:
+        """Apply one miss at ``now``, after the hits queued before it.
+
+        Misses are rare and each costs a computation, so they skip the queue:
+        the queue then holds only hits, and a batch's hit count is its length.
+        """
+        when = now if self.wall_clock else self.clock()
+        with self._drain_lock:
+            self._apply(self._take_hits())
+            self.counters.add(0, 1)
+            self.figures.accessed(key, False, when)
+            self.tracker.record_grouped([(key, [when])])
+            self.task_usage.record_grouped([(cached.task.task_id, [when])])
+
     def drain(self, wait: bool = True) -> None:
-        """Apply queued accesses. ``wait=False``: leave them if another thread is at it."""
+        """Apply queued hits. ``wait=False``: leave them if another thread is at it."""
         if not self._drain_lock.acquire(wait):
             return
         try:
-            queue = self._queue
-            # Only what is queued now: appenders may outpace a drainer.
-            batch = [queue.popleft() for _ in range(len(queue))]
-            if not batch:
-                return
-            hits = sum(map(_hit, batch))
-            self.counters.add(hits, len(batch) - hits)
-            # Grouped by key (a stable sort keeps each key's accesses in order),
-            # so a skewed load costs one step per key, not per access.
-            batch.sort(key=_key)
-            per_key: list[tuple[str, list[float]]] = []
-            per_task: dict[str, list[float]] = {}
-            figures = self.figures
-            for key, group in groupby(batch, _key):
-                accesses = list(group)
-                cached, _, hit, when = accesses[0]
-                times = list(map(_when, accesses))
-                per_key.append((key, times))
-                task_times = per_task.get(cached.task.task_id)
-                if task_times is None:
-                    per_task[cached.task.task_id] = times.copy()
-                else:
-                    task_times.extend(times)
-                # Only the first read after a warming decides its usefulness.
-                figures.accessed(key, hit, when)
-            self.tracker.record_grouped(per_key)
-            self.task_usage.record_grouped(
-                [(task_id, sorted(times)) for task_id, times in per_task.items()]
-            )
+            self._apply(self._take_hits())
         finally:
             self._drain_lock.release()
+
+    def _take_hits(self) -> list[tuple[CachedFunction, str, float]]:
+        # Called with the drain lock held. Only what is queued now: appenders
+        # may outpace a drainer.
+        queue = self.queued_hits
+        batch = queue[: len(queue)]
+        del queue[: len(batch)]
+        return batch
+
+    def _apply(self, hits: list[tuple[CachedFunction, str, float]]) -> None:
+        # Called with the drain lock held.
+        if not hits:
+            return
+        self.counters.add(len(hits), 0)
+        # Grouped by key (a stable sort keeps each key's hits in order), so a
+        # skewed load costs one step per key, and per hit only C-level passes.
+        hits.sort(key=_key)
+        per_key: list[tuple[str, list[float]]] = []
+        per_task: dict[str, list[float]] = {}
+        accessed = self.figures.accessed
+        for key, group in groupby(hits, _key):
+            cached, _, first = next(group)
+            times = [first, *map(_when, group)]
+            per_key.append((key, times))
+            task_times = per_task.get(cached.task.task_id)
+            if task_times is None:
+                per_task[cached.task.task_id] = times.copy()
+            else:
+                task_times.extend(times)
+            # Only the first read after a warming decides its usefulness.
+            accessed(key, True, first)
+        self.tracker.record_grouped(per_key)
+        self.task_usage.record_grouped(per_task.items())
 
     def remember_call(
         self, cached: CachedFunction, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import enum
+import threading
+
 from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm.memory_index import index_for
+from dogpile_warm.store import Entry
 
 
 def counting() -> tuple[list[object], object]:
@@ -26,6 +30,27 @@ def test_equal_arguments_of_different_types_keep_different_values() -> None:
         answers = [echo(1), echo(True), echo(1.0), echo("1")]  # type: ignore[operator]
     assert calls == [1, True, 1.0, "1"]
     assert [type(a) for a in answers] == [int, bool, float, str]
+
+
+def test_equal_arguments_of_other_types_never_take_a_memoised_key() -> None:
+    """1, True, 1.0 and an IntEnum member are equal but print differently: each its own key,
+    whichever was called first; unhashable arguments work too."""
+
+    class Level(enum.IntEnum):
+        ONE = 1
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    @warmable(ttl=60)
+    def kind(x: object) -> str:
+        return type(x).__name__
+
+    assert [kind(1), kind(True), kind(1.0), kind(Level.ONE)] == ["int", "bool", "float", "Level"]
+    assert [kind(True), kind(1)] == ["bool", "int"]
+    assert [kind("red"), kind(Colour.RED), kind("red")] == ["str", "Colour", "str"]
+    assert kind([1, 2]) == kind([1, 2]) == "list"
+    assert len({kind.key_for(x) for x in (1, True, 1.0, Level.ONE)}) == 4
 
 
 def test_tuples_with_equal_items_of_different_types_keep_different_values() -> None:
@@ -111,3 +136,52 @@ def test_hits_through_the_shortcut_are_counted_and_tracked(engine: CacheWarmingE
     stats = engine.get_stats()
     assert (stats["hits"], stats["misses"]) == (999, 1)
     assert engine.usage_tracker.get_hot_keys(1) == [(echo.key_for(7), 1000)]  # type: ignore[attr-defined]
+
+
+def test_a_verification_begun_before_a_write_is_not_remembered() -> None:
+    """A read that started before a write and ends after it must not leave its stale entry."""
+    region = make_region().configure("dogpile.cache.memory")
+    index = index_for(region.backend)
+    assert index is not None
+    stale = Entry("old", 0.0, 60.0, ())
+    stamp = index.stamp("k")
+    index.written("k")  # a write lands while the read is in flight
+    index.verified("k", stale, stamp)
+    assert index.lookup("k") is None
+    index.verified("k", Entry("new", 0.0, 60.0, ()), index.stamp("k"))
+    assert index.lookup("k").value == "new"  # type: ignore[union-attr]
+    index.invalidated()
+    assert index.lookup("k") is None
+
+
+def test_reconfiguring_the_region_sends_reads_to_the_new_one(engine: CacheWarmingEngine) -> None:
+    """A value verified in the old memory region is not answered once another is configured."""
+    calls, echo = counting()
+    echo(1), echo(1)  # type: ignore[operator]
+    engine.configure_region("default", "dogpile.cache.memory")
+    echo(1), echo(1)  # type: ignore[operator]
+    assert calls == [1, 1]
+
+
+def test_hits_and_misses_from_many_threads_are_counted_exactly(engine: CacheWarmingEngine) -> None:
+    """Eight threads reading while the figures are read: no access lost or counted twice."""
+    _calls, echo = counting()
+    keys = range(50)
+    start = threading.Barrier(9)
+
+    def reader() -> None:
+        start.wait()
+        for n in range(5000):
+            echo(n % len(keys))  # type: ignore[operator]
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    while any(thread.is_alive() for thread in threads):
+        engine.get_stats()  # drains while the readers append
+    stats = engine.get_stats()
+    assert stats["hits"] + stats["misses"] == 8 * 5000
+    assert stats["misses"] >= len(keys)
+    counts = dict(engine.usage_tracker.get_hot_keys(len(keys)))
+    assert sum(counts.values()) == 8 * 5000
