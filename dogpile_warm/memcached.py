@@ -13,7 +13,11 @@ through its failure bookkeeping, even when there is only one server to pick.
   it is the one live server. A read that fails there is run again through
   the ``HashClient``, which sees the failure and does its usual bookkeeping
   (marks the server failed or dead, raises); writes and locks always go
-  through the ``HashClient``.
+  through the ``HashClient``;
+- unless the region's arguments name a ``serde``, uses :data:`pickle_serde`:
+  pymemcache's own, writing the same bytes and flags, but unpickling with
+  ``pickle.loads`` rather than an ``Unpickler`` over a ``BytesIO`` (about
+  2 us a read on this project's benchmark machine).
 
 Regions that dogpile_warm configures for ``dogpile.cache.pymemcache`` use it
 (registered with dogpile as ``dogpile_warm.pymemcache``); everything else about
@@ -22,17 +26,39 @@ the backend, its arguments and its distributed lock is dogpile's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import pickle
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dogpile.cache.api import NO_VALUE
 from dogpile.cache.backends.memcached import PyMemcacheBackend as _DogpilePyMemcacheBackend
 from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.serde import FLAG_PICKLE, PickleSerde
 
-__all__ = ["BACKEND_NAME", "PyMemcacheBackend"]
+__all__ = ["BACKEND_NAME", "PyMemcacheBackend", "pickle_serde"]
 
 BACKEND_NAME = "dogpile_warm.pymemcache"
+
+log = logging.getLogger(__name__)
+
+
+class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
+    """pymemcache's pickle serde, unpickling pickled values with ``pickle.loads``."""
+
+    def deserialize(self, key: Any, value: bytes, flags: int) -> Any:
+        if flags != FLAG_PICKLE:
+            return super().deserialize(key, value, flags)
+        try:
+            return pickle.loads(value)
+        except Exception:
+            # As pymemcache does: an unreadable value reads as a miss.
+            log.info("cannot unpickle the value of %r", key, exc_info=True)
+            return None
+
+
+pickle_serde = _LoadsPickleSerde()
 
 
 # pymemcache and dogpile's backends are untyped (Any): subclassing them is the point.
@@ -48,6 +74,11 @@ class OneServerRendezvousHash(RendezvousHash):  # type: ignore[misc]
 
 class PyMemcacheBackend(_DogpilePyMemcacheBackend):
     """``dogpile.cache.pymemcache`` with :class:`OneServerRendezvousHash` in its client."""
+
+    def __init__(self, arguments: Mapping[str, Any]) -> None:
+        super().__init__(arguments)
+        if "serde" not in arguments:
+            self.serde = pickle_serde
 
     def _create_client(self) -> Any:
         client = super()._create_client()

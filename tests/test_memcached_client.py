@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pymemcache import serde
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
-from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm import CacheWarmingEngine, memcached, warmable
 from dogpile_warm.memcached import OneServerRendezvousHash
 from tests.servers import ClientCloser, Server
 
@@ -73,3 +74,33 @@ def test_reads_through_a_dead_server_fall_back_and_mark_it_dead(
         assert engine.get_stats()["backend_errors"] >= 1
     finally:
         server.stop()
+
+
+def test_the_serde_writes_what_pymemcache_writes_and_reads_it_back() -> None:
+    """Same bytes and flags as pymemcache's pickle serde for every kind of value, so
+    processes on either read each other's values; an unreadable pickle reads as a miss."""
+    values = [b"raw", "text", 7, 2**70, 1.5, {"a": [1, (2, 3)]}, None]
+    for value in values:
+        ours = memcached.pickle_serde.serialize("k", value)
+        assert ours == serde.pickle_serde.serialize("k", value)
+        assert memcached.pickle_serde.deserialize("k", *ours) == value
+        assert serde.pickle_serde.deserialize("k", *ours) == value
+    assert memcached.pickle_serde.deserialize("k", b"not a pickle", serde.FLAG_PICKLE) is None
+
+
+@pytest.mark.memcached
+def test_regions_use_the_serde_unless_one_is_given(
+    engine: CacheWarmingEngine, memcached_server: Server, client_closer: ClientCloser
+) -> None:
+    """The default serde is dogpile_warm's; a serde in the arguments is kept."""
+    mine = serde.PickleSerde()
+    default, given = (
+        client_closer.watch(
+            engine.configure_region(
+                name, "dogpile.cache.pymemcache", arguments={"url": memcached_server.url, **extra}
+            )
+        )
+        for name, extra in (("mc", {}), ("mc2", {"serde": mine}))
+    )
+    assert default.backend.serde is memcached.pickle_serde
+    assert given.backend.serde is mine
