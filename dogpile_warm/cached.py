@@ -90,11 +90,12 @@ class CachedFunction:
         self.sender: Any = None  # the WarmableFunction, set once it exists
         self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
         self._store: tuple[int, CacheStore] | None = None
-        # (region generation, verified entries) while reads may answer from a
-        # memory backend's index: set by store(), checked by every read.
-        self._memory: tuple[int, dict[str, Entry]] | None = None
+        # The verified entries of the memory backend's index while reads may
+        # answer from them: set by store(), dropped when a region is rebound.
+        self._memory: dict[str, Entry] | None = None
         self.usage = engine._usage
         self._regions = engine._regions
+        self._regions.watch(self)
         self.read = self._make_reader()
 
     # -- region -----------------------------------------------------------
@@ -106,13 +107,19 @@ class CachedFunction:
             store = self._regions.store_for(self.region)
             check_backend_expiry(store.region, self.ttl, self.name)
             cached = self._store = (generation, store)
-            index = store.index
-            self._memory = (
-                (generation, index.entries)
-                if index is not None and self.fresh_for is not None
-                else None
-            )
+            if store.index is not None and self.fresh_for is not None:
+                self._memory = store.index.entries
+                # A region rebound meanwhile must not leave these entries in
+                # use: add() bumps the generation before it calls
+                # regions_changed(), so one of the two clears them.
+                if self._regions.generation != generation:
+                    self._memory = None
         return cached[1]
+
+    def regions_changed(self) -> None:
+        """A region name was rebound: reads stop answering from the memory index until
+        :meth:`store` has resolved the region again."""
+        self._memory = None
 
     # -- the read path ------------------------------------------------------
     def __call__(
@@ -137,7 +144,6 @@ class CachedFunction:
         """
         cached = self
         memo, build_key = self.keys.memo, self.keys.key
-        regions = self._regions
         usage = self.usage
         queued_hits, wall_clock, clock = usage.queued_hits, usage.wall_clock, usage.clock
         fresh_for = self.fresh_for or 0.0  # only read where _memory is set, so not None
@@ -159,8 +165,8 @@ class CachedFunction:
             if key is None:
                 key = build_key(args, kwargs)
             memory = cached._memory
-            if memory is not None and memory[0] == regions.generation:
-                entry = memory[1].get(key)
+            if memory is not None:
+                entry = memory.get(key)
                 if entry is not None:
                     now = time.time()
                     age = now - entry.created

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -144,20 +145,29 @@ class RegionRegistry:
     """An engine's regions by name, and the one :class:`CacheStore` of each region it uses.
 
     ``generation`` goes up whenever a name is bound to a region, so decorated
-    functions know to resolve their region again. Thread-safe.
+    functions know to resolve their region again; watchers (see :meth:`watch`)
+    are told at once. Thread-safe.
     """
 
     def __init__(self, default: CacheRegion) -> None:
         self._regions: dict[str, CacheRegion] = {"default": check_region(default)}
         self._stores: dict[int, CacheStore] = {}
         self.generation = 0
+        self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
+
+    def watch(self, watcher: Any) -> None:
+        """Call ``watcher.regions_changed()`` after every :meth:`add` (held weakly)."""
+        with self._lock:
+            self._watchers.add(watcher)
 
     def add(self, name: str, region: CacheRegion) -> None:
         check_region(region)
         with self._lock:
             self._regions[name] = region
-            self.generation += 1
+            self.generation += 1  # before the watchers hear of it: see CachedFunction.store
+            for watcher in list(self._watchers):
+                watcher.regions_changed()
 
     def get(self, name: str) -> CacheRegion:
         """The region bound to ``name``; :class:`UnknownRegionError` if none is."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import threading
 
+import pytest
 from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, warmable
@@ -185,3 +186,29 @@ def test_hits_and_misses_from_many_threads_are_counted_exactly(engine: CacheWarm
     assert stats["misses"] >= len(keys)
     counts = dict(engine.usage_tracker.get_hot_keys(len(keys)))
     assert sum(counts.values()) == 8 * 5000
+
+
+def test_a_region_rebound_while_a_read_resolves_it_is_not_read_from_after(
+    engine: CacheWarmingEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race the memory shortcut must survive: configure() lands between a read
+    resolving the old region and publishing its index; later reads use the new region."""
+    calls, echo = counting()
+    registry = type(engine._regions)
+    resolve = registry.store_for
+    rebound: list[bool] = []
+
+    def store_for_then_rebind(self: object, region: object) -> object:
+        store = resolve(self, region)  # type: ignore[arg-type]
+        if not rebound:
+            rebound.append(True)
+            engine.configure_region("default", "dogpile.cache.memory")
+        return store
+
+    echo(1), echo(1)  # type: ignore[operator]  # verified in the old region's index
+    engine.configure_region("other", "dogpile.cache.memory")  # the next read resolves again
+    monkeypatch.setattr(registry, "store_for", store_for_then_rebind)
+    echo(1)  # type: ignore[operator]  # resolves the old region; "default" is rebound meanwhile
+    monkeypatch.setattr(registry, "store_for", resolve)
+    echo(1), echo(1)  # type: ignore[operator]
+    assert calls == [1, 1]  # computed again in the new region, then a hit there
