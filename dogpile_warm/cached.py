@@ -156,7 +156,7 @@ class CachedFunction:
                 try:
                     key = memo.get(args)
                 except TypeError:  # an unhashable argument: never memoised
-                    pass
+                    key = None
                 if key is not None:
                     for arg in args:
                         if type(arg) not in MEMO_TYPES:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import operator
 import logging
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 

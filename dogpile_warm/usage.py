@@ -114,7 +114,7 @@ class Usage:
         accessed = self.figures.accessed
         for key, group in groupby(hits, _key):
             cached, _, first = next(group)
-            times = [first, *map(_when, group)]
+            times = [first, *map(_when, group)]  # noqa: B031 (the rest, after next())
             per_key.append((key, times))
             task_times = per_task.get(cached.task.task_id)
             if task_times is None:
