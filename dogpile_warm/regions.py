@@ -216,3 +216,5 @@ class RegionRegistry:
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+        for store in self._stores.values():
+            store.after_fork_in_child()

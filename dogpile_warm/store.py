@@ -130,6 +130,7 @@ class CacheStore:
         # Same scheme as CacheRegion._mutex: the backend's (distributed) mutex
         # when it has one, else one process-local lock per key.
         self._local_mutexes: NameRegistry = NameRegistry(lambda key: _LocalMutex())
+        self._creating_versions = threading.Lock()
         # For dogpile's in-process memory backend: verified entries, so a hit
         # can skip the region (see dogpile_warm.memory_index).
         self.index: MemoryIndex | None = index_for(region.backend)
@@ -254,15 +255,26 @@ class CacheStore:
             return ()
         keys = [tag_key(t) for t in names]
         current = self._get_multi(keys)
-        missing = {k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE}
-        if missing:
-            # Two processes may race to create a tag version; the loser's entry
-            # just reads as stale once, which costs one recompute.
+        if any(v is NO_VALUE for v in current):
+            current = self._create_versions(keys)
+        return tuple(zip(names, current, strict=True))
+
+    def _create_versions(self, keys: list[str]) -> list[str]:
+        """Store a version for each of ``keys`` that has none; return every version as stored."""
+        # One thread of this process at a time, so the others find its versions
+        # instead of racing to store their own: the loser's entry would read
+        # as stale once, a recompute (two warmings of a user's data did so).
+        with self._creating_versions:
+            current = self._get_multi(keys)
+            missing = {k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE}
+            if not missing:
+                return current
             self.region.set_multi(missing)
-        return tuple(
-            (t, v if v is not NO_VALUE else missing[k])
-            for t, k, v in zip(names, keys, current, strict=True)
-        )
+            # Another process may have stored versions of the same tags a
+            # moment ago: take what the backend kept, so only a write landing
+            # after this read can leave an entry stale (one recompute).
+            stored = self._get_multi(keys)
+        return [v if v is not NO_VALUE else missing[k] for k, v in zip(keys, stored, strict=True)]
 
     def bump_tags(self, tags: Iterable[str]) -> None:
         """Give every tag a new version: entries carrying an older one become stale.
@@ -282,6 +294,11 @@ class CacheStore:
             raise WarmError(
                 f"the backend of region {self.region.name!r} did not record new tag versions"
             )
+
+    def after_fork_in_child(self) -> None:
+        # A lock another thread held at fork time stays held in the child.
+        self._creating_versions = threading.Lock()
+        self.health._lock = threading.Lock()
 
     # -- locking ----------------------------------------------------------
     def mutex(self, key: str) -> CacheMutex:

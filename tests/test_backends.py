@@ -215,6 +215,37 @@ def test_invalidate_by_tags_makes_tagged_functions_recompute(calls: Calls) -> No
     assert calls.counts == {"catalog": 2, "untagged": 1}
 
 
+def test_concurrent_first_warmings_of_a_new_tag_agree_on_its_version(calls: Calls) -> None:
+    """Eight functions sharing a tag nobody has used yet, warmed at once: each value is
+    computed once and then read, none made stale by another thread's tag version."""
+    rounds, width = 10, 8
+    for round_ in range(rounds):
+        tag = f"fresh-{round_}"
+
+        def make(n: int) -> Any:
+            @dogpile_warm.warmable(ttl=60, tags={tag, "common"}, name=f"tagged.{round_}.{n}")
+            def value() -> int:
+                calls((round_, n))
+                return n
+
+            return value
+
+        functions = [make(n) for n in range(width)]
+        start = threading.Barrier(width)
+
+        def warm(function: Any) -> None:
+            start.wait()
+            function.warm()
+
+        threads = [threading.Thread(target=warm, args=(f,)) for f in functions]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [f() for f in functions] == list(range(width))
+    assert calls.counts == {(r, n): 1 for r in range(rounds) for n in range(width)}
+
+
 def test_invalidating_another_tag_keeps_the_value(calls: Calls) -> None:
     """Invalidating a tag a function does not carry leaves its value cached."""
 
