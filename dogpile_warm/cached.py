@@ -6,8 +6,9 @@ tag) as missing, and with ``refresh_ahead * ttl`` as the lock's expiry: past
 it, the caller gets the cached value at once while one background refresh
 runs through the engine's ``async_creation_runner``; past ``ttl`` the caller
 waits for the recompute, under the lock (distributed where the backend has one).
-A fresh value on dogpile's memory backend is answered before the Lock is
-built (see :mod:`dogpile_warm.memory_index`).
+Every call starts in :mod:`dogpile_warm.reader`, which answers a fresh value
+on dogpile's memory backend before any of this (see
+:mod:`dogpile_warm.memory_index`).
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from dogpile.lock import Lock, NeedRegenerationException
 from . import signals
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
-from .keys import MEMO_TYPES, KeyBuilder
+from .keys import KeyBuilder
+from .reader import Reader, make_reader
 from .refresh import RefreshBackoff, refresh_due
 from .regions import check_backend_expiry
 from .store import CacheStore, Entry
-from .usage import DRAIN_AT
 
 if TYPE_CHECKING:
     from .engine import CacheWarmingEngine
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 _REFRESH_NOW = 1.0
 
 WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
-Reader = Callable[..., Any]  # read(fn, /, *args, **kwargs)
 
 
 class CachedFunction:
@@ -96,7 +96,7 @@ class CachedFunction:
         self.usage = engine._usage
         self._regions = engine._regions
         self._regions.watch(self)
-        self.read = self._make_reader()
+        self.read: Reader = make_reader(self)
 
     # -- region -----------------------------------------------------------
     def store(self) -> CacheStore:
@@ -131,56 +131,6 @@ class CachedFunction:
     ) -> Any:
         """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
         return self.read(wrapped, *args, **kwargs)
-
-    def _make_reader(self) -> Reader:
-        """Build ``read(fn, /, *args, **kwargs)``: the call's cached value, or ``fn``'s now.
-
-        Every cached call runs it, so it is a closure: what never changes is
-        bound once here rather than looked up per call, and the two steps that
-        would otherwise be calls of their own are written out in place, each
-        marked. On dogpile's memory backend a fresh value is answered from the
-        verified-entry index (see :mod:`dogpile_warm.memory_index`) when it is
-        not yet due for refresh; anything else goes to :meth:`call`.
-        """
-        cached = self
-        memo, build_key = self.keys.memo, self.keys.key
-        usage = self.usage
-        queued_hits, wall_clock, clock = usage.queued_hits, usage.wall_clock, usage.clock
-        fresh_for = self.fresh_for or 0.0  # only read where _memory is set, so not None
-        cache_hit = signals.cache_hit
-
-        def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-            # The key: KeyBuilder.memo, looked up under its rule.
-            key = None
-            if not kwargs:
-                try:
-                    key = memo.get(args)
-                except TypeError:  # an unhashable argument: never memoised
-                    key = None
-                if key is not None:
-                    for arg in args:
-                        if type(arg) not in MEMO_TYPES:
-                            key = None
-                            break
-            if key is None:
-                key = build_key(args, kwargs)
-            memory = cached._memory
-            if memory is not None:
-                entry = memory.get(key)
-                if entry is not None:
-                    now = time.time()
-                    age = now - entry.created
-                    if age <= fresh_for:
-                        # A hit: Usage.hit, then _report's signal.
-                        queued_hits.append((cached, key, now if wall_clock else clock()))
-                        if len(queued_hits) >= DRAIN_AT:
-                            usage.drain(wait=False)
-                        if cache_hit.receivers:
-                            cache_hit.send(cached.sender, key=key, age=age)
-                        return entry.value
-            return cached.read_through(key, fn, args, kwargs)
-
-        return read
 
     def read_through(
         self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -266,7 +266,9 @@ class CacheStore:
         # as stale once, a recompute (two warmings of a user's data did so).
         with self._creating_versions:
             current = self._get_multi(keys)
-            missing = {k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE}
+            missing = {
+                k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE
+            }
             if not missing:
                 return current
             self.region.set_multi(missing)
