@@ -16,9 +16,10 @@ is stored: :class:`KeyResult` objects are completed by the batch, and
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from . import forks
 
 if TYPE_CHECKING:
     from .store import CacheStore, Entry
@@ -66,18 +67,20 @@ class WriteBatch:
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        # id(store) -> (store, {key: entry}, [done callbacks])
-        self._pending: dict[int, tuple[CacheStore, dict[str, Entry], list[Done]]] = {}
-        self._lock = threading.Lock()
+        # id(store) -> (store, {key: entry}, [done callbacks], owners)
+        self._pending: dict[int, tuple[CacheStore, dict[str, Entry], list[Done], set[str]]] = {}
+        self._lock = forks.new_lock()
 
-    def put(self, store: CacheStore, key: str, entry: Entry, done: Done) -> None:
-        """Queue ``entry`` under ``key``; ``done(error)`` runs once it is stored (or not)."""
+    def put(self, store: CacheStore, key: str, entry: Entry, done: Done, owner: str) -> None:
+        """Queue ``entry`` under ``key`` (a value of ``owner``); ``done(error)`` runs once it
+        is stored (or not)."""
         with self._lock:
             batch = self._pending.get(id(store))
             if batch is None:
-                batch = self._pending[id(store)] = (store, {}, [])
+                batch = self._pending[id(store)] = (store, {}, [], set())
             batch[1][key] = entry
             batch[2].append(done)
+            batch[3].add(owner)
             full = len(batch[2]) >= self.size
             if full:
                 del self._pending[id(store)]
@@ -92,12 +95,9 @@ class WriteBatch:
             _write(*batch)
 
 
-def _write(store: CacheStore, entries: dict[str, Entry], done: list[Done]) -> None:
-    error: BaseException | None = None
-    try:
-        store.write_many(entries)
-    except Exception as exc:
-        error = exc
-        store.health.failed(exc, f"{len(entries)} warmed keys", "write")
+def _write(
+    store: CacheStore, entries: dict[str, Entry], done: list[Done], owners: set[str]
+) -> None:
+    error = store.write_many(entries, ", ".join(sorted(owners)))
     for callback in done:
         callback(error)

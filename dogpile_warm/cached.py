@@ -26,10 +26,11 @@ from . import signals
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
 from .keys import KeyBuilder
+from .locks import begin_compute, check_not_computing, end_compute
 from .reader import Reader, make_reader
 from .refresh import RefreshBackoff, refresh_due
 from .regions import check_backend_expiry
-from .store import CacheStore, Entry
+from .store import UNAVAILABLE, CacheStore, Entry
 
 if TYPE_CHECKING:
     from .engine import CacheWarmingEngine
@@ -82,6 +83,8 @@ class CachedFunction:
         self.xfetch_beta = xfetch_beta
         self.should_cache_fn = should_cache_fn
         self.backoff = RefreshBackoff()
+        # Seconds a computation takes, smoothed (None until one ran): lock waits fit it.
+        self.cost_estimate: float | None = None
         self.tags = tags
         self.sorted_tags = tuple(sorted(tags))
         self.user_arg = user_arg
@@ -94,6 +97,7 @@ class CachedFunction:
         # answer from them: set by store(), dropped when a region is rebound.
         self._memory: dict[str, Entry] | None = None
         self.usage = engine._usage
+        self.refresher = engine._refresher
         self._regions = engine._regions
         self._regions.watch(self)
         self.read: Reader = make_reader(self)
@@ -148,15 +152,12 @@ class CachedFunction:
         ``compute`` reach the caller; backend failures never do.
         """
         store = self.store()
-        try:
-            entry = store.read(key, self.sorted_tags)
-        except Exception as exc:
-            store.health.failed(exc, key, "read")
-            return self._compute_uncached(compute, key)
+        entry = store.read(key, self.sorted_tags)
+        if entry is UNAVAILABLE:
+            return self._compute_uncached(store, compute, key)
         if entry is not None and self._lock_time(entry, key) == entry.created:
             # Fresh and not due for refresh: exactly what dogpile's Lock would
             # answer at once, without building it or looking up the mutex.
-            store.health.succeeded()
             return self._report(key, False, entry.cost, entry, entry.value)
         return self._call_locked(store, compute, key)
 
@@ -181,56 +182,77 @@ class CachedFunction:
             return _REFRESH_NOW
         return entry.created
 
-    def _compute_uncached(self, compute: Callable[[], Any], key: str) -> Any:
+    def _compute_uncached(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
+        """Compute for the caller alone, as if there were no cache (the backend is unavailable)."""
+        token = begin_compute(store, key, self.name)
         t0 = time.perf_counter()
-        value = compute()
-        return self._report(key, True, time.perf_counter() - t0, None, value)
+        try:
+            value = compute()
+        finally:
+            end_compute(token)
+        cost = time.perf_counter() - t0
+        self._observe(cost)
+        return self._report(key, True, cost, None, value)
+
+    def _usable(self, store: CacheStore, key: str) -> Callable[[], bool]:
+        """Whether a wait for ``key``'s lock can end: a usable value appeared, or the
+        backend stopped answering (the waiter then computes without the cache)."""
+
+        def usable() -> bool:
+            entry = store.read(key, self.sorted_tags)
+            return entry is UNAVAILABLE or (
+                entry is not None and self._lock_time(entry, key) is not None
+            )
+
+        return usable
 
     def _call_locked(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
         """The read through dogpile's Lock: missing, expired or due values."""
+        check_not_computing(store, key, self.name)  # before waiting for ourselves
         ttl = self.ttl
-        policy = self.refresh_policy
-        ran = user_failed = False
-        created: Entry | None = None
+        ran = False
+        due: Entry | None = None  # the value whose refresh a read triggers
 
         def creator() -> tuple[Entry, float]:
-            nonlocal ran, user_failed, created
+            nonlocal ran
             ran = True
-            try:
-                created, _ = self._compute_entry(store, key, compute)
-            except BaseException:
-                user_failed = True
-                raise
+            created, _ = self._compute_entry(store, key, compute)
             return created, created.created
 
         def value_and_created() -> tuple[Entry, float]:
+            nonlocal due
             entry = store.read(key, self.sorted_tags)
-            when = None if entry is None else self._lock_time(entry, key)
-            if entry is None or when is None:
+            when = self._lock_time(entry, key) if isinstance(entry, Entry) else None
+            if entry is None or entry is UNAVAILABLE or when is None:
                 raise NeedRegenerationException()
+            due = entry
             return entry, when
 
         async_creator = None
-        if policy is not None:
+        if self.refresh_policy is not None:
 
             def async_creator(mutex: CacheMutex) -> None:
-                self.engine._run_refresh(lambda: self._refresh(store, key, compute), mutex)
+                # Released here, by the thread that took it (some locks, such as
+                # dbm's file lock or a thread-local Redis lock, only work that
+                # way); the refresh takes it again in its own thread.
+                mutex.release()
+                seen = due.created if due is not None else 0.0
+                self.refresher.submit(
+                    (store, key), lambda: self.refresh_in_background(store, key, compute, seen)
+                )
 
-        try:
-            with Lock(store.mutex(key), creator, value_and_created, ttl, async_creator) as entry:
-                pass
-            store.health.succeeded()
-        except Exception as exc:
-            if user_failed:
-                raise
-            store.health.failed(exc, key, "read")
-            if created is None:
-                return self._compute_uncached(compute, key)
-            entry = created
-        if not ran and time.time() - entry.created > ttl:
+        mutex = store.lock(key, self._usable(store, key), self.cost_estimate)
+        with Lock(mutex, creator, value_and_created, ttl, async_creator) as entry:
+            pass
+        age = time.time() - entry.created
+        if not ran and age > ttl:
             # The value crossed its ttl between the read and now (thread
             # switches): the promise is about what the caller receives.
             return self.call(compute, key)
+        if ran and age > ttl and entry.cost <= ttl:
+            # Computed in time, but storing it took the rest of its ttl (a
+            # backend that hung): a fresher value is one computation away.
+            return self._compute_uncached(store, compute, key)
         return self._report(key, ran, entry.cost, entry, entry.value)
 
     def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
@@ -247,80 +269,85 @@ class CachedFunction:
         return value
 
     # -- computing and storing ------------------------------------------------
-    def _tag_versions(self, store: CacheStore, key: str) -> tuple[tuple[str, str], ...] | None:
-        """Tag versions to store with a new value, or None when the backend cannot say."""
-        if not self.sorted_tags:
-            return ()
-        try:
-            return store.tag_versions(self.sorted_tags)
-        except Exception as exc:
-            store.health.failed(exc, key, "tag read")
-            return None
-
-    def _write(self, store: CacheStore, key: str, entry: Entry) -> bool:
-        try:
-            store.write(key, entry)
-        except Exception as exc:
-            store.health.failed(exc, key, "write")
-            return False
-        return True
+    def _observe(self, cost: float) -> None:
+        """Fold one computation's duration into :attr:`cost_estimate` (lock waits use it)."""
+        previous = self.cost_estimate
+        self.cost_estimate = cost if previous is None else 0.8 * previous + 0.2 * cost
 
     def _compute_entry(
         self, store: CacheStore, key: str, compute: Callable[[], Any]
-    ) -> tuple[Entry, bool]:
-        """Compute now and store; return the entry and whether it was stored.
+    ) -> tuple[Entry, BaseException | None]:
+        """Compute now and store; return the entry and why it was not stored (None: stored).
 
         Tag versions are read before the computation starts. Exceptions from
         ``compute`` propagate and nothing is stored, so the last good value
-        stays; backend failures are counted and logged, never raised.
+        stays; backend failures are counted and logged by the store.
         """
-        entry, cacheable = self._new_entry(store, key, compute)
-        if not cacheable:
-            return entry, False
-        return entry, self._write(store, key, entry)
+        entry, unstorable = self._new_entry(store, key, compute)
+        if unstorable is not None:
+            return entry, unstorable
+        return entry, store.write(key, entry, self.name)
 
     def _new_entry(
         self, store: CacheStore, key: str, compute: Callable[[], Any]
-    ) -> tuple[Entry, bool]:
-        """Compute now; return the entry and whether it may be stored (tags read, should_cache_fn)."""
-        versions = self._tag_versions(store, key)
+    ) -> tuple[Entry, BaseException | None]:
+        """Compute now; return the entry and why it may not be stored (None: it may)."""
+        versions = store.tag_versions(self.sorted_tags)
         started = time.time()
         t0 = time.perf_counter()
-        value = compute()
-        entry = Entry(value, started, self.ttl, versions or (), time.perf_counter() - t0)
-        cacheable = versions is not None and (
-            self.should_cache_fn is None or bool(self.should_cache_fn(value))
-        )
-        return entry, cacheable
+        token = begin_compute(store, key, self.name)
+        try:
+            value = compute()
+        finally:
+            end_compute(token)
+        cost = time.perf_counter() - t0
+        self._observe(cost)
+        if isinstance(versions, BaseException):
+            return Entry(value, started, self.ttl, (), cost), versions
+        entry = Entry(value, started, self.ttl, versions, cost)
+        if self.should_cache_fn is not None and not self.should_cache_fn(value):
+            return entry, WarmError(f"should_cache_fn refused the value of {key!r}")
+        return entry, None
 
     def _locked_compute_entry(
         self, store: CacheStore, key: str, compute: Callable[[], Any]
-    ) -> tuple[Entry, bool]:
-        """:meth:`_compute_entry` under the key's dogpile mutex (computed anyway if the lock fails)."""
-        try:
-            mutex = store.mutex(key)
-            mutex.acquire()
-        except Exception as exc:
-            store.health.failed(exc, key, "lock")
-            return self._compute_entry(store, key, compute)
+    ) -> tuple[Entry, BaseException | None]:
+        """:meth:`_compute_entry` under the key's lock (computed anyway if the backend fails)."""
+        check_not_computing(store, key, self.name)
+        mutex = store.lock(key, expected=self.cost_estimate)
+        mutex.acquire()
         try:
             return self._compute_entry(store, key, compute)
         finally:
-            try:
-                mutex.release()
-            except Exception as exc:
-                store.health.failed(exc, key, "unlock")
+            mutex.release()
 
-    def _refresh(self, store: CacheStore, key: str, compute: Callable[[], Any]) -> None:
-        """The background refresh-ahead job (the caller holds the mutex): reports, never raises."""
-        try:
-            entry, stored = self._compute_entry(store, key, compute)
-        except Exception as exc:
-            delay = self.backoff.failed(key)
-            self.engine._refresh_failed(self, key, exc, delay)
+    def refresh_in_background(
+        self, store: CacheStore, key: str, compute: Callable[[], Any], seen: float
+    ) -> None:
+        """The refresh-ahead job, in a refresh thread: reports, never raises.
+
+        Takes the key's lock without waiting (whoever holds it is computing
+        the value already) and recomputes only if the value is still the one
+        created at ``seen`` that the triggering read found due.
+        """
+        mutex = store.lock(key)
+        if not mutex.acquire(False):
             return
+        try:
+            current = store.read(key, self.sorted_tags)
+            if current is UNAVAILABLE or (isinstance(current, Entry) and current.created > seen):
+                return  # no backend to refresh into, or refreshed meanwhile
+            try:
+                entry, error = self._compute_entry(store, key, compute)
+            except Exception as exc:
+                delay = self.backoff.failed(key)
+                self.engine._refresh_failed(self, key, exc, delay)
+                return
+        finally:
+            mutex.release()
         self.backoff.succeeded(key)
         duration_ms = entry.cost * 1000.0
+        stored = error is None
         self.engine._record_refresh(self, key, duration_ms, stored)
         if stored and signals.refreshed.receivers:
             signals.refreshed.send(self.sender, key=key, duration_ms=duration_ms)
@@ -335,20 +362,18 @@ class CachedFunction:
     def set(self, value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         key = self.keys.key(args, kwargs)
         store = self.store()
-        versions = self._tag_versions(store, key)
-        if versions is not None:
-            self._write(store, key, Entry(value, time.time(), self.ttl, versions))
+        versions = store.tag_versions(self.sorted_tags)
+        if not isinstance(versions, BaseException):
+            store.write(key, Entry(value, time.time(), self.ttl, versions), self.name)
 
     def invalidate(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-        key = self.keys.key(args, kwargs)
-        store = self.store()
-        try:
-            store.delete(key)
-        except Exception as exc:
-            store.health.failed(exc, key, "delete")
+        self.store().delete(self.keys.key(args, kwargs))
 
     def refresh(self, compute: Callable[[], Any], key: str) -> Any:
-        entry, _ = self._locked_compute_entry(self.store(), key, compute)
+        store = self.store()
+        entry, _ = self._locked_compute_entry(store, key, compute)
+        if time.time() - entry.created > self.ttl and entry.cost <= self.ttl:
+            return self._compute_uncached(store, compute, key)  # as in _call_locked
         return entry.value
 
     def warm_key(
@@ -356,22 +381,22 @@ class CachedFunction:
     ) -> KeyResult:
         """Compute and store ``key`` now; report, signal and log the outcome, never raise.
 
-        Alone, under the key's dogpile mutex. With ``batch`` (a warm run), the
-        value is computed without it and stored with the batch, which
-        completes the returned result (see :mod:`dogpile_warm.batch`).
+        Alone, under the key's lock. With ``batch`` (a warm run), the value is
+        computed without it and stored with the batch, which completes the
+        returned result (see :mod:`dogpile_warm.batch`).
         """
         if batch is None:
             return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
         t0 = time.perf_counter()
         store = self.store()
         try:
-            entry, cacheable = self._new_entry(store, key, compute)
+            entry, unstorable = self._new_entry(store, key, compute)
         except Exception as exc:
-            return self._warmed(key, t0, False, exc)
-        if not cacheable:
-            return self._warmed(key, t0, False, None)
+            return self._warmed(key, t0, exc)
+        if unstorable is not None:
+            return self._warmed(key, t0, unstorable)
         result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
-        batch.put(store, key, entry, lambda error: self._complete(result, error))
+        batch.put(store, key, entry, lambda error: self._complete(result, error), self.name)
         return result
 
     def prewarm(
@@ -379,48 +404,39 @@ class CachedFunction:
     ) -> KeyResult | None:
         """Warm ``key`` ahead of a predicted read, unless someone is already on it.
 
-        Takes the key's mutex without waiting: a holder (a caller or a
+        Takes the key's lock without waiting: a holder (a caller or a
         background refresh, in any process) is already computing the value.
-        Under the mutex the value is read again and computed only if
+        Under the lock the value is read again and computed only if
         ``needed(entry)`` still holds (``entry`` None when missing or stale by
         tag). Returns None when nothing was computed; never raises.
         """
         store = self.store()
-        try:
-            mutex = store.mutex(key)
-            if not mutex.acquire(False):
-                return None
-        except Exception as exc:
-            store.health.failed(exc, key, "lock")
+        mutex = store.lock(key)
+        if not mutex.acquire(False):
             return None
         try:
-            try:
-                entry = store.read(key, self.sorted_tags)
-            except Exception as exc:
-                store.health.failed(exc, key, "read")
-                return None
-            if not needed(entry):
+            entry = store.read(key, self.sorted_tags)
+            if entry is UNAVAILABLE or not needed(entry):
                 return None
             return self._warm(lambda store: self._compute_entry(store, key, compute), key)
         finally:
-            try:
-                mutex.release()
-            except Exception as exc:
-                store.health.failed(exc, key, "unlock")
+            mutex.release()
 
     def _warm(
-        self, compute_entry: Callable[[CacheStore], tuple[Entry, bool]], key: str
+        self,
+        compute_entry: Callable[[CacheStore], tuple[Entry, BaseException | None]],
+        key: str,
     ) -> KeyResult:
         t0 = time.perf_counter()
         try:
-            _, stored = compute_entry(self.store())
+            _, error = compute_entry(self.store())
         except Exception as exc:
-            return self._warmed(key, t0, False, exc)
-        return self._warmed(key, t0, stored, None)
+            return self._warmed(key, t0, exc)
+        return self._warmed(key, t0, error)
 
-    def _warmed(self, key: str, t0: float, stored: bool, error: BaseException | None) -> KeyResult:
+    def _warmed(self, key: str, t0: float, error: BaseException | None) -> KeyResult:
         result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
-        self._complete(result, error if error is not None or stored else _not_stored(key))
+        self._complete(result, error)
         return result
 
     def _complete(self, result: KeyResult, error: BaseException | None) -> None:
@@ -440,10 +456,6 @@ class CachedFunction:
             return [((), {})]
         spec = self.warm_args() if callable(self.warm_args) else self.warm_args
         return [_as_call(item, self.name) for item in spec]
-
-
-def _not_stored(key: str) -> WarmError:
-    return WarmError(f"computed {key!r} but did not store it (backend or should_cache_fn)")
 
 
 def _as_call(item: Any, name: str) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -21,7 +21,7 @@ from dogpile.cache.api import NoValue
 
 from .cached import CachedFunction, WarmArgs
 from .refresh import POLICIES
-from .regions import check_backend_expiry
+from .regions import check_backend_expiry, warn_if_lock_never_expires
 from .tags import normalize_tags
 from .task import CRITICAL_PRIORITY, WarmingTask
 from .validation import check_priority, check_refresh_ahead, check_ttl
@@ -202,6 +202,7 @@ def warmable(
         raise TypeError(f"should_cache_fn must be callable or None, got {should_cache_fn!r}")
     if isinstance(region, CacheRegion):
         check_backend_expiry(region, ttl, "this function")
+        warn_if_lock_never_expires(region)
     is_critical = priority >= CRITICAL_PRIORITY if critical is None else critical
 
     def decorate(fn: Callable[P, R]) -> WarmableFunction[P, R]:

@@ -5,12 +5,12 @@ The default engine is created on first use, never at import.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion
 
+from . import forks
 from .engine import CacheWarmingEngine
 from .task import WarmingTask
 
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 _default: CacheWarmingEngine | None = None
-_default_lock = threading.Lock()
+_default_lock = forks.new_lock()
 
 
 def get_warming_engine() -> CacheWarmingEngine:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CacheMutex
 
-from . import signals
+from . import forks, signals
 from .batch import KeyResult, WriteBatch
 from .cached import CachedFunction
-from .errors import WarmError, describe_error
+from .errors import BackendError, WarmError, describe_error
 from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, RegionRegistry, build_region
 from .runs import WarmJob, bind_job, report_jobs, row, run_jobs
@@ -65,7 +63,7 @@ class CacheWarmingEngine:
         if not callable(clock):
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         self.clock = clock
-        self._lock = threading.RLock()
+        self._lock = forks.new_rlock()
         self._regions = RegionRegistry(region if region is not None else self._memory_region())
         self._tasks: dict[str, TaskRecord] = {}
         self._usage = Usage(history_size, clock)
@@ -73,7 +71,7 @@ class CacheWarmingEngine:
         self._closed = False
         self._scheduler: Scheduler | None = None
         self._idle_scheduler: Scheduler | None = None  # for run_scheduled_cycle() when stopped
-        _track_for_fork(self)
+        forks.after_fork_in_child(self, CacheWarmingEngine._after_fork_in_child)
 
     @property
     def user_preload_window(self) -> float:
@@ -214,20 +212,23 @@ class CacheWarmingEngine:
             result.complete(error is None, describe_error(error))
             self._record_warm(task, result, error, record, ttl, tags)
 
+        owner = task.task_id if task is not None else key
+        versions = store.tag_versions(tags)
         try:
-            versions = store.tag_versions(tags)
-            entry = Entry(compute_fn(), time.time(), ttl, versions)
-            result.duration_ms = (time.perf_counter() - t0) * 1000.0
-            if batch is not None:
-                batch.put(store, key, entry, complete)
-                return result
-            store.write(key, entry)
+            entry = Entry(
+                compute_fn(), time.time(), ttl, () if isinstance(versions, Exception) else versions
+            )
         except Exception as exc:
             result.duration_ms = (time.perf_counter() - t0) * 1000.0
             complete(exc)
             return result
         result.duration_ms = (time.perf_counter() - t0) * 1000.0
-        complete(None)
+        if isinstance(versions, Exception):
+            complete(versions)
+        elif batch is not None:
+            batch.put(store, key, entry, complete, owner)
+        else:
+            complete(store.write(key, entry, owner))
         return result
 
     def _record_warm(
@@ -257,7 +258,10 @@ class CacheWarmingEngine:
             if signals.warmed.receivers:
                 signals.warmed.send(sender, key=result.key, duration_ms=result.duration_ms)
             return
-        log.warning("warming %r failed: %s", result.key, result.error)
+        # A backend failure is the store's to log (once per outage), not every key's.
+        (log.debug if isinstance(error, BackendError) else log.warning)(
+            "warming %r failed: %s", result.key, result.error
+        )
         if signals.warm_failed.receivers:
             signals.warm_failed.send(sender, key=result.key, error=error)
 
@@ -385,14 +389,7 @@ class CacheWarmingEngine:
         if not tag_set:
             return 0
         for store in self._stores_in_use():
-            try:
-                store.bump_tags(tag_set)
-            except Exception as exc:
-                store.health.failed(exc, ",".join(sorted(tag_set)), "invalidate")
-                raise WarmError(
-                    f"could not invalidate tags {sorted(tag_set)} in region "
-                    f"{store.region.name!r}: {exc}"
-                ) from exc
+            store.bump_tags(tag_set)  # raises WarmError when not recorded
         self._drain()
         self._usage.figures.invalidated(tag_set)
         if signals.invalidated.receivers:
@@ -413,11 +410,7 @@ class CacheWarmingEngine:
         Runs ``creator`` in the engine's refresh pool, stores its value with
         ``cache.set`` and always releases ``mutex``.
         """
-        self._run_refresh(lambda: cache.set(key, creator()), mutex)
-
-    def _run_refresh(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
-        """Run ``job`` in the refresh pool, then release ``mutex`` (see RefreshRunner)."""
-        self._refresher.run(job, mutex)
+        self._refresher.run(lambda: cache.set(key, creator()), mutex)
 
     def _record_refresh(
         self, cached: CachedFunction, key: str, duration_ms: float, stored: bool
@@ -602,29 +595,36 @@ class CacheWarmingEngine:
         return scheduler.run_cycle()
 
     def _after_fork_in_child(self) -> None:
-        # The child has only the forking thread: no scheduler thread, no pool
-        # threads, and any lock another thread held is held forever. Start over.
-        self._lock = threading.RLock()
-        self._scheduler = None
+        # The child has only the forking thread (its locks were freed by
+        # dogpile_warm.forks): a scheduler that ran in the parent runs again
+        # here, with the same settings, so that every gunicorn worker or
+        # multiprocessing child keeps warming (a fleet still runs each cycle
+        # once, through the claim).
+        scheduler, self._scheduler = self._scheduler, None
         self._idle_scheduler = None
-        self._refresher.after_fork_in_child()
-        self._users.after_fork_in_child()
-        self._regions.after_fork_in_child()
-        self._usage.after_fork_in_child()
-        for record in self._tasks.values():
-            record._lock = threading.Lock()
+        if scheduler is not None and not self._closed and scheduler.started:
+            self._scheduler = scheduler.copy()
+            self._scheduler.start()
+            log.info("restarted the warming scheduler in forked process %d", os.getpid())
 
     def get_stats(self) -> dict[str, Any]:
         """A snapshot of tasks, hits and misses (see DESIGN.md for the fields)."""
         self._drain()
         records = self._records()
         stores = self._regions.stores()
+        health = [s.health.figures() for s in stores]
         return {
             "tasks": len(records),
             "critical_tasks": sum(1 for r in records if r.critical),
             "running": self.running,
             **self._usage.counters.snapshot(),
+            # Every backend failure; then by kind (see dogpile_warm.health).
             "backend_errors": sum(s.health.errors for s in stores),
+            "backend_unavailable": sum(h["unavailable"] for h in health),
+            "values_refused": sum(h["refused"] for h in health),
+            "values_unreadable": sum(h["unreadable"] for h in health),
+            "backend_skipped": sum(h["skipped"] for h in health),
+            "backends_down": sorted(str(s.region.name) for s in stores if s.health.open),
             "task_details": [r.details() for r in records],
             "scheduler": scheduler.figures() if (scheduler := self._scheduler) else None,
         }
@@ -635,24 +635,6 @@ class CacheWarmingEngine:
         with self._lock:
             self._closed = True
         self._refresher.close()
-
-
-# Engines alive in this process, reset in a forked child (see _after_fork_in_child).
-_engines: weakref.WeakSet[CacheWarmingEngine] = weakref.WeakSet()
-_fork_hook_registered = False
-
-
-def _track_for_fork(engine: CacheWarmingEngine) -> None:
-    global _fork_hook_registered
-    _engines.add(engine)
-    if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-        _fork_hook_registered = True
-        os.register_at_fork(after_in_child=_reset_engines_in_child)
-
-
-def _reset_engines_in_child() -> None:
-    for engine in list(_engines):
-        engine._after_fork_in_child()
 
 
 def _interval_for(accesses_per_minute: float) -> int:

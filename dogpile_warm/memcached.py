@@ -1,61 +1,70 @@
-"""dogpile's pymemcache backend, without the server-picking work when there is one server.
+"""dogpile's pymemcache backend, made to fail fast, recover alone and lock with an owner.
 
-pymemcache's ``HashClient`` (the client dogpile's ``dogpile.cache.pymemcache``
-backend always builds) picks a server for every key with rendezvous hashing,
-computing a pure-Python murmur3 per key and server, then runs the command
-through its failure bookkeeping, even when there is only one server to pick.
-:class:`PyMemcacheBackend`
+Regions that dogpile_warm configures for ``dogpile.cache.pymemcache`` use
+:class:`PyMemcacheBackend` (registered with dogpile as
+``dogpile_warm.pymemcache``). Everything about its arguments is dogpile's,
+plus:
 
-- gives the ``HashClient`` a hasher that skips the hashing with one live
-  server and hashes exactly as pymemcache does otherwise, so processes of a
-  fleet keep agreeing on which server holds a key;
-- reads (``get``, ``get_multi``) straight from the server's own client while
-  it is the one live server. A read that fails there is run again through
-  the ``HashClient``, which sees the failure and does its usual bookkeeping
-  (marks the server failed or dead, raises); writes and locks always go
-  through the ``HashClient``;
-- unless the region's arguments name a ``serde``, uses :data:`pickle_serde`:
-  pymemcache's own, writing the same bytes and flags, but unpickling with
-  ``pickle.loads`` rather than an ``Unpickler`` over a ``BytesIO`` (about
-  2 us a read on this project's benchmark machine).
-
-Regions that dogpile_warm configures for ``dogpile.cache.pymemcache`` use it
-(registered with dogpile as ``dogpile_warm.pymemcache``); everything else about
-the backend, its arguments and its distributed lock is dogpile's.
+- ``connect_timeout`` and ``timeout`` (seconds), handed to every pymemcache
+  client: dogpile passes none, and a client without them waits for a hung
+  server forever;
+- with one server, commands go straight to that server's own client, without
+  the ``HashClient``'s per-key hashing and failure bookkeeping (with more, the
+  ``HashClient`` picks the server exactly as pymemcache does, so processes of
+  a fleet agree on where keys live);
+- a command whose connection the server closed (a restarted server, a
+  connection idle through an outage) is sent once more, on a new connection;
+  a timeout or a refused connection is not retried: the caller's store
+  counts it and skips the backend for a while (see
+  :mod:`dogpile_warm.health`);
+- the distributed lock (:class:`MemcachedLock`) stores an owner token, so
+  only its holder releases it or renews its lease;
+- unless the region's arguments name a ``serde``, :data:`pickle_serde`:
+  pymemcache's own, writing the same bytes and flags, unpickling with
+  ``pickle.loads``, and reading a value that does not unpickle as a
+  :class:`~dogpile_warm.errors.ValueUnreadable` payload (a miss to dogpile,
+  counted by dogpile_warm) rather than as a silent miss.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import pickle
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from dogpile.cache.api import NO_VALUE
+from dogpile.cache.api import NO_VALUE, CachedValue, CacheMutex
 from dogpile.cache.backends.memcached import PyMemcacheBackend as _DogpilePyMemcacheBackend
 from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from pymemcache.serde import FLAG_PICKLE, PickleSerde
 
-__all__ = ["BACKEND_NAME", "PyMemcacheBackend", "pickle_serde"]
+from . import forks
+from .errors import ValueUnreadable
+
+__all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "pickle_serde"]
 
 BACKEND_NAME = "dogpile_warm.pymemcache"
 
-log = logging.getLogger(__name__)
+# The server closed a connection this client had open: worth one more try.
+_CLOSED = (ConnectionResetError, BrokenPipeError, MemcacheUnexpectedCloseError)
 
 
 class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
-    """pymemcache's pickle serde, unpickling pickled values with ``pickle.loads``."""
+    """pymemcache's pickle serde, unpickling with ``pickle.loads``; unreadable values say so."""
 
     def deserialize(self, key: Any, value: bytes, flags: int) -> Any:
         if flags != FLAG_PICKLE:
             return super().deserialize(key, value, flags)
         try:
             return pickle.loads(value)
-        except Exception:
-            # As pymemcache does: an unreadable value reads as a miss.
-            log.info("cannot unpickle the value of %r", key, exc_info=True)
-            return None
+        except Exception as exc:
+            # A payload dogpile reads as a miss (its version matches nothing),
+            # and dogpile_warm's store counts as unreadable.
+            reason = ValueUnreadable(f"cannot unpickle: {type(exc).__name__}: {exc}")
+            return CachedValue(reason, {"ct": 0.0, "v": -1})
 
 
 pickle_serde = _LoadsPickleSerde()
@@ -73,41 +82,120 @@ class OneServerRendezvousHash(RendezvousHash):  # type: ignore[misc]
 
 
 class PyMemcacheBackend(_DogpilePyMemcacheBackend):
-    """``dogpile.cache.pymemcache`` with :class:`OneServerRendezvousHash` in its client."""
+    """``dogpile.cache.pymemcache`` with timeouts, one retry on a closed connection,
+    an owner-token lock and :data:`pickle_serde` (see the module docstring)."""
 
     def __init__(self, arguments: Mapping[str, Any]) -> None:
         super().__init__(arguments)
         if "serde" not in arguments:
             self.serde = pickle_serde
+        self.connect_timeout: float | None = arguments.get("connect_timeout")
+        self.timeout: float | None = arguments.get("timeout")
 
     def _create_client(self) -> Any:
         client = super()._create_client()
         # With enable_retry_client the HashClient is wrapped in a RetryingClient.
         hashing = getattr(client, "_client", client)
-        if isinstance(hashing, HashClient) and type(hashing.hasher) is RendezvousHash:
-            hasher = OneServerRendezvousHash(seed=hashing.hasher.seed)
-            for node in hashing.hasher.nodes:
-                hasher.add_node(node)
-            hashing.hasher = hasher
+        if isinstance(hashing, HashClient):
+            timeouts = {"connect_timeout": self.connect_timeout, "timeout": self.timeout}
+            hashing.default_kwargs.update(timeouts)  # for servers it adds back later
+            for server_client in hashing.clients.values():  # not connected yet
+                server_client.connect_timeout = self.connect_timeout
+                server_client.timeout = self.timeout
+            if type(hashing.hasher) is RendezvousHash:
+                hasher = OneServerRendezvousHash(seed=hashing.hasher.seed)
+                for node in hashing.hasher.nodes:
+                    hasher.add_node(node)
+                hashing.hasher = hasher
         return client
 
+    def _run(self, command: str, *args: Any) -> Any:
+        """``client.<command>(*args)``: on the one server's own client when there is one
+        server, and once more on a new connection if the server closed this one."""
+        client = self.client
+        if isinstance(client, HashClient) and len(client.clients) == 1:
+            client = next(iter(client.clients.values()))
+        try:
+            return getattr(client, command)(*args)
+        except _CLOSED:
+            return getattr(client, command)(*args)  # pymemcache reconnects after closing
+
     def get(self, key: str) -> Any:
-        value = _read(self.client, "get", key)
+        value = self._run("get", key)
         return NO_VALUE if value is None else value
 
     def get_multi(self, keys: Iterable[str]) -> list[Any]:
         keys = list(keys)
-        values = _read(self.client, "get_multi", keys)
+        values = self._run("get_many", keys)
         return [NO_VALUE if values.get(key) is None else values[key] for key in keys]
 
+    def set(self, key: str, value: Any) -> None:
+        self._run("set", key, value, self.set_arguments.get("expire", 0))
 
-def _read(client: Any, command: str, arg: Any) -> Any:
-    """``client.<command>(arg)``, on the one live server's own client when there is one."""
-    if isinstance(client, HashClient) and len(client.clients) == 1:
-        nodes = client.hasher.nodes
-        if len(nodes) == 1:
-            try:
-                return getattr(client.clients[nodes[0]], command)(arg)
-            except OSError:
-                pass  # again through the HashClient, so that it records the failure
-    return getattr(client, command)(arg)
+    def set_multi(self, mapping: Mapping[str, Any]) -> None:
+        self._run("set_many", dict(mapping), self.set_arguments.get("expire", 0))
+
+    def delete(self, key: str) -> None:
+        self._run("delete", key)
+
+    def delete_multi(self, keys: Iterable[str]) -> None:
+        self._run("delete_many", list(keys))
+
+    def get_mutex(self, key: str) -> MemcachedLock | None:
+        if not self.distributed_lock:
+            return None
+        return MemcachedLock(lambda: self, key, timeout=self.lock_timeout)
+
+
+class MemcachedLock(CacheMutex):
+    """A distributed lock in memcached whose value is its holder's token.
+
+    ``acquire`` stores the token with ``add`` (expiring after ``timeout``
+    seconds, never when 0) and, when waiting, tries again after short sleeps
+    that grow to 0.2 s. Only the holder releases it (a lock whose expiry
+    passed and that another process now holds stays theirs), and
+    :meth:`renew` pushes its expiry back while the holder is still computing.
+    """
+
+    def __init__(self, backend_fn: Callable[[], PyMemcacheBackend], key: str, timeout: int) -> None:
+        self.backend_fn = backend_fn
+        self.key = "_lock" + key  # dogpile's MemcachedLock's key
+        self.timeout = int(timeout)
+        self._token: bytes | None = None
+        self._mutex = forks.new_lock()  # one acquire at a time per lock object, as dogpile's
+
+    def acquire(self, wait: bool = True) -> bool:
+        token = os.urandom(8).hex().encode()
+        delay = 0.005
+        while True:
+            with self._mutex:
+                if self.backend_fn()._run("add", self.key, token, self.timeout):
+                    self._token = token
+                    return True
+            if not wait:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def release(self) -> None:
+        token, self._token = self._token, None
+        if token is None:
+            return
+        backend = self.backend_fn()
+        held, _ = backend._run("gets", self.key)
+        if held == token:
+            backend._run("delete", self.key)
+
+    def renew(self) -> bool:
+        """Extend the lock's expiry to ``timeout`` from now; False if it is no longer ours."""
+        token = self._token
+        if token is None:
+            return False
+        backend = self.backend_fn()
+        held, cas = backend._run("gets", self.key)
+        if held != token:
+            return False
+        return bool(backend._run("cas", self.key, token, cas, self.timeout))
+
+    def locked(self) -> bool:
+        return self.backend_fn()._run("get", self.key) is not None

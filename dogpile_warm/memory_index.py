@@ -22,11 +22,12 @@ region itself, are not seen: dogpile_warm's keys are its own.
 
 from __future__ import annotations
 
-import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
 from dogpile.cache.backends.memory import MemoryBackend
+
+from . import forks
 
 if TYPE_CHECKING:
     from .store import Entry
@@ -49,7 +50,7 @@ class MemoryIndex:
         self.entries: dict[str, Entry] = {}
         self.writes: dict[str, int] = {}  # key -> writes and deletes so far
         self.generation = 0  # tag invalidations so far
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def lookup(self, key: str) -> Entry | None:
         """The verified entry of ``key``, or None."""
@@ -79,7 +80,7 @@ class MemoryIndex:
 
 
 _indexes: weakref.WeakKeyDictionary[Any, MemoryIndex] = weakref.WeakKeyDictionary()
-_indexes_lock = threading.Lock()
+_indexes_lock = forks.new_lock()
 
 
 def index_for(backend: Any) -> MemoryIndex | None:

@@ -17,7 +17,6 @@ never does.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -32,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "dogpile_warm.metrics needs prometheus-client: pip install 'dogpile_warm[prometheus]'"
     ) from exc
 
-from . import signals
+from . import forks, signals
 from .decorator import WarmableFunction
 from .default import get_warming_engine
 from .engine import CacheWarmingEngine
@@ -59,7 +58,7 @@ class _LabelCap:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._seen: dict[str, str] = {}
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def __call__(self, value: str) -> str:
         label = self._seen.get(value)
@@ -147,7 +146,7 @@ class PrometheusMetrics:
         self.registry = registry if registry is not None else REGISTRY
         self._task_label = _LabelCap(check_positive_int("max_tasks", max_tasks))
         self._tag_label = _LabelCap(check_positive_int("max_tags", max_tags))
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
         self._connected = False
 
         def counter(name: str, doc: str, labels: Sequence[str] = ("task",)) -> Counter:

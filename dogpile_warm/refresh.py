@@ -26,14 +26,15 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dogpile.cache.api import CacheMutex
+
+from . import forks
 
 __all__ = ["RefreshBackoff", "RefreshRunner", "refresh_due"]
 
@@ -72,7 +73,7 @@ class RefreshBackoff:
         self.cap = cap
         self.max_keys = max_keys
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def allows(self, key: str, now: float | None = None) -> bool:
         if not self._failures:  # the common case: nothing is failing
@@ -101,28 +102,49 @@ class RefreshBackoff:
 class RefreshRunner:
     """Runs background refreshes on a small pool, created on first use; thread-safe.
 
-    Each job comes with the dogpile mutex its caller acquired, released when
-    the job ends, also when it raises. At most ``max_pending`` jobs wait or
-    run at once: beyond that, and after :meth:`close`, the mutex is released
-    at once and readers keep getting the cached value, still within its ttl.
+    :meth:`submit` runs a job unless one with the same key is waiting or
+    running already; :meth:`run` (dogpile's ``async_creation_runner``) runs a
+    job that comes with the mutex its caller acquired, released when the job
+    ends, also when it raises. At most ``max_pending`` jobs wait or run at
+    once: beyond that, and after :meth:`close`, a job is dropped (its mutex
+    released at once) and readers keep getting the cached value, still
+    within its ttl.
     """
 
     def __init__(self, workers: int, max_pending: int = 1000) -> None:
         self.workers = workers
         self.max_pending = max_pending
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending = 0
+        self._lock = forks.new_lock()
         self._closed = False
-        self._lock = threading.Lock()
+        self._reset()
+        forks.after_fork_in_child(self, RefreshRunner._reset)
+
+    def _reset(self) -> None:
+        # Also in a forked child: the pool's threads do not exist there.
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: set[Hashable] = set()
+        self._count = 0
+
+    def submit(self, key: Hashable, job: Callable[[], Any]) -> bool:
+        """Run ``job`` in the pool unless a job for ``key`` is pending; True if queued."""
+        with self._lock:
+            if key in self._pending or self._count >= self.max_pending:
+                return False
+            self._pending.add(key)
+            self._count += 1
+        return self._start(job, lambda: self._pending.discard(key))
 
     def run(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
-        """Run ``job`` in the pool, then release ``mutex``."""
+        """Run ``job`` in the pool, then release ``mutex`` (dogpile's async runner contract)."""
         with self._lock:
-            if self._pending >= self.max_pending:
+            if self._count >= self.max_pending:
                 mutex.release()
                 return
-            self._pending += 1
+            self._count += 1
+        if not self._start(job, mutex.release):
+            mutex.release()
 
+    def _start(self, job: Callable[[], Any], then: Callable[[], Any]) -> bool:
         def run() -> None:
             try:
                 job()
@@ -130,15 +152,17 @@ class RefreshRunner:
                 log.exception("background refresh failed")
             finally:
                 with self._lock:
-                    self._pending -= 1
-                mutex.release()
+                    self._count -= 1
+                    then()
 
         try:
             self._executor().submit(run)
         except RuntimeError:  # closed
             with self._lock:
-                self._pending -= 1
-            mutex.release()
+                self._count -= 1
+                then()
+            return False
+        return True
 
     def _executor(self) -> ThreadPoolExecutor:
         pool = self._pool
@@ -160,9 +184,3 @@ class RefreshRunner:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
-
-    def after_fork_in_child(self) -> None:
-        # The pool's threads do not exist in the child; a new pool starts on use.
-        self._lock = threading.Lock()
-        self._pool = None
-        self._pending = 0

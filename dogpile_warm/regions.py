@@ -11,14 +11,14 @@ too.
 from __future__ import annotations
 
 import math
-import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region, register_backend
 
-from . import memcached
+from . import backends, forks, memcached
 from .errors import UnknownRegionError
 from .store import CacheStore
 
@@ -33,6 +33,7 @@ __all__ = [
     "build_region",
     "check_backend_expiry",
     "check_region",
+    "warn_if_lock_never_expires",
 ]
 
 MEMORY_BACKEND = "dogpile.cache.memory"
@@ -49,18 +50,35 @@ _EXPIRY_ARGUMENT = {
 }
 
 
+# Seconds a client waits for a server to connect or answer, in regions that
+# dogpile_warm configures: a loopback or LAN round trip takes about a
+# millisecond, a hung server forever.
+CLIENT_TIMEOUT = 0.5
+# Seconds a distributed lock outlives its holder's last renewal: the holder
+# renews it every third of that while computing (see dogpile_warm.locks), so
+# a killed holder blocks its key this long at most, a live one never loses it.
+LOCK_LEASE = 4
+
+
 def backend_defaults(backend: str, expiration_time: float | None = None) -> dict[str, Any]:
     """Backend arguments dogpile_warm sets unless the user gives their own.
 
-    - memcached (pymemcache): a dead server is retried after one second, not
-      sixty, so caching resumes within seconds of an outage ending; a
-      distributed lock expires, so a killed holder cannot block a key forever.
-    - Redis: the lock is not thread-local, because a background refresh
-      releases it from another thread than the one that took it.
+    - memcached (pymemcache) and Redis: connect and read timeouts of
+      :data:`CLIENT_TIMEOUT`, no retry with backoff inside a caller's call
+      (Redis retries a refused or reset connection once, at once; memcached
+      a reset one), and a distributed lock that expires :data:`LOCK_LEASE`
+      seconds after its holder's last renewal.
+    - memcached: a server that fails is not replaced by another for its keys
+      (the store's circuit breaker skips the backend instead), so a server
+      back from a pause never serves tag versions older than the others'.
+    - Redis: the lock is not thread-local, because the engine's
+      ``async_creation_runner`` releases it in another thread than the one
+      that took it.
     - Both: with a region ``expiration_time``, the backend's own expiry is
       twice that, so a value outlives its soft expiry long enough to be
       served while it is refreshed (dogpile's advice); without one, the
-      backend never expires values itself (memcached evicts by LRU).
+      backend never expires values itself (memcached evicts by LRU). Tag
+      versions never carry that expiry.
     """
     defaults: dict[str, Any] = {}
     expiry_argument = _EXPIRY_ARGUMENT.get(backend)
@@ -68,18 +86,37 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
         defaults[expiry_argument] = math.ceil(expiration_time * 2)
     if backend == "dogpile.cache.pymemcache":
         defaults.update(
-            # No quiet retries: during pymemcache's retry window reads look
-            # like misses and dogpile's lock sleeps on add() returning False.
-            # Marked dead at once, the server raises (counted, logged) and is
-            # tried again after a second.
+            connect_timeout=CLIENT_TIMEOUT,
+            timeout=CLIENT_TIMEOUT,
+            # With several servers: one that fails is tried again on the next
+            # command rather than having its keys moved to the others.
             hashclient_retry_attempts=0,
             hashclient_retry_timeout=0,
-            hashclient_dead_timeout=1,
-            lock_timeout=30,
+            hashclient_dead_timeout=0,
+            lock_timeout=LOCK_LEASE,
         )
     elif backend == "dogpile.cache.redis":
-        defaults.update(thread_local_lock=False, lock_timeout=30)
+        defaults.update(
+            socket_timeout=CLIENT_TIMEOUT,
+            socket_connect_timeout=CLIENT_TIMEOUT,
+            connection_kwargs={"retry": _redis_retry_once()},
+            thread_local_lock=False,
+            lock_timeout=LOCK_LEASE,
+        )
     return defaults
+
+
+def _redis_retry_once() -> Any:
+    """redis-py's retry policy: once, at once, and only a connection refused or reset.
+
+    redis-py's own default retries three times with backoff, seconds of a
+    caller's time while a server is down; a timeout is not retried at all.
+    """
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 
 def build_region(
@@ -94,11 +131,18 @@ def build_region(
     """Make and configure a region with :func:`backend_defaults` under ``arguments``."""
     if not isinstance(backend, str) or not backend:
         raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
-    merged = {**backend_defaults(backend, expiration_time), **(arguments or {})}
+    defaults = backend_defaults(backend, expiration_time)
+    merged = {**defaults, **(arguments or {})}
+    if "connection_kwargs" in defaults and arguments and "connection_kwargs" in arguments:
+        merged["connection_kwargs"] = {
+            **defaults["connection_kwargs"],
+            **arguments["connection_kwargs"],
+        }
     region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
     if backend == "dogpile.cache.pymemcache":
-        backend = memcached.BACKEND_NAME  # the same backend, without per-key hashing
+        backend = memcached.BACKEND_NAME  # the same backend, with timeouts (see memcached.py)
     region.configure(backend, expiration_time=expiration_time, arguments=merged)
+    warn_if_lock_never_expires(region)
     return check_region(region)
 
 
@@ -108,13 +152,21 @@ def check_region(region: Any) -> CacheRegion:
         raise TypeError(f"region must be a dogpile.cache CacheRegion, got {region!r}")
     if not region.is_configured:
         raise ValueError(f"region {region.name!r} is not configured; call region.configure() first")
-    backend = region.actual_backend
-    if getattr(backend, "distributed_lock", False) and getattr(backend, "thread_local_lock", False):
-        raise ValueError(
-            f"region {region.name!r} uses a thread-local Redis lock, which a background "
-            "refresh cannot release; configure it with arguments={'thread_local_lock': False}"
-        )
     return region
+
+
+def warn_if_lock_never_expires(region: CacheRegion) -> None:
+    """``UserWarning`` naming the setting if ``region``'s distributed lock never expires."""
+    setting = backends.endless_lock_setting(region.actual_backend)
+    if setting is not None:
+        warnings.warn(
+            f"region {region.name!r} has a distributed lock that never expires: a process "
+            f"killed while computing a value blocks its key until someone deletes the lock; "
+            f"set arguments={{{setting!r}: {LOCK_LEASE}}} (dogpile_warm renews the lock "
+            "while its holder computes)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def backend_expiry(region: CacheRegion) -> float | None:
@@ -154,7 +206,13 @@ class RegionRegistry:
         self._stores: dict[int, CacheStore] = {}
         self.generation = 0
         self._watchers: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
+        forks.after_fork_in_child(self, RegionRegistry._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # Also the regions no function has used yet (their stores reset their own).
+        for region in self._regions.values():
+            backends.reset_after_fork(region.actual_backend)
 
     def watch(self, watcher: Any) -> None:
         """Call ``watcher.regions_changed()`` after every :meth:`add` (held weakly)."""
@@ -213,8 +271,3 @@ class RegionRegistry:
         """Every store made so far."""
         with self._lock:
             return list(self._stores.values())
-
-    def after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()
-        for store in self._stores.values():
-            store.after_fork_in_child()

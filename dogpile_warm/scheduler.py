@@ -46,6 +46,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from . import forks
 from .batch import KeyResult, WriteBatch
 from .store import CacheStore, Entry
 from .validation import check_positive_int, check_positive_number
@@ -107,7 +108,7 @@ class Scheduler:
         self.keys_prewarmed = 0
         self.last_cycle: float | None = None
         self._stop = threading.Event()
-        self._cycle_lock = threading.Lock()
+        self._cycle_lock = forks.new_lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         # key -> time.monotonic() of the scheduler's last warming of it
@@ -127,7 +128,24 @@ class Scheduler:
             "check_every": self.check_every,
         }
 
+    def copy(self) -> Scheduler:
+        """A new, stopped scheduler with the same settings (for a forked child)."""
+        return Scheduler(
+            self.engine,
+            pattern_warming=self.pattern_warming,
+            critical_warming=self.critical_warming,
+            check_every=self.check_every,
+            max_keys_per_cycle=self.max_keys_per_cycle,
+            jitter=self.jitter,
+        )
+
     # -- the thread ----------------------------------------------------------------
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` was called and :meth:`stop` was not (true in a forked
+        child of a running scheduler, whose thread does not exist there)."""
+        return self._thread is not None and not self._stop.is_set()
+
     @property
     def running(self) -> bool:
         thread = self._thread
@@ -185,26 +203,17 @@ class Scheduler:
                 self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _claim(self, cycle: int) -> bool:
-        """Whether this process runs ``cycle``: always, unless a fleet shares a distributed lock."""
+        """Whether this process runs ``cycle``: always, unless a fleet shares a distributed lock.
+
+        The claim outlives the cycle's period (processes try it within the
+        first fifth of it). A claim the backend cannot answer counts as won:
+        warming here beats warming nowhere (see CacheStore.claim).
+        """
         store = self._fleet_store()
         if store is None:
             return True
-        try:
-            mutex = store.mutex(f"dogpile_warm:cycle:{self.check_every:g}:{cycle}")
-            claimed = bool(mutex.acquire(False))
-        except Exception as exc:
-            # The shared backend is down: warm here rather than nowhere (the
-            # keys of other regions still benefit; the rest fail harmlessly).
-            store.health.failed(exc, f"cycle {cycle}", "claim")
-            return True
-        if claimed and not getattr(store.region.backend, "lock_timeout", None):
-            # Without an expiry the claim would stay forever: give it back
-            # (a later process may then run this cycle too).
-            try:
-                mutex.release()
-            except Exception as exc:
-                store.health.failed(exc, f"cycle {cycle}", "unclaim")
-        return claimed
+        name = f"dogpile_warm:cycle:{self.check_every:g}:{cycle}"
+        return store.claim(name, max(1.0, 2 * self.check_every))
 
     def _fleet_store(self) -> CacheStore | None:
         for store in self.engine._stores_in_use():
@@ -357,10 +366,8 @@ class Scheduler:
         keys: list[str] = []
         jobs: list[Job] = []
         for store, items in by_store.values():
-            try:
-                entries = store.peek_many([key for key, _, _ in items])
-            except Exception as exc:
-                store.health.failed(exc, "prewarm candidates", "read")
+            entries = store.peek_many([key for key, _, _ in items])
+            if entries is None:  # the backend does not answer: nothing to plan with
                 continue
             for (key, cached, job), entry in zip(items, entries, strict=True):
                 threshold = cached.ttl * (cached.refresh_ahead or 1.0)

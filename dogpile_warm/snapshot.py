@@ -21,15 +21,15 @@ from __future__ import annotations
 import logging
 import math
 import pickle
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import forks
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
 from .runs import WarmJob, bind_job, report_jobs
-from .store import Entry
+from .store import UNAVAILABLE, Entry
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
@@ -134,17 +134,15 @@ def save_hot_set(
         return result
     store = engine._store_for(region)
     entry = Entry(blob, time.time(), math.inf, ())
-    try:
-        store.write(SNAPSHOT_KEY, entry)
-        # Read back: memcached refuses oversized items and some clients drop
-        # writes to a server they think is down, without raising.
-        back = store.read(SNAPSHOT_KEY)
-    except Exception as exc:
-        store.health.failed(exc, SNAPSHOT_KEY, "snapshot write")
+    error = store.write(SNAPSHOT_KEY, entry, "the hot-set snapshot")
+    if error is not None:
         raise WarmError(
-            f"could not store the snapshot in region {store.region.name!r}: {exc}"
-        ) from exc
-    if back is None or back.value != blob:
+            f"could not store the snapshot in region {store.region.name!r}: {error}"
+        ) from error
+    # Read back: memcached refuses oversized items and some clients drop
+    # writes to a server they think is down, without raising.
+    back = store.read(SNAPSHOT_KEY)
+    if not isinstance(back, Entry) or back.value != blob:
         raise WarmError(
             f"the backend of region {store.region.name!r} did not keep the snapshot "
             f"({len(blob)} bytes)"
@@ -189,13 +187,12 @@ def warm_from_snapshot(
         _check_count("top_n", top_n, None)
     t0 = time.perf_counter()
     store = engine._store_for(region)
-    try:
-        entry = store.read(SNAPSHOT_KEY)
-    except Exception as exc:
-        store.health.failed(exc, SNAPSHOT_KEY, "snapshot read")
+    entry = store.read(SNAPSHOT_KEY)
+    if entry is UNAVAILABLE:
         raise WarmError(
-            f"could not read the snapshot from region {store.region.name!r}: {exc}"
-        ) from exc
+            f"could not read the snapshot from region {store.region.name!r}: "
+            "its backend is unavailable"
+        )
     items = _items(entry)
     with engine._lock:
         tasks = dict(engine._tasks)
@@ -330,7 +327,7 @@ class _Pacer:
         self._clock = clock
         self._sleep = sleep
         self._next: float | None = None
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def wait(self) -> None:
         """Return at this caller's start slot (the first caller starts at once)."""

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import forks
+
 if TYPE_CHECKING:
     from .cached import CachedFunction
     from .task import WarmingTask
@@ -26,7 +28,7 @@ class AccessCounters:
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def record(self, hit: bool) -> None:
         with self._lock:
@@ -64,7 +66,7 @@ class TaskRecord:
     last_run: float | None = None
     next_run: float | None = None
     consecutive_failures: int = 0  # scheduled warmings in a row that failed (for backoff)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.Lock = field(default_factory=forks.new_lock, repr=False)
 
     def record_run(self, success: bool, duration_ms: float, now: float) -> None:
         with self._lock:
@@ -116,7 +118,7 @@ class WarmingFigures:
         self._useful = self._wasted = 0
         # key -> (expires at on the engine clock, tags) for warmed values not yet read
         self._unread: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def warmed(
         self, key: str, success: bool, duration_ms: float, ttl: float, tags: frozenset[str]

@@ -1,4 +1,5 @@
-"""How dogpile_warm keeps values in a dogpile.cache region.
+"""How dogpile_warm keeps values in a dogpile.cache region, and the one place backend
+failures are caught.
 
 Every value is stored as an :class:`Entry`: the value, when its computation
 started, its ttl, and the versions of its tags read *before* the computation
@@ -6,31 +7,50 @@ started. A read is valid only while each of those tag versions is still the
 current one in the backend, so an invalidation is seen by every process that
 shares the backend on its very next read (see :mod:`dogpile_warm.tags`).
 
-The store only reads and writes through the region's public API (``get``,
-``get_multi``, ``set``, ``set_multi``, ``delete``), so the region's own key
-mangler, serializer and invalidation keep working; keys pass through
+The store reads and writes through the region's key mangler, serializer and
+backend, so the region's own settings keep working; keys pass through
 :func:`~dogpile_warm.keys.safe_key` first so that any key suits any backend.
+
+No method raises a backend error except :meth:`CacheStore.bump_tags` (an
+invalidation that did not happen must not look done). Failures are
+classified, counted and logged by the region's
+:class:`~dogpile_warm.health.BackendHealth`, and reported by the result:
+:data:`UNAVAILABLE` from a read (compute without the cache), an error object
+from a write (the value is still the caller's) or from
+:meth:`~CacheStore.tag_versions` (do not store what is computed). While the backend is
+unavailable its circuit breaker is open and operations are skipped, but for
+one probe at a time.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final, NamedTuple
 
 from dogpile.cache import CacheRegion
-from dogpile.cache.api import NO_VALUE, CacheMutex
-from dogpile.util import NameRegistry
+from dogpile.cache.api import NO_VALUE, CantDeserializeException
 
-from .errors import WarmError
+from . import backends, forks
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ValueRefused,
+    ValueUnreadable,
+    WarmError,
+    describe_error,
+)
+from .health import BackendHealth
 from .keys import safe_key
+from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
 from .tags import TagVersions, tag_key
 
-__all__ = ["BackendHealth", "CacheStore", "Entry"]
+__all__ = ["UNAVAILABLE", "CacheStore", "Entry", "Unavailable"]
 
 log = logging.getLogger(__name__)
 
@@ -44,114 +64,113 @@ class Entry(NamedTuple):
     tags: TagVersions  # ((tag, version), ...) sorted by tag
     cost: float = 0.0  # seconds the computation took (XFetch uses it)
 
-    def age(self, now: float | None = None) -> float:
-        return (time.time() if now is None else now) - self.created
 
+class Unavailable(enum.Enum):
+    """What :meth:`CacheStore.read` returns when the backend did not answer or was skipped."""
+
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 
 # How an Entry is kept in the backend: a plain tuple behind a format marker.
 # Pickling a NamedTuple names its class, and every unpickling then looks the
 # class up through the import system (about 2.5 us a read on memcached).
 _FORMAT = "dogpile_warm/1"
 
+# Operations whose failure (short of a connection error) means the value could
+# not be read back, or could not be stored.
+_READS = frozenset({"read", "tag read"})
+_WRITES = frozenset({"write"})
+
 
 def _stored(entry: Entry) -> tuple[Any, ...]:
     return (_FORMAT, *entry)
 
 
-def _loaded(found: Any) -> Entry | None:
-    if type(found) is tuple and len(found) == 6 and found[0] == _FORMAT:
-        # found[1:] is every field in order: made as the tuple it is, without
-        # the NamedTuple's Python-level __new__ (on every read but a memory hit).
-        return tuple.__new__(Entry, found[1:])
-    return None
-
-
-class BackendHealth:
-    """Counts backend failures and logs each outage once, with the key that met it.
-
-    Thread-safe. ``errors`` only ever grows; ``down`` is True from the first
-    failure until the next successful operation.
-    """
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.errors = 0
-        self.down = False
-        self._lock = threading.Lock()
-
-    def failed(self, exc: BaseException, key: str, operation: str) -> None:
-        with self._lock:
-            self.errors += 1
-            first = not self.down
-            self.down = True
-        if first:
-            log.warning(
-                "cache backend of region %r failed on %s of key %r (%s: %s); "
-                "computing without the cache until it answers again",
-                self.name,
-                operation,
-                key,
-                type(exc).__name__,
-                exc,
-            )
-
-    def succeeded(self) -> None:
-        if self.down:
-            with self._lock:
-                was_down, self.down = self.down, False
-            if was_down:
-                log.warning("cache backend of region %r answers again", self.name)
-
-
-class _LocalMutex:
-    """A threading.Lock that can live in a weak registry (dogpile's CacheMutex)."""
-
-    __slots__ = ("__weakref__", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def acquire(self, wait: bool = True) -> bool:
-        return self._lock.acquire(wait)
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def locked(self) -> bool:
-        return self._lock.locked()
-
-
 class CacheStore:
-    """One region as dogpile_warm uses it: entries, tag versions, mutexes, health."""
+    """One region as dogpile_warm uses it: entries, tag versions, locks, health."""
 
     def __init__(self, region: CacheRegion, health: BackendHealth | None = None) -> None:
         self.region = region
         self.health = health or BackendHealth(str(region.name or "default"))
-        # Same scheme as CacheRegion._mutex: the backend's (distributed) mutex
-        # when it has one, else one process-local lock per key.
-        self._local_mutexes: NameRegistry = NameRegistry(lambda key: _LocalMutex())
-        self._creating_versions = threading.Lock()
+        self._creating_versions = forks.new_lock()
+        self._local_mutexes: weakref.WeakValueDictionary[str, LocalMutex] = (
+            weakref.WeakValueDictionary()
+        )
+        self._local_mutexes_lock = forks.new_lock()
         # For dogpile's in-process memory backend: verified entries, so a hit
         # can skip the region (see dogpile_warm.memory_index).
         self.index: MemoryIndex | None = index_for(region.backend)
+        forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
-    # -- values ---------------------------------------------------------
-    def read(self, key: str, tags: Sequence[str] = ()) -> Entry | None:
-        """Return the valid entry under ``key`` or None (missing, or a tag invalidated).
+    # -- health -----------------------------------------------------------------
+    def usable(self) -> bool:
+        """Whether to try the backend now (False while its breaker is open, but for a probe)."""
+        health = self.health
+        return not health.open or health.allows()
+
+    def answered(self) -> None:
+        """The backend answered an operation."""
+        health = self.health
+        if health.open or health.down:
+            health.succeeded()
+
+    def failed(
+        self, exc: BaseException, key: str, operation: str, owner: str | None = None
+    ) -> BackendError:
+        """Classify, count and log a failed ``operation`` on ``key``; return it as a
+        :class:`~dogpile_warm.errors.BackendError` (``owner`` names whose value it was)."""
+        kind = backends.classify(
+            exc, "read" if operation in _READS else "write" if operation in _WRITES else "other"
+        )
+        error: BackendError
+        if kind == "unavailable":
+            self.health.failed_unavailable(exc, key, operation)
+            error = BackendUnavailable(f"{operation} of {key!r}: {describe_error(exc)}")
+        elif kind == "refused":
+            self.health.failed_refused(exc, key, owner or key)
+            error = ValueRefused(f"{operation} of {key!r}: {describe_error(exc)}")
+        else:
+            self.health.failed_unreadable(describe_error(exc) or "", key)
+            error = ValueUnreadable(f"{operation} of {key!r}: {describe_error(exc)}")
+        error.__cause__ = exc
+        return error
+
+    def _skipped(self, key: str, operation: str) -> BackendUnavailable:
+        return BackendUnavailable(
+            f"{operation} of {key!r} skipped: the backend of region "
+            f"{self.region.name!r} is unavailable"
+        )
+
+    # -- values -------------------------------------------------------------------
+    def read(self, key: str, tags: Sequence[str] = ()) -> Entry | Unavailable | None:
+        """The valid entry under ``key``; None if missing, unreadable or carrying an
+        invalidated tag; :data:`UNAVAILABLE` if the backend did not answer.
 
         ``tags`` (sorted) are the tags the caller expects the entry to carry:
         their versions are read in the same round trip as the value; an entry
-        carrying other tags costs a second one. Raises whatever the backend
-        raises. Does not check the ttl: callers do, against their own.
+        carrying other tags costs a second one. Does not check the ttl:
+        callers do, against their own.
         """
+        health = self.health
+        if health.open and not health.allows():
+            return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
-        if tags:
-            found = self._get_multi([safe_key(key), *map(tag_key, tags)])
-            entry, current = _loaded(found[0]), found[1:]
-        else:
-            entry = _loaded(self._get(safe_key(key)))
-            current = []
+        try:
+            if tags:
+                found = self._get_multi([safe_key(key), *map(tag_key, tags)])
+                stored, current = found[0], found[1:]
+            else:
+                stored = self._get(safe_key(key))
+                current = []
+        except Exception as exc:
+            error = self.failed(exc, key, "read")
+            return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
+        if health.open or health.down:
+            health.succeeded()
+        entry = self._entry(stored, key)
         if entry is None:
             return None
         if not entry.tags:
@@ -163,7 +182,11 @@ class CacheStore:
         if len(entry.tags) != len(tags) or any(
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
-            current = self._get_multi([tag_key(t) for t, _ in entry.tags])
+            try:
+                current = self._get_multi([tag_key(t) for t, _ in entry.tags])
+            except Exception as exc:
+                error = self.failed(exc, key, "tag read")
+                return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
                 return None
@@ -171,81 +194,146 @@ class CacheStore:
             index.verified(key, entry, stamp)
         return entry
 
-    def _get(self, key: str) -> Any:
-        """``region.get(key, ignore_expiration=True)``: the payload stored, or ``NO_VALUE``.
+    def _entry(self, found: Any, key: str) -> Entry | None:
+        """The Entry stored as ``found``; None if nothing is (or what is cannot be read)."""
+        if type(found) is tuple and len(found) == 6 and found[0] == _FORMAT:
+            # found[1:] is every field in order: made as the tuple it is, without
+            # the NamedTuple's Python-level __new__ (on every read but a memory hit).
+            return tuple.__new__(Entry, found[1:])
+        if found is NO_VALUE:
+            return None
+        reason = (
+            str(found)
+            if isinstance(found, ValueUnreadable)
+            else (f"not a dogpile_warm entry but a {type(found).__name__}")
+        )
+        self.health.failed_unreadable(reason, key)
+        return None
 
-        Where the region has no serializer of its own (memory, memcached: the
-        backend stores dogpile's ``CachedValue`` as it is) the backend is asked
-        directly, without the region's layers of calls (a few microseconds of
-        a memcached hit); that is all ``region.get`` does when told to ignore
-        expiration, which also leaves region invalidation unchecked.
+    def _get(self, key: str) -> Any:
+        """The payload stored under ``key`` (safe), ``NO_VALUE``, or a ``ValueUnreadable``.
+
+        The backend is asked directly: for a region without a serializer of
+        its own (memory, memcached) that is all ``region.get`` does when told
+        to ignore expiration; with one (Redis, dbm), each value is
+        deserialized here, so that one unreadable value is one miss rather
+        than a failed read.
         """
         region = self.region
-        if region.deserializer is not None:
-            return region.get(key, ignore_expiration=True)
         if region.key_mangler is not None:
             key = region.key_mangler(key)
-        return region.backend.get(key).payload
+        if region.deserializer is None:
+            return region.backend.get(key).payload
+        return self._deserialized(region.backend.get_serialized(key))
 
     def _get_multi(self, keys: Sequence[str]) -> list[Any]:
-        """``region.get_multi(keys, ignore_expiration=True)``, the same way as :meth:`_get`."""
-        region = self.region
-        if region.deserializer is not None:
-            return list(region.get_multi(keys, ignore_expiration=True))
+        """:meth:`_get` of several keys in one backend call."""
         if not keys:
             return []
+        region = self.region
         mangler = region.key_mangler
         if mangler is not None:
             keys = [mangler(key) for key in keys]
-        return [value.payload for value in region.backend.get_multi(keys)]
+        if region.deserializer is None:
+            return [value.payload for value in region.backend.get_multi(keys)]
+        return [self._deserialized(raw) for raw in region.backend.get_serialized_multi(keys)]
+
+    def _deserialized(self, raw: Any) -> Any:
+        if raw is NO_VALUE or raw is None:
+            return NO_VALUE
+        deserializer = self.region.deserializer
+        assert deserializer is not None
+        try:
+            # dogpile's format: b"<json metadata>|<serialized payload>".
+            return deserializer(raw.partition(b"|")[2])
+        except CantDeserializeException:
+            return NO_VALUE  # the deserializer's own way of saying "a miss"
+        except Exception as exc:
+            return ValueUnreadable(f"cannot deserialize: {describe_error(exc)}")
 
     def fresh_value(self, key: str, tags: Sequence[str] = (), ttl: float | None = None) -> Any:
         """The value under ``key`` if valid and within ``ttl`` (default: its own), else
-        ``NO_VALUE``; a backend failure is counted and reads as ``NO_VALUE``."""
-        try:
-            entry = self.read(key, tags)
-        except Exception as exc:
-            self.health.failed(exc, key, "read")
+        ``NO_VALUE`` (also when the backend does not answer)."""
+        entry = self.read(key, tags)
+        if not isinstance(entry, Entry):
             return NO_VALUE
-        if entry is None or time.time() - entry.created > (entry.ttl if ttl is None else ttl):
+        if time.time() - entry.created > (entry.ttl if ttl is None else ttl):
             return NO_VALUE
         return entry.value
 
-    def peek_many(self, keys: Sequence[str]) -> list[Entry | None]:
-        """The entries under ``keys`` in one backend call, without tag checks (None if missing).
+    def peek_many(self, keys: Sequence[str]) -> list[Entry | None] | None:
+        """The entries under ``keys`` in one backend call, without tag checks (None if
+        missing); None altogether if the backend does not answer.
 
         For planning only (when is a value due?): a caller that serves or
         replaces a value reads it again with :meth:`read`.
         """
-        found = self._get_multi([safe_key(k) for k in keys])
-        return [_loaded(e) for e in found]
-
-    def write(self, key: str, entry: Entry) -> None:
+        if not self.usable():
+            return None
         try:
-            self.region.set(safe_key(key), _stored(entry))
+            found = self._get_multi([safe_key(k) for k in keys])
+        except Exception as exc:
+            self.failed(exc, f"{len(keys)} keys", "read")
+            return None
+        self.answered()
+        return [self._entry(value, key) for key, value in zip(keys, found, strict=True)]
+
+    def write(self, key: str, entry: Entry, owner: str | None = None) -> BackendError | None:
+        """Store ``entry`` under ``key``; None when stored, else what went wrong.
+
+        ``owner`` (a function's name) is who a refused value is logged for.
+        """
+        try:
+            if not self.usable():
+                return self._skipped(key, "write")
+            try:
+                self.region.set(safe_key(key), _stored(entry))
+            except Exception as exc:
+                return self.failed(exc, key, "write", owner)
+            self.answered()
+            return None
         finally:
             if self.index is not None:
                 self.index.written(key)
 
-    def write_many(self, entries: dict[str, Entry]) -> None:
+    def write_many(
+        self, entries: dict[str, Entry], owner: str | None = None
+    ) -> BackendError | None:
         """Store several entries in one backend call where the backend allows."""
+        label = f"{len(entries)} keys"
         try:
-            self.region.set_multi({safe_key(k): _stored(e) for k, e in entries.items()})
+            if not self.usable():
+                return self._skipped(label, "write")
+            try:
+                self.region.set_multi({safe_key(k): _stored(e) for k, e in entries.items()})
+            except Exception as exc:
+                return self.failed(exc, label, "write", owner)
+            self.answered()
+            return None
         finally:
             if self.index is not None:
                 for key in entries:
                     self.index.written(key)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str) -> BackendError | None:
+        """Remove the value under ``key``; None when done, else what went wrong."""
         try:
-            self.region.delete(safe_key(key))
+            if not self.usable():
+                return self._skipped(key, "delete")
+            try:
+                self.region.delete(safe_key(key))
+            except Exception as exc:
+                return self.failed(exc, key, "delete")
+            self.answered()
+            return None
         finally:
             if self.index is not None:
                 self.index.written(key)
 
-    # -- tags -------------------------------------------------------------
-    def tag_versions(self, tags: Iterable[str]) -> TagVersions:
-        """Return the current ``((tag, version), ...)``, creating versions not yet stored.
+    # -- tags -----------------------------------------------------------------------
+    def tag_versions(self, tags: Iterable[str]) -> TagVersions | BackendError:
+        """The current ``((tag, version), ...)``, creating versions not yet stored; the
+        error when the backend cannot say (a value computed then must not be stored).
 
         Called before a computation starts, so a computation that races an
         invalidation stores an entry that is already stale.
@@ -253,10 +341,17 @@ class CacheStore:
         names = sorted(set(tags))
         if not names:
             return ()
+        label = ",".join(names)
+        if not self.usable():
+            return self._skipped(label, "tag read")
         keys = [tag_key(t) for t in names]
-        current = self._get_multi(keys)
-        if any(v is NO_VALUE for v in current):
-            current = self._create_versions(keys)
+        try:
+            current = self._get_multi(keys)
+            if any(not isinstance(v, str) for v in current):
+                current = self._create_versions(keys)
+        except Exception as exc:
+            return self.failed(exc, label, "tag read")
+        self.answered()
         return tuple(zip(names, current, strict=True))
 
     def _create_versions(self, keys: list[str]) -> list[str]:
@@ -267,51 +362,112 @@ class CacheStore:
         with self._creating_versions:
             current = self._get_multi(keys)
             missing = {
-                k: _new_version() for k, v in zip(keys, current, strict=True) if v is NO_VALUE
+                k: _new_version()
+                for k, v in zip(keys, current, strict=True)
+                if not isinstance(v, str)
             }
             if not missing:
                 return current
-            self.region.set_multi(missing)
+            self._set_versions(missing)
             # Another process may have stored versions of the same tags a
             # moment ago: take what the backend kept, so only a write landing
             # after this read can leave an entry stale (one recompute).
             stored = self._get_multi(keys)
-        return [v if v is not NO_VALUE else missing[k] for k, v in zip(keys, stored, strict=True)]
+        return [v if isinstance(v, str) else missing[k] for k, v in zip(keys, stored, strict=True)]
+
+    def _set_versions(self, versions: dict[str, str]) -> None:
+        """Store tag versions, without the expiry the region's backend gives values.
+
+        A tag version that expired would invalidate every value carrying it at
+        once, on a timer; it lives as long as the backend keeps it (an
+        evicted one still counts as invalidated).
+        """
+        region = self.region
+        region.set_multi(versions)
+        mangler = region.key_mangler
+        keys = [mangler(k) for k in versions] if mangler is not None else list(versions)
+        backends.persist(region.actual_backend, keys)
 
     def bump_tags(self, tags: Iterable[str]) -> None:
         """Give every tag a new version: entries carrying an older one become stale.
 
+        Tried even while the breaker is open (an invalidation is worth a probe).
         The new versions are read back: some clients drop a write without
-        raising (pymemcache while it considers a server failed), and a lost
-        invalidation must not look like a done one. Raises :class:`WarmError`.
+        raising, and a lost invalidation must not look like a done one.
+        Raises :class:`WarmError` when the backend did not record them.
         """
         versions = {tag_key(t): _new_version() for t in tags}
+        label = ",".join(sorted(tags))
         try:
-            self.region.set_multi(versions)
+            self._set_versions(versions)
+            stored = self._get_multi(list(versions))
+        except Exception as exc:
+            error = self.failed(exc, label, "invalidate")
+            raise WarmError(
+                f"could not invalidate tags {sorted(tags)} in region {self.region.name!r}: {error}"
+            ) from exc
         finally:
             if self.index is not None:
                 self.index.invalidated()  # after the new versions are in place
-        stored = self._get_multi(list(versions))
+        self.answered()
         if list(versions.values()) != stored:
             raise WarmError(
                 f"the backend of region {self.region.name!r} did not record new tag versions"
             )
 
-    def after_fork_in_child(self) -> None:
-        # A lock another thread held at fork time stays held in the child.
-        self._creating_versions = threading.Lock()
-        self.health._lock = threading.Lock()
+    # -- locking ------------------------------------------------------------------------
+    def lock(
+        self, key: str, ready: Callable[[], bool] | None = None, expected: float | None = None
+    ) -> KeyLock:
+        """The dogpile mutex of ``key`` (see :class:`~dogpile_warm.locks.KeyLock`):
+        distributed when the backend offers one, else one process-local lock per key.
 
-    # -- locking ----------------------------------------------------------
-    def mutex(self, key: str) -> CacheMutex:
-        """The dogpile mutex for ``key``: distributed when the backend offers one."""
+        ``ready()`` says whether a usable value has appeared meanwhile (ending a
+        wait); ``expected`` is the seconds a computation of the key takes.
+        """
         backend_key = safe_key(key)
         if self.region.key_mangler is not None:
             backend_key = self.region.key_mangler(backend_key)
-        mutex = self.region.backend.get_mutex(backend_key)
+        try:
+            mutex = self.region.backend.get_mutex(backend_key)
+        except Exception as exc:  # a backend that talks to its server to make one
+            self.failed(exc, key, "lock")
+            mutex = None
         if mutex is not None:
-            return mutex  # type: ignore[no-any-return]
-        return self._local_mutexes.get(backend_key)  # type: ignore[no-any-return]
+            return KeyLock(self, key, mutex, local=False, ready=ready, expected=expected)
+        with self._local_mutexes_lock:
+            local = self._local_mutexes.get(backend_key)
+            if local is None:
+                local = self._local_mutexes[backend_key] = LocalMutex()
+        return KeyLock(self, key, local, local=True, ready=ready, expected=expected)
+
+    def claim(self, name: str, seconds: float) -> bool:
+        """Claim ``name`` for ``seconds`` across every process sharing the backend.
+
+        True when this call claimed it, or when the backend cannot say (its
+        claim failed, or it has no way to claim): running a scheduled cycle
+        here beats running it nowhere.
+        """
+        if not self.usable():
+            return True
+        backend_key = safe_key(name)
+        if self.region.key_mangler is not None:
+            backend_key = self.region.key_mangler(backend_key)
+        try:
+            claimed = backends.claim(self.region.actual_backend, backend_key, seconds)
+            if claimed is None:
+                mutex = self.region.backend.get_mutex(backend_key)
+                claimed = mutex is None or bool(mutex.acquire(False))
+        except Exception as exc:
+            self.failed(exc, name, "claim")
+            return True
+        self.answered()
+        return claimed
+
+    def _after_fork_in_child(self) -> None:
+        # Per-key locks another thread held at fork time would stay held.
+        self._local_mutexes = weakref.WeakValueDictionary()
+        backends.reset_after_fork(self.region.actual_backend)
 
 
 def _new_version() -> str:

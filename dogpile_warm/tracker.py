@@ -22,12 +22,13 @@ bursty ones.
 from __future__ import annotations
 
 import heapq
-import threading
 import time
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
+
+from . import forks
 
 __all__ = ["UsagePatternTracker"]
 
@@ -77,7 +78,7 @@ class UsagePatternTracker:
         self.clock = clock
         self._keys: dict[str, _KeyUsage] = {}
         self._floor = 0  # highest count forgotten so far (Space-Saving's error bound)
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
         # Set by an owner that queues accesses: called before every question.
         self.pending: Callable[[], None] | None = None
 

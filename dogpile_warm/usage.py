@@ -11,7 +11,6 @@ sees a count that is behind the calls that returned before it asked.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from . import forks
 from .stats import AccessCounters, WarmingFigures
 from .tracker import UsagePatternTracker
 
@@ -49,13 +49,13 @@ class Usage:
         self.figures = WarmingFigures(history_size, clock)
         # key -> (function, args, kwargs) of a real call, so a hot key can be recomputed
         self.calls: OrderedDict[str, Call] = OrderedDict()
-        self._calls_lock = threading.Lock()
+        self._calls_lock = forks.new_lock()
         # (function, key, engine time) of hits not yet applied. A list: appending
         # to it and cutting its head off are each one step under the GIL, so
         # appenders need no lock, and only the drainer (holding _drain_lock)
         # cuts. Never replaced: the read path holds on to it.
         self.queued_hits: list[tuple[CachedFunction, str, float]] = []
-        self._drain_lock = threading.Lock()
+        self._drain_lock = forks.new_lock()
         # The hit path reads time.time() anyway; an engine on that clock reuses it.
         self.wall_clock = clock is time.time
         self.tracker.pending = self.task_usage.pending = self.drain
@@ -140,10 +140,3 @@ class Usage:
     def task_frequency(self, task_id: str, window_minutes: float) -> float:
         """Reads per minute of any key of the task ``task_id`` in the last ``window_minutes``."""
         return self.task_usage.get_access_frequency(task_id, window_minutes)
-
-    def after_fork_in_child(self) -> None:
-        """New locks: a lock another thread held at fork time stays held in the child."""
-        for owner in (self.counters, self.tracker, self.task_usage, self.figures):
-            owner._lock = threading.Lock()
-        self._calls_lock = threading.Lock()
-        self._drain_lock = threading.Lock()

@@ -9,9 +9,10 @@ stored nothing gives the mark back, so the next login tries again.
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Any
+
+from . import forks
 
 __all__ = ["UserPreloads"]
 
@@ -29,7 +30,7 @@ class UserPreloads:
         self.window = float(window)
         self.max_users = max_users
         self._warmed: OrderedDict[Any, float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = forks.new_lock()
 
     def claim(self, user_id: Any, now: float, force: bool) -> bool:
         """Mark ``user_id`` as warmed at ``now``; False (and no mark) if within the window."""
@@ -48,6 +49,3 @@ class UserPreloads:
         with self._lock:
             if self._warmed.get(user_id) == claimed_at:
                 del self._warmed[user_id]
-
-    def after_fork_in_child(self) -> None:
-        self._lock = threading.Lock()

@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -136,12 +137,23 @@ class Server:
             pytrace=False,
         )
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers (a hung server)."""
+        assert self._process is not None and self._process.poll() is None, "not running"
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused server run again (SIGCONT), with everything it held."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         """Terminate the server (kill it if it does not exit in time); idempotent."""
         process, self._process = self._process, None
         _running.discard(self)
         if process is not None:
             if process.poll() is None:
+                process.send_signal(signal.SIGCONT)  # a paused server cannot see SIGTERM
                 process.terminate()
                 # An idle memcached notices the signal only when its event loop
                 # wakes, once a second; a connection wakes it at once.

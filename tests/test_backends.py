@@ -222,7 +222,7 @@ def test_concurrent_first_warmings_of_a_new_tag_agree_on_its_version(calls: Call
     for round_ in range(rounds):
         tag = f"fresh-{round_}"
 
-        def make(n: int) -> Any:
+        def make(n: int, round_: int = round_, tag: str = tag) -> Any:
             @dogpile_warm.warmable(ttl=60, tags={tag, "common"}, name=f"tagged.{round_}.{n}")
             def value() -> int:
                 calls((round_, n))
@@ -233,7 +233,7 @@ def test_concurrent_first_warmings_of_a_new_tag_agree_on_its_version(calls: Call
         functions = [make(n) for n in range(width)]
         start = threading.Barrier(width)
 
-        def warm(function: Any) -> None:
+        def warm(function: Any, start: threading.Barrier = start) -> None:
             start.wait()
             function.warm()
 
@@ -676,28 +676,41 @@ class TestRegionsTheUserConfigured:
         assert own_calls.total == 1
 
     @pytest.mark.redis
-    def test_redis_region_with_a_thread_local_lock_is_rejected(
-        self, redis_server: Server, client_closer: ClientCloser
+    @pytest.mark.slow
+    def test_redis_region_with_a_thread_local_lock_refreshes_ahead(
+        self, redis_server: Server, client_closer: ClientCloser, engine: CacheWarmingEngine
     ) -> None:
-        """A passed-in Redis region whose distributed lock is thread-local is refused, saying what to change."""
-        with pytest.warns(UserWarning, match="thread_local_lock"):  # dogpile warns too
+        """A passed-in Redis region whose lock is thread-local still refreshes in the background."""
+        redis_server.flush()
+        with pytest.warns(UserWarning, match="thread_local_lock"):  # dogpile's own warning
             region = make_region(name="thread_local").configure(
                 "dogpile.cache.redis",
                 arguments={
                     "host": redis_server.host,
                     "port": redis_server.port,
                     "distributed_lock": True,
+                    "lock_timeout": 4,
                 },
             )
         client_closer.watch(region)
+        computed: list[float] = []
 
-        with pytest.raises(ValueError, match="thread_local_lock"):
+        @dogpile_warm.warmable(ttl=1.0, refresh_ahead=0.5, region=region)
+        def stamp() -> float:
+            computed.append(time.time())
+            return computed[-1]
 
-            @dogpile_warm.warmable(ttl=60, region=region)
-            def value() -> int:
-                return 1
-
-            value()
+        with captured_signals("refreshed") as sent:
+            first = stamp()
+            time.sleep(0.6)  # inside the refresh window
+            assert stamp() == first  # served at once, refreshed behind it
+            deadline = time.monotonic() + 5
+            while not sent.named("refreshed") and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert sent.named("refreshed"), "the background refresh never ran"
+            assert stamp() != first  # the refreshed value, and no lock left behind
+            engine.close()
+        assert len(computed) == 2
 
     @pytest.mark.redis
     def test_redis_region_without_thread_local_lock_is_accepted(
@@ -712,6 +725,7 @@ class TestRegionsTheUserConfigured:
                 "port": redis_server.port,
                 "distributed_lock": True,
                 "thread_local_lock": False,
+                "lock_timeout": 4,
             },
         )
         client_closer.watch(region)

@@ -244,20 +244,36 @@ def test_configured_regions_get_backend_expiry_twice_the_expiration_time() -> No
     assert backend_defaults("dogpile.cache.redis")["thread_local_lock"] is False
 
 
-def test_a_thread_local_redis_lock_is_refused_with_the_fix() -> None:
-    """A passed-in Redis region with distributed thread-local locks is refused, naming the setting."""
-    with pytest.warns(UserWarning, match="thread_local_lock"):
-        region = make_region().configure(
-            "dogpile.cache.redis",
-            arguments={"host": "127.0.0.1", "port": 1, "distributed_lock": True},
-        )
-    with pytest.raises(ValueError, match="'thread_local_lock': False"):
+@pytest.mark.parametrize(
+    ("backend", "arguments"),
+    [
+        ("dogpile.cache.redis", {"host": "127.0.0.1", "port": 1, "thread_local_lock": False}),
+        ("dogpile.cache.pymemcache", {"url": "127.0.0.1:1"}),
+    ],
+    ids=["redis", "memcached"],
+)
+def test_a_passed_in_region_whose_lock_never_expires_warns_naming_the_setting(
+    backend: str, arguments: dict[str, object]
+) -> None:
+    """A distributed lock without expiry would block a key forever after its holder is killed."""
+    region = make_region().configure(backend, arguments={**arguments, "distributed_lock": True})
+    with pytest.warns(UserWarning, match="'lock_timeout'"):
 
         @warmable(ttl=60, region=region)
         def f() -> int:
             return 1
 
-        f()
+
+def test_a_passed_in_region_whose_lock_expires_does_not_warn() -> None:
+    """With a lock_timeout, decorating says nothing (warnings are errors in this suite)."""
+    region = make_region().configure(
+        "dogpile.cache.pymemcache",
+        arguments={"url": "127.0.0.1:1", "distributed_lock": True, "lock_timeout": 5},
+    )
+
+    @warmable(ttl=60, region=region)
+    def f() -> int:
+        return 1
 
 
 @pytest.mark.parametrize(

@@ -325,7 +325,7 @@ def test_a_key_being_recomputed_elsewhere_is_skipped(
     age_value(square, 3, 4.5)
     computed.clear()
     cached = square._self_cached  # type: ignore[attr-defined]
-    mutex = cached.store().mutex(square.key_for(3))  # type: ignore[attr-defined]
+    mutex = cached.store().lock(square.key_for(3))  # type: ignore[attr-defined]
     assert mutex.acquire(False)
     try:
         assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
@@ -445,10 +445,11 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_does_not_inherit_a_running_scheduler(
+def test_a_forked_child_runs_the_scheduler_again_with_the_same_settings(
     engine: CacheWarmingEngine,
 ) -> None:
-    """After fork, the child's engine reports no scheduler and can warm and start its own."""
+    """A child forked from a process with a running scheduler runs its own (gunicorn
+    ``--preload``: every worker keeps warming), and can stop and start it."""
     runs: list[int] = []
     engine.register_task(WarmingTask("t", "t", "k:t", lambda: runs.append(1)), is_critical=True)
     engine.start(check_every=0.05)
@@ -458,8 +459,10 @@ def test_a_forked_child_does_not_inherit_a_running_scheduler(
         status = 1
         try:
             os.close(read_fd)
-            ok = not engine.running and engine.get_stats()["running"] is False
+            ok = engine.running and engine.get_stats()["scheduler"]["check_every"] == 0.05
             ok = ok and engine.warm_critical_data()["succeeded"] == 1
+            engine.stop(timeout=2)
+            ok = ok and not engine.running
             engine.start(check_every=0.05)
             ok = ok and engine.running
             engine.stop(timeout=2)

@@ -1,0 +1,327 @@
+"""A key's lock as dogpile_warm holds it: waits that fit the work, leases that die with
+their holder, and no waiting on oneself.
+
+:class:`KeyLock` is the ``CacheMutex`` dogpile's ``Lock`` is given for a key.
+It wraps the backend's distributed mutex (or a process-local lock) and
+
+- *waits in short steps that fit the work*: the first sleep is a quarter of
+  the key's expected compute time (1 ms to 50 ms), growing to 0.2 s; after
+  each, a fresh value stored by anyone ends the wait at once (dogpile's
+  ``Lock`` then reads and returns it), as does the store finding the backend
+  unavailable (the caller then computes without the cache);
+- *keeps a lease*: while held, a distributed lock with an expiry is renewed
+  every third of it by the :class:`LeaseKeeper` thread, so a short expiry
+  frees the key soon after its holder is killed and never while it lives;
+- *never blocks on a backend failure*: a lock that cannot be taken because
+  the backend is unavailable counts as taken without being held, so the
+  caller computes its value as it would without a cache.
+
+:func:`begin_compute` / :func:`end_compute` mark the keys this thread (or
+task) is computing; asking for the lock of one of them raises
+:class:`~dogpile_warm.errors.ReentrantCallError` instead of waiting forever.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dogpile.cache.api import CacheMutex
+
+from . import backends, forks
+from .errors import ReentrantCallError
+
+if TYPE_CHECKING:
+    from .store import CacheStore
+
+__all__ = [
+    "KeyLock",
+    "LeaseKeeper",
+    "LocalMutex",
+    "begin_compute",
+    "check_not_computing",
+    "end_compute",
+]
+
+log = logging.getLogger(__name__)
+
+_FIRST_STEP_MIN = 0.001
+_FIRST_STEP_MAX = 0.05
+_FIRST_STEP_UNKNOWN = 0.005  # no compute time measured yet
+_STEP_GROWTH = 1.5
+_STEP_MAX = 0.2
+
+# (store, key) pairs being computed in this thread or task, innermost last.
+_computing: contextvars.ContextVar[tuple[tuple[CacheStore, str], ...]] = contextvars.ContextVar(
+    "dogpile_warm_computing", default=()
+)
+
+
+def check_not_computing(store: CacheStore, key: str, name: str) -> None:
+    """``ReentrantCallError`` if this thread is computing ``key`` of ``store`` right now."""
+    if (store, key) in _computing.get():
+        raise ReentrantCallError(
+            f"computing {name} for key {key!r} needs the value of that same key "
+            "(directly or through other cached functions); it would wait for itself forever"
+        )
+
+
+def begin_compute(store: CacheStore, key: str, name: str) -> contextvars.Token[Any]:
+    """Mark ``key`` as being computed by this thread; pass the token to :func:`end_compute`."""
+    current = _computing.get()
+    if (store, key) in current:
+        check_not_computing(store, key, name)
+    return _computing.set((*current, (store, key)))
+
+
+def end_compute(token: contextvars.Token[Any]) -> None:
+    _computing.reset(token)
+
+
+class LocalMutex:
+    """A process-local lock for one key (when the backend has no distributed one)."""
+
+    __slots__ = ("__weakref__", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # a per-key lock; the store forgets them all on fork
+
+    def acquire(self, wait: bool = True, timeout: float = -1) -> bool:
+        return self._lock.acquire(wait, timeout if wait else -1)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+
+class KeyLock(CacheMutex):
+    """dogpile's mutex for one key of a store (see the module docstring).
+
+    ``held`` says whether this object holds the underlying lock: False after
+    an ``acquire`` that returned True because a value appeared or the backend
+    is unavailable, in which case ``release`` does nothing.
+    """
+
+    __slots__ = ("_first_step", "_key", "_lease", "_mutex", "_ready", "_store", "held", "local")
+
+    def __init__(
+        self,
+        store: CacheStore,
+        key: str,
+        mutex: Any,
+        *,
+        local: bool,
+        ready: Callable[[], bool] | None = None,
+        expected: float | None = None,
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._mutex = mutex
+        self.local = local
+        self._ready = ready
+        self._first_step = (
+            _FIRST_STEP_UNKNOWN
+            if expected is None
+            else min(_FIRST_STEP_MAX, max(_FIRST_STEP_MIN, expected / 4))
+        )
+        self._lease: int | None = None
+        self.held = False
+
+    def acquire(self, wait: bool = True) -> bool:
+        if self.local:
+            if self._mutex.acquire(False):
+                self.held = True
+                return True
+            return self._wait_local() if wait else False
+        store = self._store
+        if not store.usable():
+            return wait  # no backend: compute without the lock, or leave the refresh
+        try:
+            got = self._mutex.acquire(False)
+        except Exception as exc:
+            store.failed(exc, self._key, "lock")
+            return wait
+        store.answered()
+        if got:
+            self._hold()
+            return True
+        return self._wait_distributed() if wait else False
+
+    def _wait_local(self) -> bool:
+        step = self._first_step
+        while True:
+            if self._mutex.acquire(True, step):
+                self.held = True
+                return True
+            if self._ready is not None and self._ready():
+                return True
+            step = min(step * _STEP_GROWTH, _STEP_MAX)
+
+    def _wait_distributed(self) -> bool:
+        store = self._store
+        step = self._first_step
+        while True:
+            time.sleep(step)
+            if self._ready is not None and self._ready():
+                return True
+            if not store.usable():
+                return True
+            try:
+                got = self._mutex.acquire(False)
+            except Exception as exc:
+                store.failed(exc, self._key, "lock")
+                return True
+            if got:
+                self._hold()
+                return True
+            step = min(step * _STEP_GROWTH, _STEP_MAX)
+
+    def _hold(self) -> None:
+        self.held = True
+        try:
+            lease = backends.renewer(self._mutex)
+        except Exception:  # renewal is a bonus; the lock itself is held
+            log.debug("cannot renew the lock of %r", self._key, exc_info=True)
+            lease = None
+        if lease is not None:
+            renew, seconds = lease
+            self._lease = lease_keeper().keep(renew, seconds, self._store, self._key)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        if self._lease is not None:
+            lease_keeper().drop(self._lease)
+            self._lease = None
+        if self.local:
+            self._mutex.release()
+            return
+        store = self._store
+        if not store.usable():
+            return  # its expiry frees it
+        try:
+            self._mutex.release()
+        except Exception as exc:
+            if backends.is_unavailable(exc):
+                store.failed(exc, self._key, "unlock")
+            else:  # a lease that ran out while computing: the lock is someone else's now
+                log.info("the lock of %r was no longer ours to release: %s", self._key, exc)
+        else:
+            store.answered()
+
+    def locked(self) -> bool:
+        return bool(self._mutex.locked())
+
+
+@dataclass(eq=False)
+class _Lease:
+    renew: Callable[[], bool]
+    period: float
+    due: float
+    store: CacheStore
+    key: str
+
+
+class LeaseKeeper:
+    """One daemon thread renewing every distributed lock this process holds, each every
+    third of its expiry. Started on first use; it ends after ``idle`` seconds without
+    leases and starts again when needed. Thread-safe and fork-safe."""
+
+    def __init__(self, idle: float = 10.0) -> None:
+        self.idle = idle
+        self._reset()
+        forks.after_fork_in_child(self, LeaseKeeper._reset)
+
+    def _reset(self) -> None:
+        self._leases: dict[int, _Lease] = {}
+        self._ids = itertools.count()
+        self._wake = threading.Condition(forks.new_lock())
+        self._thread: threading.Thread | None = None
+
+    def keep(self, renew: Callable[[], bool], seconds: float, store: CacheStore, key: str) -> int:
+        """Renew a lock every ``seconds / 3`` until :meth:`drop`; returns the lease's id."""
+        period = max(0.05, seconds / 3)
+        lease = _Lease(renew, period, time.monotonic() + period, store, key)
+        with self._wake:
+            lease_id = next(self._ids)
+            self._leases[lease_id] = lease
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="dogpile_warm-leases", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify()
+        return lease_id
+
+    def drop(self, lease_id: int) -> None:
+        with self._wake:
+            self._leases.pop(lease_id, None)
+
+    def held(self) -> int:
+        """How many leases are being kept."""
+        with self._wake:
+            return len(self._leases)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if not self._leases:
+                    self._wake.wait(self.idle)
+                    if not self._leases:
+                        self._thread = None
+                        return
+                now = time.monotonic()
+                due = [(i, lease) for i, lease in self._leases.items() if lease.due <= now]
+                if not due:
+                    self._wake.wait(min(lease.due for lease in self._leases.values()) - now)
+                    continue
+                for _, lease in due:
+                    lease.due = now + lease.period
+            for lease_id, lease in due:
+                if not self._renew(lease):
+                    self.drop(lease_id)
+
+    @staticmethod
+    def _renew(lease: _Lease) -> bool:
+        """Renew one lease; False once it is lost (someone else holds the lock now)."""
+        store = lease.store
+        if not store.usable():
+            return True  # try again next period
+        try:
+            kept = lease.renew()
+        except Exception as exc:
+            store.failed(exc, lease.key, "renew")
+            return True
+        store.answered()
+        if not kept:
+            log.warning(
+                "the lock of %r expired while its value was being computed (a pause "
+                "longer than the lock's expiry); another process may compute it too",
+                lease.key,
+            )
+        return kept
+
+
+_keeper: LeaseKeeper | None = None
+_keeper_lock = forks.new_lock()
+
+
+def lease_keeper() -> LeaseKeeper:
+    """The process's :class:`LeaseKeeper`."""
+    global _keeper
+    keeper = _keeper
+    if keeper is None:
+        with _keeper_lock:
+            if _keeper is None:
+                _keeper = LeaseKeeper()
+            keeper = _keeper
+    return keeper

@@ -1,0 +1,504 @@
+"""A sick backend never reaches callers: hung, dead and restarted servers, refused and
+unreadable values.
+
+Each test runs servers of its own (the session's must stay up) and pauses
+(SIGSTOP), kills or restarts them mid-test. Regions are configured through
+``configure`` with its defaults, as a user would.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from dogpile.cache import make_region
+from dogpile.cache.api import NO_VALUE
+
+import dogpile_warm
+from dogpile_warm import CacheWarmingEngine, WarmError
+from dogpile_warm.keys import safe_key
+from tests import servers
+
+pytestmark = pytest.mark.slow
+
+SERVERS = [
+    pytest.param("memcached", marks=pytest.mark.memcached, id="memcached"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+]
+
+FAULT_SECONDS = 3.0  # how long a server is hung or dead
+MIN_CALLS_DURING_FAULT = 100  # 4 threads, 5 ms a computation
+MAX_CALL_SECONDS = 1.5  # what any one call may cost, however the backend fails
+RESUME_WITHIN = 5.0  # seconds after the server is back until values are cached again
+END_LOGGED_WITHIN = 8.0  # the end of an outage is logged 2 s after its last failure
+
+
+@pytest.fixture(params=SERVERS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server(kind: str) -> Iterator[servers.Server]:
+    """A server of this test's own, which it may pause, kill and start again."""
+    server = servers.start_memcached() if kind == "memcached" else servers.start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def configure(engine: CacheWarmingEngine, kind: str, server: servers.Server, **extra: Any) -> Any:
+    """The engine's default region on ``server``, through configure's defaults."""
+    if kind == "memcached":
+        arguments = {"url": server.url, "distributed_lock": True, **extra}
+        return engine.configure_region("default", "dogpile.cache.pymemcache", arguments=arguments)
+    arguments = {"host": server.host, "port": server.port, "distributed_lock": True, **extra}
+    return engine.configure_region("default", "dogpile.cache.redis", arguments=arguments)
+
+
+@pytest.fixture
+def region(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server,
+    client_closer: servers.ClientCloser,
+) -> Iterator[Any]:
+    yield client_closer.watch(configure(engine, kind, server))
+    engine.close()
+
+
+@pytest.fixture
+def health_warnings(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[str]]:
+    """The WARNING messages of ``dogpile_warm.health`` so far that contain a text."""
+    caplog.set_level(logging.WARNING, logger="dogpile_warm")
+
+    def messages(containing: str) -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.name == "dogpile_warm.health" and containing in r.getMessage()
+        ]
+
+    return messages
+
+
+@dataclass
+class Call:
+    started: float
+    seconds: float
+    error: BaseException | None
+
+
+class Load:
+    """``threads`` threads calling ``fn(i)`` over ``keys`` keys until stopped; every call timed."""
+
+    def __init__(self, fn: Callable[[int], int], threads: int = 4, keys: int = 40) -> None:
+        self.calls: list[Call] = []
+        self.wrong: list[tuple[int, int]] = []
+        self._fn = fn
+        self._keys = keys
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
+        ]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        assert not any(t.is_alive() for t in self._threads), "a caller hung"
+
+    def _run(self, n: int) -> None:
+        i = n
+        while not self._stop.is_set():
+            x = i % self._keys
+            i += 1
+            t0 = time.monotonic()
+            error = None
+            try:
+                value = self._fn(x)
+                if value != 2 * x:
+                    with self._lock:
+                        self.wrong.append((x, value))
+            except BaseException as exc:
+                error = exc
+            with self._lock:
+                self.calls.append(Call(t0, time.monotonic() - t0, error))
+
+    def between(self, start: float, end: float) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if start <= c.started < end]
+
+
+def wait_until_cached(fn: Any, first_key: int, within: float) -> float:
+    """Call ``fn`` on fresh keys until one is stored; the seconds that took."""
+    t0 = time.monotonic()
+    key = first_key
+    while True:
+        fn(key)
+        if fn.get(key) is not NO_VALUE:
+            return time.monotonic() - t0
+        assert time.monotonic() - t0 < within, f"nothing was cached {within}s after recovery"
+        key += 1
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("fault", ["pause", "kill"])
+def test_a_hung_or_dead_backend_costs_callers_little_and_caching_resumes(
+    region: Any,
+    kind: str,
+    server: servers.Server,
+    fault: str,
+    health_warnings: Callable[[str], list[str]],
+) -> None:
+    """During a 3 s hang (SIGSTOP) or death (SIGKILL), 4 threads calling a 5 ms function
+    complete at least 100 calls, none over 1.5 s and none wrong; within 5 s of the server
+    coming back values are cached again; the outage logs one warning at each end."""
+
+    @dogpile_warm.warmable(ttl=60, tags={"t"})
+    def double(x: int) -> int:
+        time.sleep(0.005)
+        return 2 * x
+
+    for x in range(40):
+        double(x)
+    with Load(double) as load:
+        time.sleep(0.3)
+        fault_at = time.monotonic()
+        server.pause() if fault == "pause" else server.kill()
+        time.sleep(FAULT_SECONDS)
+        back_at = time.monotonic()
+        server.resume() if fault == "pause" else server.start()
+        resumed_in = wait_until_cached(double, 1000, RESUME_WITHIN)
+        deadline = time.monotonic() + END_LOGGED_WITHIN
+        while not health_warnings("answers again") and time.monotonic() < deadline:
+            time.sleep(0.05)
+    during = load.between(fault_at, back_at)
+    slowest = max(c.seconds for c in load.calls)
+    errors = [c.error for c in load.calls if c.error is not None]
+    print(
+        f"\n[{kind} {fault}] calls during the fault: {len(during)}, slowest call: "
+        f"{slowest:.3f} s, cached again {resumed_in:.2f} s after recovery, warnings: "
+        f"{len(health_warnings('cache backend'))}"
+    )
+    assert errors == [] and load.wrong == []
+    assert len(during) >= MIN_CALLS_DURING_FAULT
+    assert slowest <= MAX_CALL_SECONDS
+    assert len(health_warnings("is unavailable")) == 1
+    assert len(health_warnings("answers again")) == 1
+    stats = dogpile_warm.get_warming_stats()
+    assert stats["backend_unavailable"] >= 1 and stats["backend_skipped"] >= 1
+    assert stats["backends_down"] == []
+
+
+def test_callers_get_computed_values_while_the_backend_is_down(
+    region: Any, server: servers.Server
+) -> None:
+    """With the server killed, every call returns the correct value, computed, without raising."""
+    runs: list[int] = []
+
+    @dogpile_warm.warmable(ttl=60, tags={"t"})
+    def double(x: int) -> int:
+        runs.append(x)
+        return x * 2
+
+    assert double(1) == 2
+    server.kill()
+
+    assert [double(i % 3) for i in range(30)] == [(i % 3) * 2 for i in range(30)]
+    assert len(runs) == 31  # nothing can be cached: every call computed
+
+
+def test_warming_while_down_reports_failure_and_logs_no_line_per_key(
+    region: Any, server: servers.Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Critical warming and warm_cache report failure while the server is dead, and the
+    outage's one warning is all that is logged (not one line per key)."""
+    caplog.set_level(logging.WARNING, logger="dogpile_warm")
+
+    @dogpile_warm.warmable(priority=100, ttl=60, warm_args=[(i,) for i in range(20)])
+    def settings(i: int) -> str:
+        return "on"
+
+    server.kill()
+    report = dogpile_warm.warm_critical_data()
+
+    assert (report["succeeded"], report["failed"]) == (0, 20)
+    assert all("BackendUnavailable" in row["error"] for row in report["results"])
+    assert dogpile_warm.warm_cache("report", lambda: 1, ttl=60) is False
+    assert dogpile_warm.get_cached("report") is NO_VALUE
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "is unavailable" in warnings[0], warnings
+
+
+def test_an_invalidation_while_down_raises_at_once(region: Any, server: servers.Server) -> None:
+    """``invalidate_by_tags`` cannot be recorded: it raises WarmError within the client timeout."""
+
+    @dogpile_warm.warmable(ttl=60, tags={"t"})
+    def value() -> int:
+        return 1
+
+    value()
+    server.pause()
+    t0 = time.monotonic()
+    with pytest.raises(WarmError, match="could not invalidate"):
+        dogpile_warm.invalidate_by_tags("t")
+    assert time.monotonic() - t0 < MAX_CALL_SECONDS
+
+
+def test_each_outage_is_logged_once_at_each_end(
+    region: Any, server: servers.Server, health_warnings: Callable[[str], list[str]]
+) -> None:
+    """Two outages separated by a recovery log two warnings each: start and end."""
+
+    @dogpile_warm.warmable(ttl=60)
+    def double(x: int) -> int:
+        return x * 2
+
+    for outage in range(2):
+        double(1)
+        server.kill()
+        for i in range(10):
+            double(i)
+        server.start()
+        wait_until_cached(double, 100 * (outage + 1), RESUME_WITHIN)
+        deadline = time.monotonic() + END_LOGGED_WITHIN
+        while len(health_warnings("answers again")) <= outage:
+            assert time.monotonic() < deadline, "the end of the outage was not logged"
+            double(1)
+            time.sleep(0.05)
+
+    assert len(health_warnings("is unavailable")) == 2
+    assert len(health_warnings("answers again")) == 2
+
+
+@pytest.mark.memcached
+def test_one_of_three_memcached_servers_down_logs_one_outage(
+    engine: CacheWarmingEngine,
+    client_closer: servers.ClientCloser,
+    health_warnings: Callable[[str], list[str]],
+) -> None:
+    """8 threads over 3 servers, one killed for 2 s: every call answers correctly, and the
+    outage is one warning when it starts and one when it ends."""
+    fleet = [servers.start_memcached() for _ in range(3)]
+    try:
+        client_closer.watch(
+            engine.configure_region(
+                "default",
+                "dogpile.cache.pymemcache",
+                arguments={"url": [s.url for s in fleet], "distributed_lock": True},
+            )
+        )
+
+        @dogpile_warm.warmable(ttl=60, tags={"t"})
+        def double(x: int) -> int:
+            return 2 * x
+
+        with Load(double, threads=8, keys=200) as load:
+            time.sleep(0.3)
+            fleet[1].kill()
+            time.sleep(2.0)
+            fleet[1].start()
+            wait_until_cached(double, 10_000, RESUME_WITHIN)
+            deadline = time.monotonic() + END_LOGGED_WITHIN
+            while not health_warnings("answers again") and time.monotonic() < deadline:
+                time.sleep(0.05)
+        errors = [c.error for c in load.calls if c.error is not None]
+        assert errors == [] and load.wrong == []
+        assert len(health_warnings("is unavailable")) == 1
+        assert len(health_warnings("answers again")) == 1
+    finally:
+        for s in fleet:
+            s.stop()
+
+
+# -- values the backend refuses or cannot give back ------------------------------------------
+
+
+def test_a_value_the_backend_refuses_is_returned_counted_and_logged_once(
+    region: Any, kind: str, health_warnings: Callable[[str], list[str]]
+) -> None:
+    """An unpicklable value (and, on memcached, one over its 1 MB item limit) reaches every
+    caller; each refusal is counted, logged once per function, and is no outage."""
+    lock = threading.Lock()
+
+    @dogpile_warm.warmable(ttl=60)
+    def unpicklable() -> threading.Lock:
+        return lock
+
+    @dogpile_warm.warmable(ttl=60)
+    def big() -> bytes:
+        return b"x" * (2_000_000 if kind == "memcached" else 10)
+
+    @dogpile_warm.warmable(ttl=60)
+    def small(x: int) -> int:
+        return x
+
+    for _ in range(50):
+        assert unpicklable() is lock
+        assert len(big()) in (2_000_000, 10)
+    small(1)
+
+    stats = dogpile_warm.get_warming_stats()
+    refused = 100 if kind == "memcached" else 50
+    assert stats["values_refused"] == refused
+    assert stats["backend_unavailable"] == 0 and stats["backends_down"] == []
+    assert len(health_warnings("refused")) == (2 if kind == "memcached" else 1)
+    assert small.get(1) == 1  # the backend still caches everything else
+
+
+def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, pickled: bool) -> None:
+    """Store ``raw`` under ``key`` with a client of our own, as a hostile process could."""
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+        from pymemcache.serde import FLAG_PICKLE
+
+        client = Client((server.host, server.port), default_noreply=False)
+        try:
+            assert client.set(key, raw, flags=FLAG_PICKLE if pickled else 0)
+        finally:
+            client.close()
+    else:
+        import redis
+
+        client = redis.Redis(host=server.host, port=server.port)
+        try:
+            client.set(key, raw)
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b"\x80\x05garbage", id="not-a-pickle"),
+        pytest.param(pickle.dumps(12345), id="a-pickled-int"),
+        pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), id="a-short-tuple"),
+    ],
+)
+def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
+    region: Any,
+    kind: str,
+    server: servers.Server,
+    raw: bytes,
+    health_warnings: Callable[[str], list[str]],
+) -> None:
+    """Bytes written straight into the backend under a function's key are recomputed over,
+    counted as unreadable, logged once, and open no circuit breaker."""
+    runs: list[int] = []
+
+    @dogpile_warm.warmable(ttl=60)
+    def double(x: int) -> int:
+        runs.append(x)
+        return 2 * x
+
+    key = safe_key(double.key_for(4))
+    for _ in range(3):
+        write_raw(kind, server, key, raw, pickled=True)
+        assert double(4) == 8
+    assert double(4) == 8  # the recomputed value was stored over the bytes: a hit
+
+    stats = dogpile_warm.get_warming_stats()
+    assert runs == [4, 4, 4]
+    assert (
+        stats["values_unreadable"] >= 3
+    )  # each read of the bytes counts (dogpile's Lock reads twice)
+    assert stats["backend_unavailable"] == 0 and stats["backends_down"] == []
+    assert len(health_warnings("unreadable")) == 1
+
+
+# -- the ttl promise when a write hangs ------------------------------------------------------
+
+
+@pytest.mark.memcached
+def test_a_value_whose_write_hung_past_its_ttl_is_not_returned(
+    engine: CacheWarmingEngine, client_closer: servers.ClientCloser
+) -> None:
+    """On a passed-in region without client timeouts, a write that hangs longer than the
+    ttl makes the caller get a newly computed value, never the one that aged while stored."""
+    server = servers.start_memcached()
+    try:
+        region = client_closer.watch(
+            make_region().configure("dogpile.cache.pymemcache", arguments={"url": server.url})
+        )
+
+        @dogpile_warm.warmable(ttl=1.0, refresh_ahead=None, region=region)
+        def stamp() -> float:
+            started = time.time()
+            time.sleep(0.2)  # the server is paused meanwhile: the write will hang
+            return started
+
+        timer = threading.Timer(0.1, server.pause)
+        resumer = threading.Timer(1.6, server.resume)
+        timer.start()
+        resumer.start()
+        value = stamp()
+        age = time.time() - value
+        timer.join()
+        resumer.join()
+        assert age <= 1.0
+    finally:
+        server.stop()
+
+
+@pytest.mark.memcached
+def test_invalidate_on_a_user_region_is_not_silently_lost_after_a_connection_error(
+    client_closer: servers.ClientCloser,
+) -> None:
+    """After a connection error on a passed-in pymemcache region (which then drops writes
+    for its retry window), ``invalidate_by_tags`` reaches the server or raises."""
+    server = servers.start_memcached()
+    this, other = CacheWarmingEngine(), CacheWarmingEngine()  # two processes of a fleet
+    # The user's own region, with dogpile's default retry settings except a longer
+    # retry window (default 1 s) so that the test does not race it.
+    users_region = client_closer.watch(
+        make_region().configure(
+            "dogpile.cache.pymemcache",
+            arguments={"url": server.url, "hashclient_retry_timeout": 30},
+        )
+    )
+    client_closer.watch(configure(other, "memcached", server))
+    source = {"value": "v1"}
+
+    def shared_function(engine: CacheWarmingEngine, region: Any) -> Any:
+        @dogpile_warm.warmable(
+            ttl=60, tags={"t"}, name="outage:shared", engine=engine, region=region
+        )
+        def read() -> str:
+            return source["value"]
+
+        return read
+
+    read_here = shared_function(this, users_region)
+    read_there = shared_function(other, None)
+    try:
+        read_here()
+        server.kill()
+        read_here(), read_here()  # meets "connection refused": the server is marked failed
+        server.start()
+        assert read_there() == "v1"  # the other process caches v1 on the healthy server
+        source["value"] = "v2"
+
+        try:
+            this.invalidate_by_tags("t")
+        except dogpile_warm.WarmError:
+            return  # reported: the caller knows the invalidation did not happen
+
+        assert read_there() == "v2"
+    finally:
+        this.close()
+        other.close()
+        server.stop()
