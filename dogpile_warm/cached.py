@@ -159,7 +159,7 @@ class CachedFunction:
             # Fresh and not due for refresh: exactly what dogpile's Lock would
             # answer at once, without building it or looking up the mutex.
             return self._report(key, False, entry.cost, entry, entry.value)
-        return self._call_locked(store, compute, key)
+        return self._call_locked(store, compute, key, entry.cost if entry else None)
 
     def _lock_time(self, entry: Entry, key: str) -> float | None:
         """The creation time to show dogpile's Lock: None means "no usable value"."""
@@ -206,8 +206,15 @@ class CachedFunction:
 
         return usable
 
-    def _call_locked(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
-        """The read through dogpile's Lock: missing, expired or due values."""
+    def _call_locked(
+        self, store: CacheStore, compute: Callable[[], Any], key: str, cost: float | None = None
+    ) -> Any:
+        """The read through dogpile's Lock: missing, expired or due values.
+
+        ``cost``: what the key's last computation took, if known; a wait for
+        another caller's computation is paced by it (else by this function's
+        average).
+        """
         check_not_computing(store, key, self.name)  # before waiting for ourselves
         ttl = self.ttl
         ran = False
@@ -241,7 +248,8 @@ class CachedFunction:
                     (store, key), lambda: self.refresh_in_background(store, key, compute, seen)
                 )
 
-        mutex = store.lock(key, self._usable(store, key), self.cost_estimate)
+        expected = cost if cost is not None else self.cost_estimate
+        mutex = store.lock(key, self._usable(store, key), expected)
         with Lock(mutex, creator, value_and_created, ttl, async_creator) as entry:
             pass
         age = time.time() - entry.created

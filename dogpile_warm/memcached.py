@@ -150,9 +150,10 @@ class PyMemcacheBackend(_DogpilePyMemcacheBackend):
 class MemcachedLock(CacheMutex):
     """A distributed lock in memcached whose value is its holder's token.
 
-    ``acquire`` stores the token with ``add`` (expiring after ``timeout``
-    seconds, never when 0) and, when waiting, tries again after short sleeps
-    that grow to 0.2 s. Only the holder releases it (a lock whose expiry
+    ``acquire`` stores the token with ``add``, expiring no sooner than
+    ``timeout`` seconds later (never when 0: memcached's clock ticks once a
+    second, so the expiry given is one more) and, when waiting, tries again
+    after short sleeps that grow to 0.2 s. Only the holder releases it (a lock whose expiry
     passed and that another process now holds stays theirs), and
     :meth:`renew` pushes its expiry back while the holder is still computing.
     """
@@ -161,6 +162,7 @@ class MemcachedLock(CacheMutex):
         self.backend_fn = backend_fn
         self.key = "_lock" + key  # dogpile's MemcachedLock's key
         self.timeout = int(timeout)
+        self._expire = self.timeout + 1 if self.timeout else 0
         self._token: bytes | None = None
         self._mutex = forks.new_lock()  # one acquire at a time per lock object, as dogpile's
 
@@ -169,7 +171,7 @@ class MemcachedLock(CacheMutex):
         delay = 0.005
         while True:
             with self._mutex:
-                if self.backend_fn()._run("add", self.key, token, self.timeout):
+                if self.backend_fn()._run("add", self.key, token, self._expire):
                     self._token = token
                     return True
             if not wait:
@@ -195,7 +197,7 @@ class MemcachedLock(CacheMutex):
         held, cas = backend._run("gets", self.key)
         if held != token:
             return False
-        return bool(backend._run("cas", self.key, token, cas, self.timeout))
+        return bool(backend._run("cas", self.key, token, cas, self._expire))
 
     def locked(self) -> bool:
         return self.backend_fn()._run("get", self.key) is not None
