@@ -11,9 +11,10 @@ Modes:
     Exit 0 when every thread got a value and they all agree.
 
 ``hold``
-    Configure the region with ``--lock-timeout`` and call ``stampede.hold``,
-    whose computation creates the ``--started`` file and then blocks for a
-    minute: the process holds the key's distributed lock until it is killed.
+    Configure the region (``--lock-timeout`` if given, else configure's
+    default) and call ``stampede.hold``, whose computation creates the
+    ``--started`` file and then blocks for a minute: the process holds the
+    key's distributed lock, renewing its lease, until it is killed.
 
 Every wait is bounded, so a lost parent never leaves a worker behind for long.
 """
@@ -36,28 +37,21 @@ STAMPEDE_SLEEP = 0.3  # seconds one compute of stampede.fn takes
 HOLD_SLEEP = 60.0  # seconds stampede.hold blocks (it is killed long before)
 
 
-def configure(backend: str, host: str, port: int, lock_timeout: int) -> None:
-    """Point the default engine's default region at the shared server, as a fleet would."""
+def configure(backend: str, host: str, port: int, lock_timeout: int | None) -> None:
+    """Point the default engine's default region at the shared server, as a fleet would
+    (``lock_timeout`` None: configure's default)."""
+    extra = {} if lock_timeout is None else {"lock_timeout": lock_timeout}
     if backend == "memcached":
         dogpile_warm.configure(
             "default",
             "dogpile.cache.pymemcache",
-            arguments={
-                "url": f"{host}:{port}",
-                "distributed_lock": True,
-                "lock_timeout": lock_timeout,
-            },
+            arguments={"url": f"{host}:{port}", "distributed_lock": True, **extra},
         )
     elif backend == "redis":
         dogpile_warm.configure(
             "default",
             "dogpile.cache.redis",
-            arguments={
-                "host": host,
-                "port": port,
-                "distributed_lock": True,
-                "lock_timeout": lock_timeout,
-            },
+            arguments={"host": host, "port": port, "distributed_lock": True, **extra},
         )
     else:
         raise SystemExit(f"unknown backend {backend!r}")
@@ -165,7 +159,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
-    parser.add_argument("--lock-timeout", type=int, default=5)
+    parser.add_argument("--lock-timeout", type=int, default=None)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--counter")
     parser.add_argument("--ready")

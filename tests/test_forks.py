@@ -1,0 +1,207 @@
+"""Forked children (gunicorn --preload, multiprocessing) never share their parent's
+connections and never start with a lock of ours held.
+
+Children report through their exit status and never return into pytest.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from dogpile_warm import CacheWarmingEngine, forks, warmable
+from tests import servers
+from tests.conftest import configure_backend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+DISTRIBUTED = [
+    pytest.param("memcached", marks=pytest.mark.memcached, id="memcached"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+]
+CHILDREN = 4
+CALLS = 300
+
+
+def run_child(body: object) -> int:
+    """Fork; the child runs ``body()`` (True: success) and exits; return its exit code."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            status = 0 if body() else 3  # type: ignore[operator]
+        finally:
+            os._exit(status)
+    return pid
+
+
+def wait_all(pids: list[int], timeout: float = 30.0) -> list[int]:
+    """Exit codes of ``pids``; a child still running after ``timeout`` is killed (code -9)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    codes: dict[int, int] = {}
+    while len(codes) < len(pids):
+        for pid in pids:
+            if pid in codes:
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                codes[pid] = os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            for pid in pids:
+                if pid not in codes:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    codes[pid] = -9
+        time.sleep(0.01)
+    return [codes[pid] for pid in pids]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_children_forked_after_use_get_connections_of_their_own(
+    kind: str,
+    request: pytest.FixtureRequest,
+    engine: CacheWarmingEngine,
+    client_closer: servers.ClientCloser,
+) -> None:
+    """A parent that has used the backend forks 4 children; parent and children then read
+    and write distinct keys at once, and every one of them gets exactly its own values."""
+    server: servers.Server = request.getfixturevalue(f"{kind}_server")
+    server.flush()
+    configure_backend(engine, kind, server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60, tags={"t"}, name="forks.owned")
+    def owned(owner: int, i: int) -> tuple[int, int]:
+        return (owner, i)
+
+    assert owned(0, 0) == (0, 0)  # the parent's connection is open now
+
+    def child() -> bool:
+        me = os.getpid()
+        return all(owned(me, i) == (me, i) and owned(me, i) == (me, i) for i in range(CALLS))
+
+    pids = [run_child(child) for _ in range(CHILDREN)]
+    mine = all(owned(0, i) == (0, i) for i in range(CALLS))
+    codes = wait_all(pids)
+    assert mine and codes == [0] * CHILDREN, codes
+    assert owned(0, 1) == (0, 1) and engine.get_stats()["backend_errors"] == 0
+
+
+@pytest.mark.slow
+def test_a_child_forked_while_threads_compute_starts_with_free_locks(
+    backend: str, engine: CacheWarmingEngine
+) -> None:
+    """Forked while one thread computes a key under its lock and eight warm workers hold
+    connections, a child reads that key, warms and invalidates (nothing stays locked)."""
+    inside = threading.Barrier(10)
+    release = threading.Event()
+    parent = os.getpid()
+
+    @warmable(priority=100, ttl=60, tags={"t"}, warm_args=[(i,) for i in range(8)])
+    def slow(i: int) -> int:
+        if os.getpid() == parent and i < 9:
+            inside.wait(10)
+            assert release.wait(10)
+        return i
+
+    warming = threading.Thread(target=engine.warm_critical_data)
+    calling = threading.Thread(target=slow, args=(8,))  # holds key 8's lock meanwhile
+    warming.start()
+    calling.start()
+    inside.wait(10)  # every one of them is inside a computation
+
+    def child() -> bool:
+        report = engine.warm_critical_data()
+        engine.invalidate_by_tags("t")
+        return report["succeeded"] == 8 and [slow(i) for i in range(9)] == list(range(9))
+
+    pid = run_child(child)
+    threading.Timer(0.5, release.set).start()  # the parent's holders finish later
+    codes = wait_all([pid])
+    warming.join(10)
+    calling.join(10)
+    assert codes == [0]
+
+
+def test_a_lock_of_ours_held_by_another_thread_is_free_in_a_forked_child() -> None:
+    """What makes the test above hold for every lock of the package, not just the ones it
+    happens to meet: a lock from dogpile_warm.forks, held elsewhere, is free after fork."""
+    lock, rlock = forks.new_lock(), forks.new_rlock()
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock, rlock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    pid = run_child(lambda: lock.acquire(timeout=5) and rlock.acquire(timeout=5))
+    codes = wait_all([pid])
+    release.set()
+    holder.join(10)
+    assert codes == [0]
+
+
+FORK_AT_FIRST_CONNECTION = textwrap.dedent(
+    """
+    import os, sys, time
+    import dogpile_warm
+    dogpile_warm.configure(
+        "default", "dogpile.cache.pymemcache",
+        arguments={"url": "localhost:%(port)d", "distributed_lock": True},
+    )
+
+    @dogpile_warm.warmable(priority=100, ttl=60)
+    def critical():
+        return 1
+
+    dogpile_warm.start_cache_warming(check_every=0.01)  # connects from its own thread
+    time.sleep(%(delay)f)
+    pid = os.fork()
+    if pid == 0:
+        code = 0 if critical() == 1 else 3
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    dogpile_warm.stop_cache_warming()
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.memcached
+def test_a_fork_while_the_scheduler_makes_its_first_connection_never_hangs_the_child(
+    memcached_server: servers.Server,
+) -> None:
+    """Fresh processes fork while their scheduler thread connects for the first time (a
+    host name: its lookup imports a codec); every child answers (it once hung 1 in 20)."""
+    hung = []
+    for n in range(12):
+        script = FORK_AT_FIRST_CONNECTION % {"port": memcached_server.port, "delay": n * 0.002}
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=20
+            )
+        except subprocess.TimeoutExpired:
+            hung.append(n)
+            continue
+        assert done.returncode == 0, done.stderr.decode()
+    assert hung == []
+
+
+def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
+    """The idna codec is imported with the package, never first by one of its threads
+    (a fork while a thread imports leaves the child without the import lock)."""
+    code = "import sys, dogpile_warm; sys.exit(0 if 'encodings.idna' in sys.modules else 1)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

@@ -1,0 +1,291 @@
+"""Key locks: no waiting on oneself, waits that fit the work, and leases that outlive only
+a live holder.
+
+Two engines sharing one real server stand for two processes of a fleet: each has its
+own store, breaker and locks, and meets the other only through the backend.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import dogpile_warm
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.errors import ReentrantCallError
+from dogpile_warm.keys import safe_key
+from dogpile_warm.locks import lease_keeper
+from dogpile_warm.tags import tag_key
+from tests import servers
+from tests.conftest import configure_backend
+
+DISTRIBUTED = [
+    pytest.param("memcached", marks=pytest.mark.memcached, id="memcached"),
+    pytest.param("redis", marks=pytest.mark.redis, id="redis"),
+]
+
+
+# -- re-entry ------------------------------------------------------------------------------
+
+
+def test_a_computation_that_needs_its_own_key_raises_naming_it(backend: str) -> None:
+    """``f(1)`` whose computation calls ``f(1)`` raises ReentrantCallError instead of hanging."""
+
+    @warmable(ttl=60, name="locks.recursive")
+    def recursive(x: int) -> int:
+        return recursive(x) + 1
+
+    with pytest.raises(ReentrantCallError, match=r"locks\.recursive") as raised:
+        recursive(1)
+    assert repr(recursive.key_for(1)) in str(raised.value)
+    assert recursive.get(1) is dogpile_warm.get_cached("nothing")  # NO_VALUE: nothing stored
+
+
+def test_a_cycle_through_other_cached_functions_raises(backend: str) -> None:
+    """``f(1)`` -> ``g(1)`` -> ``f(1)``: the innermost call raises, and the error reaches
+    the outer caller; other arguments of the same functions still work."""
+
+    @warmable(ttl=60, name="locks.f")
+    def f(x: int) -> int:
+        return g(x) if x == 1 else x
+
+    @warmable(ttl=60, name="locks.g")
+    def g(x: int) -> int:
+        return f(x) + f(x + 1)
+
+    with pytest.raises(ReentrantCallError, match=r"locks\.f"):
+        f(1)
+    assert f(2) == 2 and g(2) == 2 + 3
+
+
+def test_a_reentrant_warm_is_reported_failed_not_hung(backend: str) -> None:
+    """Warming a function that calls itself reports the error in the result row."""
+
+    @warmable(priority=100, ttl=60, name="locks.warm")
+    def warmed() -> int:
+        return warmed()
+
+    report = dogpile_warm.warm_critical_data()
+    assert report["failed"] == 1
+    assert "ReentrantCallError" in report["results"][0]["error"]
+
+
+def test_the_same_key_in_another_thread_waits_rather_than_raising(backend: str) -> None:
+    """Only the computing thread is refused: another thread waits for its value."""
+    started, release = threading.Event(), threading.Event()
+    computed: list[int] = []
+
+    @warmable(ttl=60, name="locks.shared")
+    def shared() -> int:
+        computed.append(1)
+        started.set()
+        assert release.wait(10)
+        return 42
+
+    results: list[int] = []
+    first = threading.Thread(target=lambda: results.append(shared()))
+    first.start()
+    assert started.wait(10)
+    second = threading.Thread(target=lambda: results.append(shared()))
+    second.start()
+    time.sleep(0.05)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert results == [42, 42] and computed == [1]
+
+
+# -- waits that fit the work ---------------------------------------------------------------
+
+
+@pytest.fixture
+def server(request: pytest.FixtureRequest) -> servers.Server:
+    name = request.node.callspec.params["kind"]
+    server: servers.Server = request.getfixturevalue(f"{name}_server")
+    server.flush()
+    return server
+
+
+@pytest.fixture
+def two_processes(
+    kind: str, server: servers.Server, client_closer: servers.ClientCloser
+) -> Iterator[tuple[CacheWarmingEngine, CacheWarmingEngine]]:
+    """Two engines configured alike on one server: two processes of a fleet."""
+    engines = (CacheWarmingEngine(), CacheWarmingEngine())
+    for engine in engines:
+        configure_backend(engine, kind, server)
+        client_closer.watch(engine.region)
+    yield engines
+    for engine in engines:
+        engine.close()
+
+
+def shared_function(engine: CacheWarmingEngine, seconds: float, counter: list[int]) -> Any:
+    @warmable(ttl=60, name="locks.slow", engine=engine)
+    def slow(x: int) -> int:
+        counter.append(x)
+        time.sleep(seconds)
+        return x * 10
+
+    return slow
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_wait_for_another_process_fits_its_compute_time(
+    kind: str, two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine]
+) -> None:
+    """Waiting for another process's 30 ms computation costs well under 100 ms (dogpile's
+    own lock sleeps 0.4 s, then 0.8 s), and the key is computed once."""
+    here, there = two_processes
+    counter: list[int] = []
+    computing = shared_function(there, 0.030, counter)
+    waiting = shared_function(here, 0.030, counter)
+    waits = []
+    for x in range(15):
+        holder = threading.Thread(target=computing, args=(x,))
+        holder.start()
+        time.sleep(0.005)  # the holder has the lock
+        t0 = time.perf_counter()
+        assert waiting(x) == x * 10
+        waits.append(time.perf_counter() - t0)
+        holder.join(10)
+    print(
+        f"\n[{kind}] waiter took median {statistics.median(waits) * 1000:.1f} ms, "
+        f"max {max(waits) * 1000:.1f} ms for a 30 ms computation started 5 ms earlier"
+    )
+    assert counter == list(range(15))  # one computation per key
+    assert statistics.median(waits) < 0.100
+    assert max(waits) < 0.300
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_value_stored_by_anyone_ends_the_wait_before_the_lock_is_free(
+    kind: str, two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine]
+) -> None:
+    """A waiter takes a fresh value as soon as it appears, though the lock stays held."""
+    here, there = two_processes
+    counter: list[int] = []
+    waiting = shared_function(here, 0.0, counter)
+    setter = shared_function(there, 0.0, counter)
+    lock = there._store_for(None).lock(waiting.key_for(5))
+    assert lock.acquire(False)  # held, and never released while the waiter waits
+    try:
+        timer = threading.Timer(0.3, lambda: setter.set(777, 5))
+        timer.start()
+        t0 = time.perf_counter()
+        assert waiting(5) == 777
+        took = time.perf_counter() - t0
+        timer.join()
+    finally:
+        lock.release()
+    assert counter == []  # nobody computed
+    assert 0.3 <= took < 1.0
+
+
+# -- leases ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_live_holder_keeps_its_lock_past_the_lock_timeout(
+    kind: str, server: servers.Server, client_closer: servers.ClientCloser
+) -> None:
+    """A computation three times longer than ``lock_timeout`` keeps its lock (renewed), so
+    a second process waits for it rather than computing the key again."""
+    engines = []
+    for _ in range(2):
+        engine = CacheWarmingEngine()
+        arguments: dict[str, Any] = {"distributed_lock": True, "lock_timeout": 1}
+        if kind == "memcached":
+            engine.configure_region(
+                "default", "dogpile.cache.pymemcache", arguments={"url": server.url, **arguments}
+            )
+        else:
+            engine.configure_region(
+                "default",
+                "dogpile.cache.redis",
+                arguments={"host": server.host, "port": server.port, **arguments},
+            )
+        client_closer.watch(engine.region)
+        engines.append(engine)
+    counter: list[int] = []
+    holder_fn = shared_function(engines[0], 3.0, counter)
+    waiter_fn = shared_function(engines[1], 3.0, counter)
+    try:
+        holder = threading.Thread(target=holder_fn, args=(1,))
+        holder.start()
+        time.sleep(0.2)
+        assert lease_keeper().held() >= 1
+        assert waiter_fn(1) == 10
+        holder.join(10)
+    finally:
+        for engine in engines:
+            engine.close()
+    assert counter == [1]  # the waiter never computed: the lock was not lost
+
+
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_tag_versions_carry_no_backend_expiry(
+    kind: str,
+    server: servers.Server,
+    engine: CacheWarmingEngine,
+    client_closer: servers.ClientCloser,
+) -> None:
+    """With ``expiration_time`` the backend expires values after 2x that, but never tag
+    versions: an unchanged tag must not invalidate its values on a timer."""
+    if kind == "memcached":
+        region = engine.configure_region(
+            "default",
+            "dogpile.cache.pymemcache",
+            expiration_time=10,
+            arguments={"url": server.url},
+        )
+    else:
+        region = engine.configure_region(
+            "default",
+            "dogpile.cache.redis",
+            expiration_time=10,
+            arguments={"host": server.host, "port": server.port},
+        )
+    client_closer.watch(region)
+
+    @warmable(ttl=10, tags={"catalog"})
+    def catalog() -> list[str]:
+        return ["espresso"]
+
+    catalog()
+    value_ttl = remaining_seconds(kind, server, safe_key(catalog.key_for()))
+    tag_ttl = remaining_seconds(kind, server, tag_key("catalog"))
+    dogpile_warm.invalidate_by_tags("catalog")  # a new version: also without expiry
+    new_tag_ttl = remaining_seconds(kind, server, tag_key("catalog"))
+    assert 15 <= value_ttl <= 20
+    assert tag_ttl is None and new_tag_ttl is None
+
+
+def remaining_seconds(kind: str, server: servers.Server, key: str) -> float | None:
+    """Seconds until the server expires ``key`` (None: never), asked with a client of our own."""
+    if kind == "redis":
+        import redis
+
+        client = redis.Redis(host=server.host, port=server.port)
+        try:
+            seconds = client.ttl(key)
+        finally:
+            client.close()
+        assert seconds != -2, f"{key!r} is not in Redis"
+        return None if seconds == -1 else float(seconds)
+    # memcached's meta get: "t" asks for the remaining time, -1 meaning never.
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(f"mg {key} t\r\n".encode())
+        reply = sock.recv(1024).decode()
+    assert reply.startswith("HD"), f"{key!r}: {reply!r}"
+    seconds = int(reply.split()[1][1:])
+    return None if seconds == -1 else float(seconds)
