@@ -49,6 +49,13 @@ WARM_CACHE_LABEL = "warm_cache"
 M = TypeVar("M", bound=MetricWrapperBase)
 
 
+# Label of dogpile_warm_backend_failures_total -> its get_stats() field.
+_FAILURE_KINDS = (
+    ("unavailable", "backend_unavailable"),
+    ("refused", "values_refused"),
+    ("unreadable", "values_unreadable"),
+)
+
 class _LabelCap:
     """Hands out at most ``limit`` distinct label values; later values get ``OVERFLOW_LABEL``.
 
@@ -112,7 +119,9 @@ class PrometheusMetrics:
 
     Read from the engine at each scrape: ``<ns>_efficiency_score`` (absent
     until known), ``<ns>_hit_ratio``, ``<ns>_tasks``, ``<ns>_critical_tasks``,
-    ``<ns>_running``, ``<ns>_backend_errors_total``, and per task
+    ``<ns>_running``, ``<ns>_backend_errors_total``,
+    ``<ns>_backend_failures_total{kind}``, ``<ns>_backend_skipped_total``,
+    ``<ns>_backends_down``, and per task
     ``<ns>_task_runs_total``, ``<ns>_task_failures_total``,
     ``<ns>_task_interval_seconds``.
 
@@ -345,6 +354,19 @@ class _EngineCollector:
         critical = GaugeMetricFamily(f"{p}critical_tasks", "Registered critical tasks.")
         running = GaugeMetricFamily(f"{p}running", "1 while the background scheduler runs.")
         backend_errors = CounterMetricFamily(f"{p}backend_errors", "Failed backend operations.")
+        backend_failures = CounterMetricFamily(
+            f"{p}backend_failures",
+            "Failed backend operations by kind: unavailable, refused (a value it would "
+            "not store), unreadable (a value that cannot be read back).",
+            labels=["kind"],
+        )
+        backend_skipped = CounterMetricFamily(
+            f"{p}backend_skipped",
+            "Backend operations skipped while a region's circuit breaker was open.",
+        )
+        backends_down = GaugeMetricFamily(
+            f"{p}backends_down", "Regions whose backend is being skipped (breaker open)."
+        )
         runs = CounterMetricFamily(
             f"{p}task_runs", "Warmings and refreshes per task.", labels=["task"]
         )
@@ -363,6 +385,10 @@ class _EngineCollector:
             critical.add_metric([], float(stats["critical_tasks"]))
             running.add_metric([], 1.0 if stats["running"] else 0.0)
             backend_errors.add_metric([], float(stats.get("backend_errors", 0)))
+            for kind, field in _FAILURE_KINDS:
+                backend_failures.add_metric([kind], float(stats.get(field, 0)))
+            backend_skipped.add_metric([], float(stats.get("backend_skipped", 0)))
+            backends_down.add_metric([], float(len(stats.get("backends_down", ()))))
             # Tasks beyond the label cap are summed under "other", where an
             # interval means nothing and is left out.
             per_label: dict[str, tuple[float, float, float]] = {}
@@ -387,6 +413,9 @@ class _EngineCollector:
                 critical,
                 running,
                 backend_errors,
+                backend_failures,
+                backend_skipped,
+                backends_down,
                 runs,
                 failures,
                 interval,

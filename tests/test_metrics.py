@@ -14,7 +14,8 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmingTask, signals, warmable
 from dogpile_warm.metrics import PrometheusMetrics
 from dogpile_warm.testing import FakeClock
-from tests.conftest import BACKENDS
+from tests.conftest import BACKENDS, configure_backend
+from tests.servers import ClientCloser, Server
 from tests.test_examples import run_example
 
 
@@ -211,8 +212,36 @@ def test_engine_figures_are_read_at_scrape_time(
     assert "dogpile_warm_critical_tasks 1.0" in text
     assert "dogpile_warm_running 0.0" in text
     assert "dogpile_warm_backend_errors_total 0.0" in text
+    assert 'dogpile_warm_backend_failures_total{kind="unavailable"} 0.0' in text
+    assert "dogpile_warm_backends_down 0.0" in text
     assert 'dogpile_warm_task_interval_seconds{task="catalog"} 900.0' in text
     assert 'dogpile_warm_task_interval_seconds{task="search"} 3600.0' in text
+
+
+@pytest.mark.memcached
+def test_backend_failures_are_exported_by_kind(
+    registry: CollectorRegistry,
+    metrics: PrometheusMetrics,
+    engine: CacheWarmingEngine,
+    memcached_server: Server,
+    client_closer: ClientCloser,
+) -> None:
+    """Values memcached refuses count as refused, apart from outages (none here)."""
+    memcached_server.flush()
+    configure_backend(engine, "memcached", memcached_server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60, name="big")
+    def big() -> bytes:
+        return b"x" * 2_000_000  # over memcached's 1 MB item limit
+
+    for _ in range(3):
+        big()
+    text = scrape(registry)
+    assert 'dogpile_warm_backend_failures_total{kind="refused"} 3.0' in text
+    assert 'dogpile_warm_backend_failures_total{kind="unavailable"} 0.0' in text
+    assert "dogpile_warm_backend_errors_total 3.0" in text
+    assert "dogpile_warm_backends_down 0.0" in text
 
 
 def test_task_labels_are_capped_with_an_other_overflow(registry: CollectorRegistry) -> None:
