@@ -56,6 +56,7 @@ _FAILURE_KINDS = (
     ("unreadable", "values_unreadable"),
 )
 
+
 class _LabelCap:
     """Hands out at most ``limit`` distinct label values; later values get ``OVERFLOW_LABEL``.
 
