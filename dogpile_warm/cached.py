@@ -4,11 +4,15 @@ The read path is dogpile's own :class:`dogpile.lock.Lock`, fed with a value
 function that treats an entry past its ``ttl`` (or carrying an invalidated
 tag) as missing, and with ``refresh_ahead * ttl`` as the lock's expiry: past
 it, the caller gets the cached value at once while one background refresh
-runs through the engine's ``async_creation_runner``; past ``ttl`` the caller
-waits for the recompute, under the lock (distributed where the backend has one).
-Every call starts in :mod:`dogpile_warm.reader`, which answers a fresh value
-on dogpile's memory backend before any of this (see
-:mod:`dogpile_warm.memory_index`).
+runs in the engine's refresh pool; past ``ttl`` the caller waits for the
+recompute, under the key's lock (distributed where the backend has one; see
+:mod:`dogpile_warm.locks` for how it waits). Every call starts in
+:mod:`dogpile_warm.reader`, which answers a fresh value on dogpile's memory
+backend before any of this (see :mod:`dogpile_warm.memory_index`).
+
+Backend failures are the store's to handle (:mod:`dogpile_warm.store`): a
+read it cannot make comes back as ``UNAVAILABLE`` and the caller computes
+without the cache; nothing here catches a backend exception.
 """
 
 from __future__ import annotations
@@ -184,14 +188,7 @@ class CachedFunction:
 
     def _compute_uncached(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
         """Compute for the caller alone, as if there were no cache (the backend is unavailable)."""
-        token = begin_compute(store, key, self.name)
-        t0 = time.perf_counter()
-        try:
-            value = compute()
-        finally:
-            end_compute(token)
-        cost = time.perf_counter() - t0
-        self._observe(cost)
+        value, cost = self._compute(store, key, compute)
         return self._report(key, True, cost, None, value)
 
     def _usable(self, store: CacheStore, key: str) -> Callable[[], bool]:
@@ -277,10 +274,25 @@ class CachedFunction:
         return value
 
     # -- computing and storing ------------------------------------------------
-    def _observe(self, cost: float) -> None:
-        """Fold one computation's duration into :attr:`cost_estimate` (lock waits use it)."""
+    def _compute(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Any, float]:
+        """Run ``compute()`` as the computation of ``key``; return its value and seconds.
+
+        Marks the key as computed by this thread meanwhile (a call asking for
+        it raises ReentrantCallError), and folds the time into
+        :attr:`cost_estimate`, which paces other callers' waits.
+        """
+        token = begin_compute(store, key, self.name)
+        t0 = time.perf_counter()
+        try:
+            value = compute()
+        finally:
+            end_compute(token)
+        cost = time.perf_counter() - t0
         previous = self.cost_estimate
         self.cost_estimate = cost if previous is None else 0.8 * previous + 0.2 * cost
+        return value, cost
 
     def _compute_entry(
         self, store: CacheStore, key: str, compute: Callable[[], Any]
@@ -302,14 +314,7 @@ class CachedFunction:
         """Compute now; return the entry and why it may not be stored (None: it may)."""
         versions = store.tag_versions(self.sorted_tags)
         started = time.time()
-        t0 = time.perf_counter()
-        token = begin_compute(store, key, self.name)
-        try:
-            value = compute()
-        finally:
-            end_compute(token)
-        cost = time.perf_counter() - t0
-        self._observe(cost)
+        value, cost = self._compute(store, key, compute)
         if isinstance(versions, BaseException):
             return Entry(value, started, self.ttl, (), cost), versions
         entry = Entry(value, started, self.ttl, versions, cost)
