@@ -56,7 +56,8 @@ _EXPIRY_ARGUMENT = {
 CLIENT_TIMEOUT = 0.5
 # Seconds a distributed lock outlives its holder's last renewal: the holder
 # renews it every third of that while computing (see dogpile_warm.locks), so
-# a killed holder blocks its key this long at most, a live one never loses it.
+# a killed holder blocks its key about this long (memcached, whose clock ticks
+# in whole seconds, up to one more), a live one never loses it.
 LOCK_LEASE = 4
 
 
