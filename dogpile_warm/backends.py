@@ -168,8 +168,10 @@ def renewer(mutex: Any) -> tuple[Callable[[], bool], float] | None:
     if renew is not None and timeout:
         return renew, float(timeout)
     if hasattr(mutex, "client_fn") and timeout:  # dogpile's MemcachedLock
-        # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds.
         client_fn, key, timeout = mutex.client_fn, mutex.key, int(mutex.timeout)
+        if not hasattr(client_fn(), "touch"):
+            return None  # python-binary-memcached: the lock just expires
+        # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds.
         return (lambda: bool(client_fn().touch(key, timeout))), max(0.5, float(timeout) - 1)
     lock = getattr(mutex, "mutex", None)  # dogpile's Redis lock wrapper
     if lock is not None and getattr(lock, "timeout", None) and hasattr(lock, "local"):

@@ -624,7 +624,7 @@ class CacheWarmingEngine:
             "values_refused": sum(h["refused"] for h in health),
             "values_unreadable": sum(h["unreadable"] for h in health),
             "backend_skipped": sum(h["skipped"] for h in health),
-            "backends_down": sorted(str(s.region.name) for s in stores if s.health.open),
+            "backends_down": sorted(s.health.name for s in stores if s.health.open),
             "task_details": [r.details() for r in records],
             "scheduler": scheduler.figures() if (scheduler := self._scheduler) else None,
         }

@@ -299,8 +299,13 @@ class LeaseKeeper:
         try:
             kept = lease.renew()
         except Exception as exc:
-            store.failed(exc, lease.key, "renew")
-            return True
+            if backends.is_unavailable(exc):
+                store.failed(exc, lease.key, "renew")
+                return True  # try again next period
+            # Not the server's health: this lock cannot be renewed (a client
+            # without the command it needs); it expires on its own.
+            log.warning("cannot renew the lock of %r: %s: %s", lease.key, type(exc).__name__, exc)
+            return False
         store.answered()
         if not kept:
             log.warning(
