@@ -25,14 +25,27 @@ from .default import (
     warm_user_data_optimized,
 )
 from .engine import CacheWarmingEngine
-from .errors import UnknownRegionError, WarmError
+from .errors import (
+    BackendError,
+    BackendUnavailable,
+    ReentrantCallError,
+    UnknownRegionError,
+    ValueRefused,
+    ValueUnreadable,
+    WarmError,
+)
 from .task import WarmingTask
 from .tracker import UsagePatternTracker
 
 __all__ = [
+    "BackendError",
+    "BackendUnavailable",
     "CacheWarmingEngine",
+    "ReentrantCallError",
     "UnknownRegionError",
     "UsagePatternTracker",
+    "ValueRefused",
+    "ValueUnreadable",
     "WarmError",
     "WarmableFunction",
     "WarmingTask",
