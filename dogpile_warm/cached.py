@@ -212,7 +212,6 @@ class CachedFunction:
         another caller's computation is paced by it (else by this function's
         average).
         """
-        check_not_computing(store, key, self.name)  # before waiting for ourselves
         ttl = self.ttl
         ran = False
         due: Entry | None = None  # the value whose refresh a read triggers
@@ -228,6 +227,10 @@ class CachedFunction:
             entry = store.read(key, self.sorted_tags)
             when = self._lock_time(entry, key) if isinstance(entry, Entry) else None
             if entry is None or entry is UNAVAILABLE or when is None:
+                # No usable value: dogpile's Lock now waits for the key's lock,
+                # which this thread may hold itself (a computation asking for
+                # its own key): refuse that wait rather than make it forever.
+                check_not_computing(store, key, self.name)
                 raise NeedRegenerationException()
             due = entry
             return entry, when

@@ -76,6 +76,21 @@ def test_a_reentrant_warm_is_reported_failed_not_hung(backend: str) -> None:
     assert "ReentrantCallError" in report["results"][0]["error"]
 
 
+def test_a_computation_reading_its_own_cached_value_gets_it(backend: str) -> None:
+    """Only a call that would wait for itself raises: recomputing a key whose value is
+    cached and usable (``.refresh()``), the computation reads that value."""
+    runs: list[int] = []
+
+    @warmable(ttl=60, name="locks.incremental")
+    def counter() -> int:
+        runs.append(1)
+        return 1 if len(runs) == 1 else counter() + 1
+
+    assert counter() == 1
+    assert counter.refresh() == 2 and counter() == 2
+    assert counter.refresh() == 3
+
+
 def test_the_same_key_in_another_thread_waits_rather_than_raising(backend: str) -> None:
     """Only the computing thread is refused: another thread waits for its value."""
     started, release = threading.Event(), threading.Event()
