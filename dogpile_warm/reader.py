@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import signals
 from .keys import MEMO_TYPES
-from .usage import DRAIN_AT
+from .usage import DRAIN_AT, QUEUE_CAP
 
 if TYPE_CHECKING:
     from .cached import CachedFunction
@@ -41,6 +41,11 @@ def make_reader(cached: CachedFunction) -> Reader:
     cache_hit = signals.cache_hit
 
     def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        # Usage.make_room: queued hits are applied here, before any freshness
+        # check, so that applying them never delays a checked value's return.
+        waiting = len(queued_hits)
+        if waiting >= DRAIN_AT:
+            usage.drain(wait=waiting >= QUEUE_CAP)
         # The key: KeyBuilder.memo, looked up under its rule.
         key = None
         if not kwargs:
@@ -64,8 +69,6 @@ def make_reader(cached: CachedFunction) -> Reader:
                 if age <= fresh_for:
                     # A hit: Usage.hit, then CachedFunction._report's signal.
                     queued_hits.append((cached, key, now if wall_clock else clock()))
-                    if len(queued_hits) >= DRAIN_AT:
-                        usage.drain(wait=False)
                     if cache_hit.receivers:
                         cache_hit.send(cached.sender, key=key, age=age)
                     return entry.value

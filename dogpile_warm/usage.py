@@ -27,8 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "Usage"]
 
-# Queued accesses that make the thread queueing the last one apply them all.
+# Queued hits that make the next read apply them all first (see Usage.make_room).
 DRAIN_AT = 512
+# Queued hits beyond which a read waits for its turn to apply them: readers on
+# several threads must not outpace the one applying them (an ever longer queue,
+# and a read that applies it taking seconds).
+QUEUE_CAP = 16 * DRAIN_AT
 # Tasks the per-task tracker follows (a task is any key of one function).
 _MAX_TASKS = 100_000
 
@@ -60,15 +64,18 @@ class Usage:
         self.wall_clock = clock is time.time
         self.tracker.pending = self.task_usage.pending = self.drain
 
-    def hit(self, cached: CachedFunction, key: str, now: float) -> None:
-        """Queue one hit at ``now`` (a ``time.time()`` reading).
+    def make_room(self) -> None:
+        """Called by every read before it checks a value's freshness (never between the
+        check and the return, which the ttl promise is about): applies the queued hits
+        once ``DRAIN_AT`` wait, without waiting if another thread is at it, and waiting
+        its turn once ``QUEUE_CAP`` do."""
+        waiting = len(self.queued_hits)
+        if waiting >= DRAIN_AT:
+            self.drain(wait=waiting >= QUEUE_CAP)
 
-        The hit path: an append, and a batch every ``DRAIN_AT``.
-        """
-        queue = self.queued_hits
-        queue.append((cached, key, now if self.wall_clock else self.clock()))
-        if len(queue) >= DRAIN_AT:
-            self.drain(wait=False)
+    def hit(self, cached: CachedFunction, key: str, now: float) -> None:
+        """Queue one hit at ``now`` (a ``time.time()`` reading): an append, nothing else."""
+        self.queued_hits.append((cached, key, now if self.wall_clock else self.clock()))
 
     def miss(self, cached: CachedFunction, key: str, now: float) -> None:
         """Apply one miss at ``now``, after the hits queued before it.

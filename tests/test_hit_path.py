@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 
 import pytest
 from dogpile.cache import make_region
@@ -11,6 +12,7 @@ from dogpile.cache import make_region
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm.memory_index import index_for
 from dogpile_warm.store import Entry
+from dogpile_warm.usage import DRAIN_AT, QUEUE_CAP
 
 
 def counting() -> tuple[list[object], object]:
@@ -212,3 +214,55 @@ def test_a_region_rebound_while_a_read_resolves_it_is_not_read_from_after(
     monkeypatch.setattr(registry, "store_for", resolve)
     echo(1), echo(1)  # type: ignore[operator]
     assert calls == [1, 1]  # computed again in the new region, then a hit there
+
+
+def test_applying_queued_hits_never_delays_a_checked_value(
+    engine: CacheWarmingEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read applies the queued hits before it checks freshness, so however long that
+    takes, the value it returns is within its ttl (here: applying them takes 0.3 s)."""
+    usage = engine._usage
+    drain = usage.drain
+
+    @warmable(ttl=0.2, refresh_ahead=None)
+    def stamp() -> float:
+        return time.time()
+
+    stamp()
+    while len(usage.queued_hits) < DRAIN_AT:
+        stamp()  # hits, queued
+
+    def slow_drain(wait: bool = True) -> None:
+        time.sleep(0.3)
+        drain(wait)
+
+    monkeypatch.setattr(usage, "drain", slow_drain)
+    value = stamp()
+    assert time.time() - value <= 0.2
+
+
+def test_readers_on_many_threads_cannot_outpace_the_applying_of_their_hits(
+    engine: CacheWarmingEngine,
+) -> None:
+    """Eight threads hitting one key never queue more than QUEUE_CAP hits (and a few in
+    flight): past it, a read waits for its turn to apply them."""
+    _calls, echo = counting()
+    echo(1)  # type: ignore[operator]
+    stop = threading.Event()
+    longest = 0
+
+    def reader() -> None:
+        while not stop.is_set():
+            echo(1)  # type: ignore[operator]
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        longest = max(longest, len(engine._usage.queued_hits))
+        time.sleep(0.0005)
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    assert longest <= QUEUE_CAP + 8
