@@ -4,7 +4,8 @@ and the circuit breaker that lets callers skip a backend that does not answer.
 The store reports every backend failure here, classified by
 :func:`dogpile_warm.backends.classify`:
 
-*unavailable* (refused, reset, timed out)
+*unavailable* (refused, reset, timed out, or answered slower than
+``slow_after`` seconds)
     Opens the breaker. While it is open, callers skip the backend and compute
     their values as if there were no cache; every ``retry_after`` seconds one
     caller (alone) is let through as the probe, whose success closes the
@@ -51,6 +52,7 @@ class BackendHealth:
         retry_after: float = 1.0,
         quiet: float = 2.0,
         probe_timeout: float = 5.0,
+        slow_after: float = 0.3,
         quiet_unreadable: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -58,6 +60,7 @@ class BackendHealth:
         self.retry_after = retry_after
         self.quiet = quiet
         self.probe_timeout = probe_timeout
+        self.slow_after = slow_after
         self.quiet_unreadable = quiet_unreadable
         self.clock = clock
         self.open = False  # the breaker: callers skip the backend
@@ -72,6 +75,13 @@ class BackendHealth:
         self._last_unreadable = -math.inf
         self._refused_owners: dict[str, None] = {}
         self._lock = forks.new_lock()
+        forks.after_fork_in_child(self, BackendHealth._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        # A probe in flight in the parent does not exist here: the child may
+        # probe at once rather than wait out probe_timeout.
+        self._probe_since = None
+        self._probe_at = 0.0
 
     @property
     def errors(self) -> int:

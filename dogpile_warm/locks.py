@@ -8,7 +8,9 @@ It wraps the backend's distributed mutex (or a process-local lock) and
   the key's expected compute time (1 ms to 50 ms), growing to 0.2 s; after
   each, a fresh value stored by anyone ends the wait at once (dogpile's
   ``Lock`` then reads and returns it), as does the store finding the backend
-  unavailable (the caller then computes without the cache);
+  unavailable (the caller then computes without the cache); a wait for
+  another process gives up after 15 s (or four times the expected compute
+  time, if longer), since a lock held that long never expires;
 - *keeps a lease*: while held, a distributed lock with an expiry is renewed
   every third of it by the :class:`LeaseKeeper` thread, so a short expiry
   frees the key soon after its holder is killed and never while it lives;
@@ -56,6 +58,12 @@ _FIRST_STEP_MAX = 0.05
 _FIRST_STEP_UNKNOWN = 0.005  # no compute time measured yet
 _STEP_GROWTH = 1.5
 _STEP_MAX = 0.2
+# A wait for another process's lock ends after this long (or that many times
+# the expected compute time, if longer), and the waiter computes without it: a
+# live holder renews its lock and finishes, a dead one's lock expires within
+# seconds, so a lock held longer never expires or its holder is stuck.
+_PATIENCE_MIN = 15.0
+_PATIENCE_FACTOR = 4.0
 
 # (store, key) pairs being computed in this thread or task, innermost last.
 _computing: contextvars.ContextVar[tuple[tuple[CacheStore, str], ...]] = contextvars.ContextVar(
@@ -110,7 +118,17 @@ class KeyLock(CacheMutex):
     is unavailable, in which case ``release`` does nothing.
     """
 
-    __slots__ = ("_first_step", "_key", "_lease", "_mutex", "_ready", "_store", "held", "local")
+    __slots__ = (
+        "_first_step",
+        "_key",
+        "_lease",
+        "_mutex",
+        "_patience",
+        "_ready",
+        "_store",
+        "held",
+        "local",
+    )
 
     def __init__(
         self,
@@ -132,6 +150,7 @@ class KeyLock(CacheMutex):
             if expected is None
             else min(_FIRST_STEP_MAX, max(_FIRST_STEP_MIN, expected / 4))
         )
+        self._patience = max(_PATIENCE_MIN, _PATIENCE_FACTOR * (expected or 0.0))
         self._lease: int | None = None
         self.held = False
 
@@ -144,12 +163,13 @@ class KeyLock(CacheMutex):
         store = self._store
         if not store.usable():
             return wait  # no backend: compute without the lock, or leave the refresh
+        started = time.monotonic()
         try:
             got = self._mutex.acquire(False)
         except Exception as exc:
             store.failed(exc, self._key, "lock")
             return wait
-        store.answered()
+        store.answered(started, self._key, "lock")
         if got:
             self._hold()
             return True
@@ -168,19 +188,32 @@ class KeyLock(CacheMutex):
     def _wait_distributed(self) -> bool:
         store = self._store
         step = self._first_step
+        give_up = time.monotonic() + self._patience
         while True:
             time.sleep(step)
             if self._ready is not None and self._ready():
                 return True
             if not store.usable():
                 return True
+            started = time.monotonic()
             try:
                 got = self._mutex.acquire(False)
             except Exception as exc:
                 store.failed(exc, self._key, "lock")
                 return True
+            store.answered(started, self._key, "lock")
             if got:
                 self._hold()
+                return True
+            if started > give_up:
+                # A holder this late is stuck, or its lock never expires (a
+                # peer without lock_timeout, a lock written by hand).
+                log.warning(
+                    "waited %.3g s for the lock of %r, held by another process; "
+                    "computing without it",
+                    self._patience,
+                    self._key,
+                )
                 return True
             step = min(step * _STEP_GROWTH, _STEP_MAX)
 
@@ -208,6 +241,7 @@ class KeyLock(CacheMutex):
         store = self._store
         if not store.usable():
             return  # its expiry frees it
+        started = time.monotonic()
         try:
             self._mutex.release()
         except Exception as exc:
@@ -216,7 +250,7 @@ class KeyLock(CacheMutex):
             else:  # a lease that ran out while computing: the lock is someone else's now
                 log.info("the lock of %r was no longer ours to release: %s", self._key, exc)
         else:
-            store.answered()
+            store.answered(started, self._key, "unlock")
 
     def locked(self) -> bool:
         return bool(self._mutex.locked())
@@ -287,15 +321,15 @@ class LeaseKeeper:
                 for _, lease in due:
                     lease.due = now + lease.period
             for lease_id, lease in due:
-                if not self._renew(lease):
+                if not self._renew(lease_id, lease):
                     self.drop(lease_id)
 
-    @staticmethod
-    def _renew(lease: _Lease) -> bool:
+    def _renew(self, lease_id: int, lease: _Lease) -> bool:
         """Renew one lease; False once it is lost (someone else holds the lock now)."""
         store = lease.store
         if not store.usable():
             return True  # try again next period
+        started = time.monotonic()
         try:
             kept = lease.renew()
         except Exception as exc:
@@ -306,13 +340,16 @@ class LeaseKeeper:
             # without the command it needs); it expires on its own.
             log.warning("cannot renew the lock of %r: %s: %s", lease.key, type(exc).__name__, exc)
             return False
-        store.answered()
+        store.answered(started, lease.key, "renew")
         if not kept:
-            log.warning(
-                "the lock of %r expired while its value was being computed (a pause "
-                "longer than the lock's expiry); another process may compute it too",
-                lease.key,
-            )
+            with self._wake:
+                released = lease_id not in self._leases
+            if not released:  # not its holder releasing it meanwhile
+                log.warning(
+                    "the lock of %r expired while its value was being computed (a pause "
+                    "longer than the lock's expiry); another process may compute it too",
+                    lease.key,
+                )
         return kept
 
 

@@ -34,6 +34,7 @@ from typing import Any, Final, NamedTuple
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CantDeserializeException
+from dogpile.cache.backends.memory import MemoryBackend
 
 from . import backends, forks
 from .errors import (
@@ -102,6 +103,9 @@ class CacheStore:
         # For dogpile's in-process memory backend: verified entries, so a hit
         # can skip the region (see dogpile_warm.memory_index).
         self.index: MemoryIndex | None = index_for(region.backend)
+        # Answers are timed unless the backend lives in this process (where only
+        # a thread starved of the GIL is slow, not the backend).
+        self.timed = not isinstance(region.actual_backend, MemoryBackend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- health -----------------------------------------------------------------
@@ -110,10 +114,16 @@ class CacheStore:
         health = self.health
         return not health.open or health.allows()
 
-    def answered(self) -> None:
-        """The backend answered an operation."""
+    def answered(self, started: float, key: str, operation: str) -> None:
+        """The backend answered ``operation`` on ``key``, begun at ``started``
+        (``time.monotonic()``). An answer slower than the health's ``slow_after``
+        counts as the backend being unavailable: a cache that takes that long
+        is worse than none (every miss makes several round trips)."""
         health = self.health
-        if health.open or health.down:
+        if self.timed and time.monotonic() - started > health.slow_after:
+            took = time.monotonic() - started
+            health.failed_unavailable(TimeoutError(f"answered after {took:.2f} s"), key, operation)
+        elif health.open or health.down:
             health.succeeded()
 
     def failed(
@@ -158,6 +168,7 @@ class CacheStore:
             return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
+        started = time.monotonic()
         try:
             if tags:
                 found = self._get_multi([safe_key(key), *map(tag_key, tags)])
@@ -168,8 +179,8 @@ class CacheStore:
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
-        if health.open or health.down:
-            health.succeeded()
+        if health.open or health.down or time.monotonic() - started > health.slow_after:
+            self.answered(started, key, "read")
         entry = self._entry(stored, key)
         if entry is None:
             return None
@@ -182,11 +193,13 @@ class CacheStore:
         if len(entry.tags) != len(tags) or any(
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
+            started = time.monotonic()
             try:
                 current = self._get_multi([tag_key(t) for t, _ in entry.tags])
             except Exception as exc:
                 error = self.failed(exc, key, "tag read")
                 return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
+            self.answered(started, key, "tag read")
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
                 return None
@@ -223,7 +236,7 @@ class CacheStore:
         if region.key_mangler is not None:
             key = region.key_mangler(key)
         if region.deserializer is None:
-            return region.backend.get(key).payload
+            return _payload(region.backend.get(key))
         return self._deserialized(region.backend.get_serialized(key))
 
     def _get_multi(self, keys: Sequence[str]) -> list[Any]:
@@ -235,7 +248,11 @@ class CacheStore:
         if mangler is not None:
             keys = [mangler(key) for key in keys]
         if region.deserializer is None:
-            return [value.payload for value in region.backend.get_multi(keys)]
+            values = region.backend.get_multi(keys)
+            try:
+                return [value.payload for value in values]
+            except AttributeError:  # something not stored by dogpile among them
+                return [_payload(value) for value in values]
         return [self._deserialized(raw) for raw in region.backend.get_serialized_multi(keys)]
 
     def _deserialized(self, raw: Any) -> Any:
@@ -270,12 +287,14 @@ class CacheStore:
         """
         if not self.usable():
             return None
+        label = f"{len(keys)} keys"
+        started = time.monotonic()
         try:
             found = self._get_multi([safe_key(k) for k in keys])
         except Exception as exc:
-            self.failed(exc, f"{len(keys)} keys", "read")
+            self.failed(exc, label, "read")
             return None
-        self.answered()
+        self.answered(started, label, "read")
         return [self._entry(value, key) for key, value in zip(keys, found, strict=True)]
 
     def write(self, key: str, entry: Entry, owner: str | None = None) -> BackendError | None:
@@ -286,11 +305,12 @@ class CacheStore:
         try:
             if not self.usable():
                 return self._skipped(key, "write")
+            started = time.monotonic()
             try:
                 self.region.set(safe_key(key), _stored(entry))
             except Exception as exc:
                 return self.failed(exc, key, "write", owner)
-            self.answered()
+            self.answered(started, key, "write")
             return None
         finally:
             if self.index is not None:
@@ -304,11 +324,12 @@ class CacheStore:
         try:
             if not self.usable():
                 return self._skipped(label, "write")
+            started = time.monotonic()
             try:
                 self.region.set_multi({safe_key(k): _stored(e) for k, e in entries.items()})
             except Exception as exc:
                 return self.failed(exc, label, "write", owner)
-            self.answered()
+            self.answered(started, label, "write")
             return None
         finally:
             if self.index is not None:
@@ -320,11 +341,12 @@ class CacheStore:
         try:
             if not self.usable():
                 return self._skipped(key, "delete")
+            started = time.monotonic()
             try:
                 self.region.delete(safe_key(key))
             except Exception as exc:
                 return self.failed(exc, key, "delete")
-            self.answered()
+            self.answered(started, key, "delete")
             return None
         finally:
             if self.index is not None:
@@ -345,13 +367,14 @@ class CacheStore:
         if not self.usable():
             return self._skipped(label, "tag read")
         keys = [tag_key(t) for t in names]
+        started = time.monotonic()
         try:
             current = self._get_multi(keys)
             if any(not isinstance(v, str) for v in current):
                 current = self._create_versions(keys)
         except Exception as exc:
             return self.failed(exc, label, "tag read")
-        self.answered()
+        self.answered(started, label, "tag read")
         return tuple(zip(names, current, strict=True))
 
     def _create_versions(self, keys: list[str]) -> list[str]:
@@ -361,6 +384,11 @@ class CacheStore:
         # as stale once, a recompute (two warmings of a user's data did so).
         with self._creating_versions:
             current = self._get_multi(keys)
+            for key, value in zip(keys, current, strict=True):
+                if value is not NO_VALUE and not isinstance(value, str):
+                    # Bytes another client wrote: replaced below, so the tag's
+                    # values are cached again (and count as invalidated once).
+                    self.health.failed_unreadable(f"not a tag version: {value}", key)
             missing = {
                 k: _new_version()
                 for k, v in zip(keys, current, strict=True)
@@ -392,15 +420,21 @@ class CacheStore:
         """Give every tag a new version: entries carrying an older one become stale.
 
         Tried even while the breaker is open (an invalidation is worth a probe).
-        The new versions are read back: some clients drop a write without
-        raising, and a lost invalidation must not look like a done one.
-        Raises :class:`WarmError` when the backend did not record them.
+        The versions are read before and after the write: some clients drop a
+        write without raising, and a lost invalidation must not look like a
+        done one. What is read back may be another process's newer version (it
+        invalidated the same tag meanwhile), which is as good as ours; the
+        version from before, or none at all (a client that answers reads with
+        misses while it thinks the server failed), means the write was lost. Raises
+        :class:`WarmError` when the backend did not record them.
         """
-        versions = {tag_key(t): _new_version() for t in tags}
+        keys = [tag_key(t) for t in tags]
         label = ",".join(sorted(tags))
+        started = time.monotonic()
         try:
-            self._set_versions(versions)
-            stored = self._get_multi(list(versions))
+            before = self._get_multi(keys)
+            self._set_versions({key: _new_version() for key in keys})
+            after = self._get_multi(keys)
         except Exception as exc:
             error = self.failed(exc, label, "invalidate")
             raise WarmError(
@@ -409,10 +443,15 @@ class CacheStore:
         finally:
             if self.index is not None:
                 self.index.invalidated()  # after the new versions are in place
-        self.answered()
-        if list(versions.values()) != stored:
+        self.answered(started, label, "invalidate")
+        lost = [
+            key
+            for key, old, new in zip(keys, before, after, strict=True)
+            if not isinstance(new, str) or new == old
+        ]
+        if lost:
             raise WarmError(
-                f"the backend of region {self.region.name!r} did not record new tag versions"
+                f"the backend of region {self.region.name!r} did not record new versions of {lost}"
             )
 
     # -- locking ------------------------------------------------------------------------
@@ -453,6 +492,7 @@ class CacheStore:
         backend_key = safe_key(name)
         if self.region.key_mangler is not None:
             backend_key = self.region.key_mangler(backend_key)
+        started = time.monotonic()
         try:
             claimed = backends.claim(self.region.actual_backend, backend_key, seconds)
             if claimed is None:
@@ -461,13 +501,22 @@ class CacheStore:
         except Exception as exc:
             self.failed(exc, name, "claim")
             return True
-        self.answered()
+        self.answered(started, name, "claim")
         return claimed
 
     def _after_fork_in_child(self) -> None:
         # Per-key locks another thread held at fork time would stay held.
         self._local_mutexes = weakref.WeakValueDictionary()
         backends.reset_after_fork(self.region.actual_backend)
+
+
+def _payload(value: Any) -> Any:
+    """What dogpile stored in ``value`` (a ``CachedValue``, or ``NO_VALUE``), else a
+    ``ValueUnreadable`` saying what was found instead (bytes another client wrote)."""
+    try:
+        return value.payload
+    except AttributeError:
+        return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
 
 
 def _new_version() -> str:

@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-__all__ = ["ClientCloser", "Server", "free_port", "start_memcached", "start_redis"]
+__all__ = [
+    "ClientCloser",
+    "Server",
+    "SlowProxy",
+    "free_port",
+    "start_memcached",
+    "start_redis",
+]
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds a server gets to accept connections
@@ -312,6 +319,64 @@ class ClientCloser:
             # A server the test stopped: its sockets are closed all the same.
             with contextlib.suppress(Exception):
                 close()
+
+
+class SlowProxy:
+    """A TCP proxy on a free loopback port that holds every request ``delay`` seconds.
+
+    A server that answers, slowly: what clients with timeouts never notice as
+    a failure. Replies pass at once. ``url`` is its ``host:port``; ``stop()``
+    closes every socket it opened.
+    """
+
+    def __init__(self, target: Server) -> None:
+        self.target = (target.host, target.port)
+        self.delay = 0.0
+        self._listener = socket.create_server((HOST, 0))
+        self.host, self.port = HOST, int(self._listener.getsockname()[1])
+        self._sockets: list[socket.socket] = [self._listener]
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, name="slow-proxy", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            for source, sink, slow in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(source, sink, slow), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, slow: bool) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                if slow and self.delay:
+                    time.sleep(self.delay)
+                sink.sendall(chunk)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
 
 @atexit.register

@@ -23,6 +23,7 @@ from dogpile.cache.api import NO_VALUE
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmError
 from dogpile_warm.keys import safe_key
+from dogpile_warm.tags import tag_key
 from tests import servers
 
 pytestmark = pytest.mark.slow
@@ -204,6 +205,75 @@ def test_a_hung_or_dead_backend_costs_callers_little_and_caching_resumes(
     assert stats["backends_down"] == []
 
 
+def test_a_slow_backend_costs_a_call_one_slow_answer_and_is_skipped(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server,
+    client_closer: servers.ClientCloser,
+    health_warnings: Callable[[str], list[str]],
+) -> None:
+    """A server answering every request 0.4 s late (under the client timeout) is no
+    timeout, but counts as unavailable: a miss, which makes several round trips, costs
+    the one slow answer, the backend is skipped, and caching resumes when it is fast."""
+    proxy = servers.SlowProxy(server)
+    try:
+        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+
+        @dogpile_warm.warmable(ttl=60, tags={"t"})
+        def double(x: int) -> int:
+            time.sleep(0.005)
+            return 2 * x
+
+        with Load(double, keys=5000) as load:  # mostly misses
+            time.sleep(0.3)
+            slow_at = time.monotonic()
+            proxy.delay = 0.4
+            time.sleep(FAULT_SECONDS)
+            fast_at = time.monotonic()
+            proxy.delay = 0.0
+            resumed_in = wait_until_cached(double, 100_000, RESUME_WITHIN)
+        during = load.between(slow_at, fast_at)
+        slowest = max(c.seconds for c in during)
+        print(
+            f"\n[{kind} slow] calls during: {len(during)}, slowest {slowest:.3f} s, "
+            f"cached again {resumed_in:.2f} s after"
+        )
+        assert [c.error for c in load.calls if c.error is not None] == [] and load.wrong == []
+        assert len(during) >= MIN_CALLS_DURING_FAULT
+        assert slowest <= MAX_CALL_SECONDS
+        assert len(health_warnings("is unavailable")) == 1
+        assert "answered after" in health_warnings("is unavailable")[0]
+        engine.close()
+    finally:
+        proxy.stop()
+
+
+def test_two_processes_invalidating_one_tag_at_once_both_succeed(
+    region: Any, kind: str, server: servers.Server, client_closer: servers.ClientCloser
+) -> None:
+    """An invalidation that reads back another process's newer version was recorded all
+    the same: only a version that did not change means a lost write."""
+    other = CacheWarmingEngine()
+    client_closer.watch(configure(other, kind, server))
+    errors: list[BaseException] = []
+
+    def invalidate(engine: Any) -> None:
+        for _ in range(100):
+            try:
+                engine.invalidate_by_tags({"catalog"})
+            except WarmError as exc:
+                errors.append(exc)
+
+    engines = [dogpile_warm.get_warming_engine(), other] * 2
+    threads = [threading.Thread(target=invalidate, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    other.close()
+    assert errors == []
+
+
 def test_callers_get_computed_values_while_the_backend_is_down(
     region: Any, server: servers.Server
 ) -> None:
@@ -381,35 +451,41 @@ def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, pickled: 
             client.close()
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        pytest.param(b"\x80\x05garbage", id="not-a-pickle"),
-        pytest.param(pickle.dumps(12345), id="a-pickled-int"),
-        pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), id="a-short-tuple"),
-    ],
-)
+CRAFTED = [
+    pytest.param(b"\x80\x05garbage", True, id="not-a-pickle"),
+    pytest.param(pickle.dumps(12345), True, id="a-pickled-int"),
+    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), True, id="a-short-tuple"),
+    pytest.param(b"raw bytes", False, id="plain-bytes"),
+]
+
+
+@pytest.mark.parametrize(("raw", "pickled"), CRAFTED)
+@pytest.mark.parametrize("where", ["value", "tag version"])
 def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
     region: Any,
     kind: str,
     server: servers.Server,
     raw: bytes,
+    pickled: bool,
+    where: str,
     health_warnings: Callable[[str], list[str]],
 ) -> None:
-    """Bytes written straight into the backend under a function's key are recomputed over,
-    counted as unreadable, logged once, and open no circuit breaker."""
+    """Bytes written straight into the backend under a function's key or its tag's version
+    key are recomputed over, counted as unreadable, logged once, and open no breaker."""
     runs: list[int] = []
 
-    @dogpile_warm.warmable(ttl=60)
+    @dogpile_warm.warmable(ttl=60, tags={"t"})
     def double(x: int) -> int:
         runs.append(x)
         return 2 * x
 
-    key = safe_key(double.key_for(4))
+    key = safe_key(double.key_for(4)) if where == "value" else tag_key("t")
+    double(4)
+    runs.clear()
     for _ in range(3):
-        write_raw(kind, server, key, raw, pickled=True)
+        write_raw(kind, server, key, raw, pickled=pickled)
         assert double(4) == 8
-    assert double(4) == 8  # the recomputed value was stored over the bytes: a hit
+    assert double(4) == 8  # the recomputed value (and tag version) stored over the bytes: a hit
 
     stats = dogpile_warm.get_warming_stats()
     assert runs == [4, 4, 4]

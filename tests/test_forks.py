@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from dogpile_warm import CacheWarmingEngine, forks, warmable
+from dogpile_warm.health import BackendHealth
+from dogpile_warm.testing import FakeClock
 from tests import servers
 from tests.conftest import configure_backend
 
@@ -205,3 +207,16 @@ def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
     (a fork while a thread imports leaves the child without the import lock)."""
     code = "import sys, dogpile_warm; sys.exit(0 if 'encodings.idna' in sys.modules else 1)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+def test_a_child_forked_during_a_breaker_probe_may_probe_at_once() -> None:
+    """The parent's probe in flight does not exist in the child: the child's first
+    operation may try the backend instead of waiting out the probe timeout."""
+    clock = FakeClock()
+    health = BackendHealth("r", retry_after=1.0, probe_timeout=5.0, clock=clock)
+    health.failed_unavailable(ConnectionRefusedError(), "k", "read")
+    clock.advance(1.0)
+    assert health.allows()  # the parent's probe, in flight
+    assert not health.allows()
+    pid = run_child(health.allows)
+    assert wait_all([pid]) == [0]

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 import dogpile_warm
-from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm import CacheWarmingEngine, locks, warmable
 from dogpile_warm.errors import ReentrantCallError
 from dogpile_warm.keys import safe_key
-from dogpile_warm.locks import lease_keeper
+from dogpile_warm.locks import LeaseKeeper, lease_keeper
 from dogpile_warm.tags import tag_key
 from tests import servers
 from tests.conftest import configure_backend
@@ -304,3 +304,72 @@ def remaining_seconds(kind: str, server: servers.Server, key: str) -> float | No
     assert reply.startswith("HD"), f"{key!r}: {reply!r}"
     seconds = int(reply.split()[1][1:])
     return None if seconds == -1 else float(seconds)
+
+
+def test_a_lease_released_while_being_renewed_is_not_reported_lost(
+    engine: CacheWarmingEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The holder releasing its lock while the keeper renews it is no lost lease: the
+    renewal's failure is silent (it warned on a healthy server)."""
+    keeper = LeaseKeeper(idle=1.0)
+    store = engine._store_for(None)
+    renewing, released = threading.Event(), threading.Event()
+
+    def renew() -> bool:
+        renewing.set()
+        assert released.wait(5)
+        return False  # the lock is gone: its holder released it
+
+    lease = keeper.keep(renew, 0.15, store, "k")
+    assert renewing.wait(5)
+    keeper.drop(lease)
+    released.set()
+    time.sleep(0.1)
+    assert not [r for r in caplog.records if r.name == "dogpile_warm.locks"]
+
+
+def test_a_lease_lost_while_held_is_reported(
+    engine: CacheWarmingEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A renewal that finds the lock someone else's while its holder still computes warns."""
+    keeper = LeaseKeeper(idle=1.0)
+    store = engine._store_for(None)
+    renewed = threading.Event()
+
+    def renew() -> bool:
+        renewed.set()
+        return False
+
+    lease = keeper.keep(renew, 0.15, store, "k")
+    assert renewed.wait(5)
+    time.sleep(0.05)
+    keeper.drop(lease)
+    assert [r for r in caplog.records if "expired while its value" in r.getMessage()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_lock_that_never_expires_is_waited_for_only_so_long(
+    kind: str,
+    two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A lock held forever (written without expiry by a misconfigured peer) makes a caller
+    wait its patience (15 s; 1 s here), then compute without it, saying so."""
+    monkeypatch.setattr(locks, "_PATIENCE_MIN", 1.0)
+    here, there = two_processes
+    counter: list[int] = []
+    waiting = shared_function(here, 0.0, counter)
+    endless = there._store_for(None).lock(waiting.key_for(3))
+    assert endless.acquire(False)
+    lease_keeper().drop(endless._lease)  # nobody renews it, and it expires after 4 s: hold on
+    try:
+        t0 = time.monotonic()
+        assert waiting(3) == 30
+        took = time.monotonic() - t0
+    finally:
+        endless.release()
+    assert 1.0 <= took < 3.0
+    assert counter == [3]
+    assert [r for r in caplog.records if "computing without it" in r.getMessage()]
