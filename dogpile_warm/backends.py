@@ -4,13 +4,16 @@ The store talks to every region through dogpile's API. What that API cannot
 express is done here, per backend family, looked up by duck type so that
 nothing here imports a client library:
 
-- :func:`classify`: whether an exception means the backend is unavailable,
-  refused a value, or returned one that cannot be read;
+- :func:`classify` / :func:`is_unavailable`: whether an exception means the
+  backend is unavailable, refused a value, or returned one that cannot be read;
+- :func:`is_remote`: whether round trips to it cross a network;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
-- :func:`claim`: set-if-absent with an expiry of its own, for the scheduler's
-  one-cycle-per-fleet claim;
-- :func:`renewer`: how to extend the lease of a held distributed lock;
+- :func:`claim` / :func:`can_claim`: set-if-absent with an expiry of its own,
+  for the scheduler's one-cycle-per-fleet claim;
+- :func:`renewer`, :func:`releaser`, :func:`lock_never_expires`: how to extend
+  the lease of a held distributed lock, release it from another thread, and
+  tell whether one held by someone else will ever expire;
 - :func:`endless_lock_setting`: the setting that makes a distributed lock
   never expire, if the backend's has none;
 - :func:`reset_after_fork`: drop client connections a child inherited.
@@ -33,11 +36,15 @@ from .errors import BackendUnavailable
 
 __all__ = [
     "Kind",
+    "can_claim",
     "claim",
     "classify",
     "endless_lock_setting",
+    "is_remote",
     "is_unavailable",
+    "lock_never_expires",
     "persist",
+    "releaser",
     "renewer",
     "reset_after_fork",
 ]
@@ -53,6 +60,8 @@ _UNAVAILABLE = frozenset(
     {
         ("redis.exceptions", "ConnectionError"),  # also BusyLoading, MaxConnections
         ("redis.exceptions", "TimeoutError"),
+        ("valkey.exceptions", "ConnectionError"),
+        ("valkey.exceptions", "TimeoutError"),
         ("pymemcache.exceptions", "MemcacheUnexpectedCloseError"),
         ("pylibmc", "ConnectionError"),
         ("pylibmc", "ServerDown"),
@@ -104,32 +113,50 @@ def _memcached_client(backend: Any) -> Any:
 
 
 def _redis_client(backend: Any) -> Any:
+    """The client of a dogpile Redis or Valkey backend, or None."""
     return getattr(backend, "writer_client", None)
+
+
+def is_remote(backend: Any) -> bool:
+    """Whether ``backend`` is a server reached over a network (memcached, Redis, Valkey)."""
+    return _is_memcached(backend) or _redis_client(backend) is not None
+
+
+def _memcached_expiry(backend: Any) -> Any:
+    # pymemcache's backend passes the expiry as "expire", the others as "time".
+    arguments = getattr(backend, "set_arguments", {})
+    return arguments.get("expire") or arguments.get("time")
 
 
 def persist(backend: Any, keys: Iterable[str]) -> None:
     """Remove the backend expiry from ``keys`` (already mangled), where the backend has one.
 
-    memcached: ``touch`` with expiry 0; Redis: ``PERSIST``. Other backends
-    set no expiry of their own through dogpile, or cannot lift it.
+    memcached: ``touch`` with expiry 0 (every client but python-binary-memcached's
+    has it); Redis and Valkey: ``PERSIST``. Other backends set no expiry of
+    their own through dogpile.
     """
     keys = list(keys)
     if not keys:
         return
-    if getattr(backend, "set_arguments", {}).get("expire"):
-        client = _memcached_client(backend)
-        touch = getattr(client, "touch", None)
+    if _is_memcached(backend) and _memcached_expiry(backend):
+        # python-binary-memcached has no touch: its tag versions keep the expiry.
+        touch = getattr(_memcached_client(backend), "touch", None)
         if touch is not None:
             for key in keys:
                 touch(key, 0)
         return
-    if getattr(backend, "redis_expiration_time", 0):
-        client = _redis_client(backend)
-        if client is not None:
-            pipe = client.pipeline(transaction=False)
-            for key in keys:
-                pipe.persist(key)
-            pipe.execute()
+    if getattr(backend, "redis_expiration_time", 0) or getattr(
+        backend, "valkey_expiration_time", 0
+    ):
+        pipe = _redis_client(backend).pipeline(transaction=False)
+        for key in keys:
+            pipe.persist(key)
+        pipe.execute()
+
+
+def can_claim(backend: Any) -> bool:
+    """Whether :func:`claim` works on ``backend``."""
+    return is_remote(backend)
 
 
 def claim(backend: Any, key: str, seconds: float) -> bool | None:
@@ -161,7 +188,9 @@ def renewer(mutex: Any) -> tuple[Callable[[], bool], float] | None:
 
     Called by the thread that acquired it (a thread-local Redis lock keeps
     its token there); ``renew()`` may then run in any thread and returns
-    False once the lock is no longer this holder's.
+    False once the lock is gone or, where the lock knows its owner
+    (dogpile_warm's memcached lock, Redis), another's. dogpile's own memcached
+    lock does not: renewing it after it expired extends whoever holds it now.
     """
     timeout = getattr(mutex, "timeout", None)
     renew = getattr(mutex, "renew", None)  # dogpile_warm.memcached.MemcachedLock
@@ -184,6 +213,35 @@ def renewer(mutex: Any) -> tuple[Callable[[], bool], float] | None:
     return None
 
 
+def releaser(mutex: Any) -> Callable[[], Any] | None:
+    """A way to release a held distributed ``mutex`` from another thread, or None.
+
+    Called by the thread that acquired it (see :func:`renewer`).
+    """
+    lock = getattr(mutex, "mutex", None)  # dogpile's Redis / Valkey lock wrapper
+    if lock is not None and hasattr(lock, "local") and hasattr(lock, "do_release"):
+        token = lock.local.token
+        return None if token is None else (lambda: lock.do_release(token))
+    if hasattr(mutex, "renew") or hasattr(mutex, "client_fn"):  # memcached: any thread
+        return mutex.release  # type: ignore[no-any-return]
+    return None
+
+
+def lock_never_expires(mutex: Any) -> bool | None:
+    """Whether the lock ``mutex`` names, held by anyone, has no expiry; None if unknown.
+
+    False when it is not held (any more) or expires: its holder is alive and
+    renewing it, or dead and about to lose it.
+    """
+    seconds_left = getattr(mutex, "seconds_left", None)  # dogpile_warm.memcached.MemcachedLock
+    if seconds_left is not None:
+        return bool(seconds_left() == -1)
+    lock = getattr(mutex, "mutex", None)  # dogpile's Redis / Valkey lock wrapper
+    if lock is not None and hasattr(lock, "redis") and hasattr(lock, "name"):
+        return bool(lock.redis.pttl(lock.name) == -1)
+    return None
+
+
 def endless_lock_setting(backend: Any) -> str | None:
     """The argument to set when ``backend`` has a distributed lock that never expires, else None.
 
@@ -195,8 +253,8 @@ def endless_lock_setting(backend: Any) -> str | None:
     timeout = getattr(backend, "lock_timeout", None)
     if _is_memcached(backend) and not timeout:
         return "lock_timeout"  # memcached: 0 means never
-    if hasattr(backend, "writer_client") and timeout is None:
-        return "lock_timeout"  # Redis: None means never
+    if _redis_client(backend) is not None and timeout is None:
+        return "lock_timeout"  # Redis, Valkey: None means never
     return None
 
 

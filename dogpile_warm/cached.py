@@ -26,7 +26,7 @@ from dogpile.cache import CacheRegion
 from dogpile.cache.api import CacheMutex
 from dogpile.lock import Lock, NeedRegenerationException
 
-from . import signals
+from . import health, signals
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
 from .keys import KeyBuilder
@@ -191,17 +191,17 @@ class CachedFunction:
         value, cost = self._compute(store, key, compute)
         return self._report(key, True, cost, None, value)
 
-    def _usable(self, store: CacheStore, key: str) -> Callable[[], bool]:
+    def _ready_check(self, store: CacheStore, key: str) -> Callable[[], bool]:
         """Whether a wait for ``key``'s lock can end: a usable value appeared, or the
         backend stopped answering (the waiter then computes without the cache)."""
 
-        def usable() -> bool:
+        def ready() -> bool:
             entry = store.read(key, self.sorted_tags)
             return entry is UNAVAILABLE or (
                 entry is not None and self._lock_time(entry, key) is not None
             )
 
-        return usable
+        return ready
 
     def _call_locked(
         self, store: CacheStore, compute: Callable[[], Any], key: str, cost: float | None = None
@@ -249,19 +249,24 @@ class CachedFunction:
                 )
 
         expected = cost if cost is not None else self.cost_estimate
-        mutex = store.lock(key, self._usable(store, key), expected)
-        with Lock(mutex, creator, value_and_created, ttl, async_creator) as entry:
+        mutex = store.lock(key, self._ready_check(store, key), expected)
+        with (
+            health.call_budget(),
+            Lock(mutex, creator, value_and_created, ttl, async_creator) as entry,
+        ):
             pass
-        age = time.time() - entry.created
-        if not ran and age > ttl:
+        if not ran and time.time() - entry.created > ttl:
             # The value crossed its ttl between the read and now (thread
             # switches): the promise is about what the caller receives.
             return self.call(compute, key)
-        if ran and age > ttl and entry.cost <= ttl:
-            # Computed in time, but storing it took the rest of its ttl (a
-            # backend that hung): a fresher value is one computation away.
+        if ran and self._stored_too_late(entry):
             return self._compute_uncached(store, compute, key)
         return self._report(key, ran, entry.cost, entry, entry.value)
+
+    def _stored_too_late(self, entry: Entry) -> bool:
+        """Whether ``entry``, computed in time, passed its ttl while it was being stored (a
+        backend that hung): a fresher value is then one computation away."""
+        return time.time() - entry.created > self.ttl and entry.cost <= self.ttl
 
     def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
         now = time.time()
@@ -387,9 +392,10 @@ class CachedFunction:
 
     def refresh(self, compute: Callable[[], Any], key: str) -> Any:
         store = self.store()
-        entry, _ = self._locked_compute_entry(store, key, compute)
-        if time.time() - entry.created > self.ttl and entry.cost <= self.ttl:
-            return self._compute_uncached(store, compute, key)  # as in _call_locked
+        with health.call_budget():
+            entry, _ = self._locked_compute_entry(store, key, compute)
+        if self._stored_too_late(entry):
+            return self._compute_uncached(store, compute, key)
         return entry.value
 
     def warm_key(
@@ -399,12 +405,15 @@ class CachedFunction:
 
         Alone, under the key's lock. With ``batch`` (a warm run), the value is
         computed without it and stored with the batch, which completes the
-        returned result (see :mod:`dogpile_warm.batch`).
+        returned result (see :mod:`dogpile_warm.batch`). While the backend is
+        being skipped, nothing is computed and the result says so.
         """
-        if batch is None:
-            return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
         t0 = time.perf_counter()
         store = self.store()
+        if store.health.open:  # nothing could be stored: nothing is computed
+            return self._warmed(key, t0, store.skipped(key, "warm"))
+        if batch is None:
+            return self._warm(lambda store: self._locked_compute_entry(store, key, compute), key)
         try:
             entry, unstorable = self._new_entry(store, key, compute)
         except Exception as exc:

@@ -71,7 +71,13 @@ class CacheWarmingEngine:
         self._closed = False
         self._scheduler: Scheduler | None = None
         self._idle_scheduler: Scheduler | None = None  # for run_scheduled_cycle() when stopped
-        forks.after_fork_in_child(self, CacheWarmingEngine._after_fork_in_child)
+        # In a forked child: first forget the parent's threads, then, once every
+        # other part has been reset, run the scheduler again (see forks).
+        self._forked_scheduler: Scheduler | None = None
+        forks.after_fork_in_child(self, CacheWarmingEngine._forget_threads_after_fork)
+        forks.after_fork_in_child(
+            self, CacheWarmingEngine._restart_scheduler_after_fork, restart=True
+        )
 
     @property
     def user_preload_window(self) -> float:
@@ -213,6 +219,9 @@ class CacheWarmingEngine:
             self._record_warm(task, result, error, record, ttl, tags)
 
         owner = task.task_id if task is not None else key
+        if store.health.open:  # nothing could be stored: nothing is computed
+            complete(store.skipped(key, "warm"))
+            return result
         versions = store.tag_versions(tags)
         try:
             entry = Entry(
@@ -534,6 +543,7 @@ class CacheWarmingEngine:
         *,
         check_every: float = 1.0,
         max_keys_per_cycle: int = 100,
+        restart_after_fork: bool = True,
     ) -> None:
         """Start the background scheduler (one daemon thread plus a worker pool). Idempotent.
 
@@ -544,6 +554,11 @@ class CacheWarmingEngine:
         most ``max_keys_per_cycle`` keys; :mod:`dogpile_warm.scheduler` says
         what a cycle does. Calling it while running changes nothing: stop
         first to change the settings.
+
+        A process forked while it runs (a gunicorn worker of a ``--preload``
+        master) runs one of its own with the same settings, unless
+        ``restart_after_fork`` is False (say, for a multiprocessing pool of
+        workers that should not warm anything).
         """
         check_positive_number("interval_minutes", interval_minutes, " of minutes")
         scheduler = Scheduler(
@@ -552,6 +567,7 @@ class CacheWarmingEngine:
             critical_warming=bool(enable_critical_warming),
             check_every=check_every,
             max_keys_per_cycle=max_keys_per_cycle,
+            restart_after_fork=bool(restart_after_fork),
         )
         with self._lock:
             if self._closed:
@@ -594,15 +610,21 @@ class CacheWarmingEngine:
                     scheduler = self._idle_scheduler = Scheduler(self)
         return scheduler.run_cycle()
 
-    def _after_fork_in_child(self) -> None:
-        # The child has only the forking thread (its locks were freed by
-        # dogpile_warm.forks): a scheduler that ran in the parent runs again
-        # here, with the same settings, so that every gunicorn worker or
-        # multiprocessing child keeps warming (a fleet still runs each cycle
-        # once, through the claim).
+    def _forget_threads_after_fork(self) -> None:
+        # The child has only the forking thread: the parent's scheduler thread
+        # and pool do not exist here.
         scheduler, self._scheduler = self._scheduler, None
         self._idle_scheduler = None
-        if scheduler is not None and not self._closed and scheduler.started:
+        started = scheduler is not None and scheduler.started
+        if started and scheduler.restart_after_fork and not self._closed:  # type: ignore[union-attr]
+            self._forked_scheduler = scheduler
+
+    def _restart_scheduler_after_fork(self) -> None:
+        # A scheduler that ran in the parent runs again here, with the same
+        # settings, so that every gunicorn worker keeps warming (a fleet still
+        # runs each cycle once, through the claim).
+        scheduler, self._forked_scheduler = self._forked_scheduler, None
+        if scheduler is not None:
             self._scheduler = scheduler.copy()
             self._scheduler.start()
             log.info("restarted the warming scheduler in forked process %d", os.getpid())
@@ -612,19 +634,21 @@ class CacheWarmingEngine:
         self._drain()
         records = self._records()
         stores = self._regions.stores()
-        health = [s.health.figures() for s in stores]
+        health = [(s.health.name, s.health.figures()) for s in stores]
         return {
             "tasks": len(records),
             "critical_tasks": sum(1 for r in records if r.critical),
             "running": self.running,
             **self._usage.counters.snapshot(),
             # Every backend failure; then by kind (see dogpile_warm.health).
-            "backend_errors": sum(s.health.errors for s in stores),
-            "backend_unavailable": sum(h["unavailable"] for h in health),
-            "values_refused": sum(h["refused"] for h in health),
-            "values_unreadable": sum(h["unreadable"] for h in health),
-            "backend_skipped": sum(h["skipped"] for h in health),
-            "backends_down": sorted(s.health.name for s in stores if s.health.open),
+            "backend_errors": sum(
+                h["unavailable"] + h["refused"] + h["unreadable"] for _, h in health
+            ),
+            "backend_unavailable": sum(h["unavailable"] for _, h in health),
+            "values_refused": sum(h["refused"] for _, h in health),
+            "values_unreadable": sum(h["unreadable"] for _, h in health),
+            "backend_skipped": sum(h["skipped"] for _, h in health),
+            "backends_down": sorted(name for name, h in health if h["open"]),
             "task_details": [r.details() for r in records],
             "scheduler": scheduler.figures() if (scheduler := self._scheduler) else None,
         }

@@ -17,6 +17,7 @@ from dogpile.cache.exception import DogpileCacheException
 __all__ = [
     "BackendError",
     "BackendUnavailable",
+    "LockLost",
     "ReentrantCallError",
     "UnknownRegionError",
     "ValueRefused",
@@ -60,6 +61,13 @@ class ValueUnreadable(BackendError):
     """A value came back that cannot be deserialized or is not dogpile_warm's."""
 
     kind = "unreadable"
+
+
+class LockLost(BackendError):
+    """A lock released or renewed had already expired and may be another's (not a failure
+    of the backend, and not counted as one)."""
+
+    kind = "lost"
 
 
 class ReentrantCallError(WarmError, RuntimeError):

@@ -12,7 +12,9 @@ multiprocessing). So:
   handlers' locks;
 - objects that own threads, pools or connections register a callback with
   :func:`after_fork_in_child`; it runs in the child, after the locks are
-  free, in registration order.
+  free, in registration order; callbacks that start threads again
+  (``restart=True``) run after every other one, so that a restarted thread
+  never meets a part not yet reset.
 
 Callbacks are held weakly through their owner, so registering costs nothing
 once the owner is gone.
@@ -34,10 +36,10 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 _locks: weakref.WeakSet[Any] = weakref.WeakSet()
-# owner -> callbacks; a WeakKeyDictionary keeps insertion order of live owners.
-_callbacks: weakref.WeakKeyDictionary[Any, list[Callable[[Any], None]]] = (
-    weakref.WeakKeyDictionary()
-)
+# owner -> callbacks, resets and restarts; a WeakKeyDictionary keeps the
+# insertion order of live owners.
+_resets: weakref.WeakKeyDictionary[Any, list[Callable[[Any], None]]] = weakref.WeakKeyDictionary()
+_restarts: weakref.WeakKeyDictionary[Any, list[Callable[[Any], None]]] = weakref.WeakKeyDictionary()
 _registry_lock = threading.Lock()
 
 
@@ -57,10 +59,13 @@ def new_rlock() -> threading.RLock:
     return lock
 
 
-def after_fork_in_child(owner: _T, callback: Callable[[_T], None]) -> None:
-    """Call ``callback(owner)`` in every child forked while ``owner`` is alive."""
+def after_fork_in_child(
+    owner: _T, callback: Callable[[_T], None], *, restart: bool = False
+) -> None:
+    """Call ``callback(owner)`` in every child forked while ``owner`` is alive; with
+    ``restart``, after every callback registered without it."""
     with _registry_lock:
-        _callbacks.setdefault(owner, []).append(callback)
+        (_restarts if restart else _resets).setdefault(owner, []).append(callback)
 
 
 def _reset_in_child() -> None:
@@ -70,12 +75,13 @@ def _reset_in_child() -> None:
     _registry_lock = threading.Lock()
     for lock in list(_locks):
         lock._at_fork_reinit()  # what logging and threading use for their own locks
-    for owner, callbacks in list(_callbacks.items()):
-        for callback in callbacks:
-            try:
-                callback(owner)
-            except Exception:  # a child that cannot reset one part still runs
-                log.exception("resetting %r in forked process %d failed", owner, os.getpid())
+    for registry in (_resets, _restarts):
+        for owner, callbacks in list(registry.items()):
+            for callback in callbacks:
+                try:
+                    callback(owner)
+                except Exception:  # a child that cannot reset one part still runs
+                    log.exception("resetting %r in forked process %d failed", owner, os.getpid())
 
 
 if hasattr(os, "register_at_fork"):

@@ -4,8 +4,8 @@ and the circuit breaker that lets callers skip a backend that does not answer.
 The store reports every backend failure here, classified by
 :func:`dogpile_warm.backends.classify`:
 
-*unavailable* (refused, reset, timed out, or answered slower than
-``slow_after`` seconds)
+*unavailable* (refused, reset or timed out; or a caller's call spent more
+than its budget on round trips, see :func:`call_budget`)
     Opens the breaker. While it is open, callers skip the backend and compute
     their values as if there were no cache; every ``retry_after`` seconds one
     caller (alone) is let through as the probe, whose success closes the
@@ -26,20 +26,56 @@ Thread-safe. ``open`` and ``down`` are read without the lock on every call.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from . import forks
 
-__all__ = ["BackendHealth"]
+__all__ = ["CALL_BUDGET", "BackendHealth", "call_budget", "spend"]
 
 log = logging.getLogger(__name__)
 
 # Owners whose refused value was logged, per region; beyond this the oldest
 # are forgotten (and may be logged again).
 _MAX_REFUSED_OWNERS = 1000
+
+# Seconds of round trips one caller's miss may spend on a backend (a read, the
+# lock, tag versions, the write, the unlock: about six of them) before the
+# backend counts as unavailable. A server that answers each request just under
+# the client timeout is as useless to a cache as one that does not answer; one
+# slow answer alone (a large value, a pause of this process) is not. With the
+# miss's first read and the round trip that overspends, a miss on a slow
+# server costs at most about this plus two client timeouts' worth of answers.
+CALL_BUDGET = 0.75
+
+# Seconds of round trips left to the call under way in this thread or task,
+# in a list so that spending needs no set(); None outside a call.
+_budget: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "dogpile_warm_budget", default=None
+)
+
+
+@contextlib.contextmanager
+def call_budget(seconds: float = CALL_BUDGET) -> Iterator[None]:
+    """Give the round trips made in this block ``seconds`` in all (see :func:`spend`)."""
+    token = _budget.set([seconds])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def spend(seconds: float) -> bool:
+    """Charge one round trip to the current call; True the first time it overspends."""
+    budget = _budget.get()
+    if budget is None or budget[0] < 0:
+        return False
+    budget[0] -= seconds
+    return budget[0] < 0
 
 
 class BackendHealth:
@@ -52,7 +88,6 @@ class BackendHealth:
         retry_after: float = 1.0,
         quiet: float = 2.0,
         probe_timeout: float = 5.0,
-        slow_after: float = 0.3,
         quiet_unreadable: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -60,7 +95,6 @@ class BackendHealth:
         self.retry_after = retry_after
         self.quiet = quiet
         self.probe_timeout = probe_timeout
-        self.slow_after = slow_after
         self.quiet_unreadable = quiet_unreadable
         self.clock = clock
         self.open = False  # the breaker: callers skip the backend

@@ -2,21 +2,25 @@
 their holder, and no waiting on oneself.
 
 :class:`KeyLock` is the ``CacheMutex`` dogpile's ``Lock`` is given for a key.
-It wraps the backend's distributed mutex (or a process-local lock) and
+It wraps the backend's distributed mutex (or a process-local lock), talks to
+the backend only through its store (:meth:`CacheStore.attempt
+<dogpile_warm.store.CacheStore.attempt>`), and
 
 - *waits in short steps that fit the work*: the first sleep is a quarter of
   the key's expected compute time (1 ms to 50 ms), growing to 0.2 s; after
   each, a fresh value stored by anyone ends the wait at once (dogpile's
   ``Lock`` then reads and returns it), as does the store finding the backend
-  unavailable (the caller then computes without the cache); a wait for
-  another process gives up after 15 s (or four times the expected compute
-  time, if longer), since a lock held that long never expires;
+  unavailable (the caller then computes without the cache);
 - *keeps a lease*: while held, a distributed lock with an expiry is renewed
   every third of it by the :class:`LeaseKeeper` thread, so a short expiry
   frees the key soon after its holder is killed and never while it lives;
+  so a waiter waits as long as the holder computes, except for a lock that
+  never expires (a peer without ``lock_timeout``, a lock written by hand):
+  after 15 s (or four times the expected compute time) it computes without;
 - *never blocks on a backend failure*: a lock that cannot be taken because
   the backend is unavailable counts as taken without being held, so the
-  caller computes its value as it would without a cache.
+  caller computes its value as it would without a cache; one that cannot
+  be released then is released by the keeper thread, not by the caller.
 
 :func:`begin_compute` / :func:`end_compute` mark the keys this thread (or
 task) is computing; asking for the lock of one of them raises
@@ -37,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from dogpile.cache.api import CacheMutex
 
 from . import backends, forks
-from .errors import ReentrantCallError
+from .errors import BackendError, BackendUnavailable, ReentrantCallError
 
 if TYPE_CHECKING:
     from .store import CacheStore
@@ -49,6 +53,7 @@ __all__ = [
     "begin_compute",
     "check_not_computing",
     "end_compute",
+    "lease_keeper",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,10 +63,9 @@ _FIRST_STEP_MAX = 0.05
 _FIRST_STEP_UNKNOWN = 0.005  # no compute time measured yet
 _STEP_GROWTH = 1.5
 _STEP_MAX = 0.2
-# A wait for another process's lock ends after this long (or that many times
-# the expected compute time, if longer), and the waiter computes without it: a
-# live holder renews its lock and finishes, a dead one's lock expires within
-# seconds, so a lock held longer never expires or its holder is stuck.
+# After this long (or that many times the expected compute time, if longer) a
+# waiter asks whether the lock it waits for can ever expire; one that cannot is
+# not waited for any longer. Asked again after as long again.
 _PATIENCE_MIN = 15.0
 _PATIENCE_FACTOR = 4.0
 
@@ -81,11 +85,10 @@ def check_not_computing(store: CacheStore, key: str, name: str) -> None:
 
 
 def begin_compute(store: CacheStore, key: str, name: str) -> contextvars.Token[Any]:
-    """Mark ``key`` as being computed by this thread; pass the token to :func:`end_compute`."""
-    current = _computing.get()
-    if (store, key) in current:
-        check_not_computing(store, key, name)
-    return _computing.set((*current, (store, key)))
+    """Mark ``key`` as being computed by this thread (``ReentrantCallError`` if it already
+    is); pass the token to :func:`end_compute`."""
+    check_not_computing(store, key, name)
+    return _computing.set((*_computing.get(), (store, key)))
 
 
 def end_compute(token: contextvars.Token[Any]) -> None:
@@ -127,7 +130,7 @@ class KeyLock(CacheMutex):
         "_ready",
         "_store",
         "held",
-        "local",
+        "is_local",
     )
 
     def __init__(
@@ -143,7 +146,7 @@ class KeyLock(CacheMutex):
         self._store = store
         self._key = key
         self._mutex = mutex
-        self.local = local
+        self.is_local = local
         self._ready = ready
         self._first_step = (
             _FIRST_STEP_UNKNOWN
@@ -155,21 +158,14 @@ class KeyLock(CacheMutex):
         self.held = False
 
     def acquire(self, wait: bool = True) -> bool:
-        if self.local:
+        if self.is_local:
             if self._mutex.acquire(False):
                 self.held = True
                 return True
             return self._wait_local() if wait else False
-        store = self._store
-        if not store.usable():
+        got = self._store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
+        if isinstance(got, BackendError):
             return wait  # no backend: compute without the lock, or leave the refresh
-        started = time.monotonic()
-        try:
-            got = self._mutex.acquire(False)
-        except Exception as exc:
-            store.failed(exc, self._key, "lock")
-            return wait
-        store.answered(started, self._key, "lock")
         if got:
             self._hold()
             return True
@@ -188,34 +184,39 @@ class KeyLock(CacheMutex):
     def _wait_distributed(self) -> bool:
         store = self._store
         step = self._first_step
-        give_up = time.monotonic() + self._patience
+        ask_at = time.monotonic() + self._patience
         while True:
             time.sleep(step)
             if self._ready is not None and self._ready():
                 return True
-            if not store.usable():
+            got = store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
+            if isinstance(got, BackendError):
                 return True
-            started = time.monotonic()
-            try:
-                got = self._mutex.acquire(False)
-            except Exception as exc:
-                store.failed(exc, self._key, "lock")
-                return True
-            store.answered(started, self._key, "lock")
             if got:
                 self._hold()
                 return True
-            if started > give_up:
-                # A holder this late is stuck, or its lock never expires (a
-                # peer without lock_timeout, a lock written by hand).
-                log.warning(
-                    "waited %.3g s for the lock of %r, held by another process; "
-                    "computing without it",
-                    self._patience,
-                    self._key,
-                )
-                return True
+            if time.monotonic() >= ask_at:
+                if self._never_expires():
+                    log.warning(
+                        "the lock of %r has no expiry (a process without lock_timeout, or "
+                        "written by hand) and was held for %.3g s; computing without it",
+                        self._key,
+                        self._patience,
+                    )
+                    return True
+                ask_at = time.monotonic() + self._patience
             step = min(step * _STEP_GROWTH, _STEP_MAX)
+
+    def _never_expires(self) -> bool:
+        """Whether the lock waited for will never expire (a leased lock always does)."""
+        answer = self._store.attempt(
+            "lock check", self._key, lambda: backends.lock_never_expires(self._mutex)
+        )
+        if isinstance(answer, BackendError):
+            return False
+        if answer is None:  # the lock cannot say: go by how the backend makes locks
+            return backends.endless_lock_setting(self._store.region.actual_backend) is not None
+        return answer
 
     def _hold(self) -> None:
         self.held = True
@@ -235,25 +236,23 @@ class KeyLock(CacheMutex):
         if self._lease is not None:
             lease_keeper().drop(self._lease)
             self._lease = None
-        if self.local:
+        if self.is_local:
             self._mutex.release()
             return
         store = self._store
         if not store.usable():
-            return  # its expiry frees it
-        started = time.monotonic()
-        try:
-            self._mutex.release()
-        except Exception as exc:
-            if backends.is_unavailable(exc):
-                store.failed(exc, self._key, "unlock")
-            else:  # a lease that ran out while computing: the lock is someone else's now
-                log.info("the lock of %r was no longer ours to release: %s", self._key, exc)
-        else:
-            store.answered(started, self._key, "unlock")
+            # Not in the caller's time: the keeper releases it when it can (a
+            # lock without expiry would otherwise stay held for good).
+            release = backends.releaser(self._mutex)
+            if release is not None:
+                lease_keeper().release_later(release, store, self._key)
+                return
+        store.attempt("unlock", self._key, self._mutex.release, always=True)
 
     def locked(self) -> bool:
-        return bool(self._mutex.locked())
+        """Whether anyone holds the key's lock (False when the backend cannot say)."""
+        answer = self._store.attempt("lock check", self._key, self._mutex.locked)
+        return answer is True
 
 
 @dataclass(eq=False)
@@ -267,8 +266,9 @@ class _Lease:
 
 class LeaseKeeper:
     """One daemon thread renewing every distributed lock this process holds, each every
-    third of its expiry. Started on first use; it ends after ``idle`` seconds without
-    leases and starts again when needed. Thread-safe and fork-safe."""
+    third of its expiry, and releasing those its holders could not. Started on first
+    use; it ends after ``idle`` seconds with nothing to do and starts again when
+    needed. Thread-safe and fork-safe."""
 
     def __init__(self, idle: float = 10.0) -> None:
         self.idle = idle
@@ -277,6 +277,7 @@ class LeaseKeeper:
 
     def _reset(self) -> None:
         self._leases: dict[int, _Lease] = {}
+        self._releases: list[tuple[Callable[[], Any], CacheStore, str]] = []
         self._ids = itertools.count()
         self._wake = threading.Condition(forks.new_lock())
         self._thread: threading.Thread | None = None
@@ -288,69 +289,76 @@ class LeaseKeeper:
         with self._wake:
             lease_id = next(self._ids)
             self._leases[lease_id] = lease
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="dogpile_warm-leases", daemon=True
-                )
-                self._thread.start()
-            self._wake.notify()
+            self._start()
         return lease_id
 
     def drop(self, lease_id: int) -> None:
         with self._wake:
             self._leases.pop(lease_id, None)
 
+    def release_later(self, release: Callable[[], Any], store: CacheStore, key: str) -> None:
+        """Release a lock (through ``store``) in the keeper's thread, at once."""
+        with self._wake:
+            self._releases.append((release, store, key))
+            self._start()
+
     def held(self) -> int:
         """How many leases are being kept."""
         with self._wake:
             return len(self._leases)
 
+    def _start(self) -> None:
+        # Called with _wake held.
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="dogpile_warm-leases", daemon=True
+            )
+            self._thread.start()
+        self._wake.notify()
+
     def _run(self) -> None:
         while True:
             with self._wake:
-                if not self._leases:
+                if not self._leases and not self._releases:
                     self._wake.wait(self.idle)
-                    if not self._leases:
+                    if not self._leases and not self._releases:
                         self._thread = None
                         return
+                releases, self._releases = self._releases, []
                 now = time.monotonic()
                 due = [(i, lease) for i, lease in self._leases.items() if lease.due <= now]
-                if not due:
+                if not due and not releases:
                     self._wake.wait(min(lease.due for lease in self._leases.values()) - now)
                     continue
                 for _, lease in due:
                     lease.due = now + lease.period
+            for release, store, key in releases:
+                store.attempt("unlock", key, release, always=True)
             for lease_id, lease in due:
                 if not self._renew(lease_id, lease):
                     self.drop(lease_id)
 
     def _renew(self, lease_id: int, lease: _Lease) -> bool:
         """Renew one lease; False once it is lost (someone else holds the lock now)."""
-        store = lease.store
-        if not store.usable():
+        kept = lease.store.attempt("renew", lease.key, lease.renew)
+        if isinstance(kept, BackendUnavailable):
             return True  # try again next period
-        started = time.monotonic()
-        try:
-            kept = lease.renew()
-        except Exception as exc:
-            if backends.is_unavailable(exc):
-                store.failed(exc, lease.key, "renew")
-                return True  # try again next period
-            # Not the server's health: this lock cannot be renewed (a client
-            # without the command it needs); it expires on its own.
-            log.warning("cannot renew the lock of %r: %s: %s", lease.key, type(exc).__name__, exc)
-            return False
-        store.answered(started, lease.key, "renew")
-        if not kept:
-            with self._wake:
-                released = lease_id not in self._leases
-            if not released:  # not its holder releasing it meanwhile
-                log.warning(
-                    "the lock of %r expired while its value was being computed (a pause "
-                    "longer than the lock's expiry); another process may compute it too",
-                    lease.key,
-                )
-        return kept
+        if kept is True:
+            return True
+        with self._wake:
+            released = lease_id not in self._leases
+        if not released:  # not its holder releasing it meanwhile
+            if isinstance(kept, BackendError):
+                reason = f"it cannot be renewed ({kept})"
+            else:
+                reason = "it expired while its value was being computed"
+            log.warning(
+                "the lock of %r is no longer this process's: %s; another process may "
+                "compute the value too",
+                lease.key,
+                reason,
+            )
+        return False
 
 
 _keeper: LeaseKeeper | None = None

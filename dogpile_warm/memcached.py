@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from dogpile.cache.api import NO_VALUE, CachedValue, CacheMutex
@@ -41,7 +42,6 @@ from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from pymemcache.serde import FLAG_PICKLE, PickleSerde
 
-from . import forks
 from .errors import ValueUnreadable
 
 __all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "pickle_serde"]
@@ -56,14 +56,14 @@ class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
     """pymemcache's pickle serde, unpickling with ``pickle.loads``; unreadable values say so."""
 
     def deserialize(self, key: Any, value: bytes, flags: int) -> Any:
-        if flags != FLAG_PICKLE:
-            return super().deserialize(key, value, flags)
         try:
+            if flags != FLAG_PICKLE:
+                return super().deserialize(key, value, flags)
             return pickle.loads(value)
         except Exception as exc:
             # A payload dogpile reads as a miss (its version matches nothing),
             # and dogpile_warm's store counts as unreadable.
-            reason = ValueUnreadable(f"cannot unpickle: {type(exc).__name__}: {exc}")
+            reason = ValueUnreadable(f"cannot deserialize: {type(exc).__name__}: {exc}")
             return CachedValue(reason, {"ct": 0.0, "v": -1})
 
 
@@ -144,7 +144,21 @@ class PyMemcacheBackend(_DogpilePyMemcacheBackend):
     def get_mutex(self, key: str) -> MemcachedLock | None:
         if not self.distributed_lock:
             return None
-        return MemcachedLock(lambda: self, key, timeout=self.lock_timeout)
+        return MemcachedLock(self, key, timeout=self.lock_timeout)
+
+    def seconds_left(self, key: str) -> int | None:
+        """Seconds until memcached expires ``key``: -1 never, None if it is not there."""
+        client = self.client
+        hashing = getattr(client, "_client", client)
+        if isinstance(hashing, HashClient):
+            node = hashing.hasher.get_node(key)
+            if node is None:
+                return None
+            hashing = hashing.clients[node]
+        reply = hashing.raw_command(f"mg {key} t", "\r\n")  # memcached's meta get
+        if not reply.startswith(b"HD"):
+            return None
+        return int(reply.split()[1][1:])
 
 
 class MemcachedLock(CacheMutex):
@@ -158,20 +172,23 @@ class MemcachedLock(CacheMutex):
     :meth:`renew` pushes its expiry back while the holder is still computing.
     """
 
-    def __init__(self, backend_fn: Callable[[], PyMemcacheBackend], key: str, timeout: int) -> None:
-        self.backend_fn = backend_fn
+    def __init__(self, backend: PyMemcacheBackend, key: str, timeout: int) -> None:
+        self.backend = backend
         self.key = "_lock" + key  # dogpile's MemcachedLock's key
         self.timeout = int(timeout)
         self._expire = self.timeout + 1 if self.timeout else 0
         self._token: bytes | None = None
-        self._mutex = forks.new_lock()  # one acquire at a time per lock object, as dogpile's
+        # One acquire at a time per lock object, as dogpile's. A plain lock: the
+        # object lives for one call, and no thread holds it across a round trip
+        # that a fork could interrupt for long.
+        self._mutex = threading.Lock()
 
     def acquire(self, wait: bool = True) -> bool:
         token = os.urandom(8).hex().encode()
         delay = 0.005
         while True:
             with self._mutex:
-                if self.backend_fn()._run("add", self.key, token, self._expire):
+                if self.backend._run("add", self.key, token, self._expire):
                     self._token = token
                     return True
             if not wait:
@@ -183,21 +200,23 @@ class MemcachedLock(CacheMutex):
         token, self._token = self._token, None
         if token is None:
             return
-        backend = self.backend_fn()
-        held, _ = backend._run("gets", self.key)
+        held, _ = self.backend._run("gets", self.key)
         if held == token:
-            backend._run("delete", self.key)
+            self.backend._run("delete", self.key)
 
     def renew(self) -> bool:
         """Extend the lock's expiry to ``timeout`` from now; False if it is no longer ours."""
         token = self._token
         if token is None:
             return False
-        backend = self.backend_fn()
-        held, cas = backend._run("gets", self.key)
+        held, cas = self.backend._run("gets", self.key)
         if held != token:
             return False
-        return bool(backend._run("cas", self.key, token, cas, self._expire))
+        return bool(self.backend._run("cas", self.key, token, cas, self._expire))
+
+    def seconds_left(self) -> int | None:
+        """Seconds until the lock expires, whoever holds it: -1 never, None if not held."""
+        return self.backend.seconds_left(self.key)
 
     def locked(self) -> bool:
-        return self.backend_fn()._run("get", self.key) is not None
+        return self.backend._run("get", self.key) is not None

@@ -41,8 +41,8 @@ def make_reader(cached: CachedFunction) -> Reader:
     cache_hit = signals.cache_hit
 
     def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        # Usage.make_room: queued hits are applied here, before any freshness
-        # check, so that applying them never delays a checked value's return.
+        # Queued hits are applied here, before any freshness check, so that
+        # applying them never delays a checked value's return (see usage.DRAIN_AT).
         waiting = len(queued_hits)
         if waiting >= DRAIN_AT:
             usage.drain(wait=waiting >= QUEUE_CAP)

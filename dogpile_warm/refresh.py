@@ -132,19 +132,27 @@ class RefreshRunner:
                 return False
             self._pending.add(key)
             self._count += 1
-        return self._start(job, lambda: self._pending.discard(key))
+        return self._start(job, lambda: self._forget(key))
+
+    def _forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._pending.discard(key)
 
     def run(self, job: Callable[[], Any], mutex: CacheMutex) -> None:
         """Run ``job`` in the pool, then release ``mutex`` (dogpile's async runner contract)."""
         with self._lock:
-            if self._count >= self.max_pending:
-                mutex.release()
-                return
-            self._count += 1
-        if not self._start(job, mutex.release):
-            mutex.release()
+            full = self._count >= self.max_pending
+            if not full:
+                self._count += 1
+        if full:
+            _release(mutex)
+            return
+        self._start(job, lambda: _release(mutex))
 
-    def _start(self, job: Callable[[], Any], then: Callable[[], Any]) -> bool:
+    def _start(self, job: Callable[[], Any], on_done: Callable[[], Any]) -> bool:
+        """Run ``job`` in the pool, then ``on_done()`` (outside the runner's lock: it may
+        talk to a backend); if the pool is closed, ``on_done()`` at once. True if queued."""
+
         def run() -> None:
             try:
                 job()
@@ -153,14 +161,14 @@ class RefreshRunner:
             finally:
                 with self._lock:
                     self._count -= 1
-                    then()
+                on_done()
 
         try:
             self._executor().submit(run)
         except RuntimeError:  # closed
             with self._lock:
                 self._count -= 1
-                then()
+            on_done()
             return False
         return True
 
@@ -184,3 +192,12 @@ class RefreshRunner:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+def _release(mutex: CacheMutex) -> None:
+    """Release a mutex dogpile handed over, logging (never raising) a failure: a lock
+    whose expiry passed during a long refresh is someone else's now."""
+    try:
+        mutex.release()
+    except Exception:
+        log.warning("releasing the lock of a background refresh failed", exc_info=True)

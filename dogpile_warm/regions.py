@@ -10,6 +10,7 @@ too.
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 import weakref
@@ -47,6 +48,7 @@ _EXPIRY_ARGUMENT = {
     "dogpile.cache.pylibmc": "memcached_expire_time",
     "dogpile.cache.bmemcached": "memcached_expire_time",
     "dogpile.cache.redis": "redis_expiration_time",
+    "dogpile.cache.valkey": "valkey_expiration_time",
 }
 
 
@@ -64,15 +66,15 @@ LOCK_LEASE = 4
 def backend_defaults(backend: str, expiration_time: float | None = None) -> dict[str, Any]:
     """Backend arguments dogpile_warm sets unless the user gives their own.
 
-    - memcached (pymemcache) and Redis: connect and read timeouts of
+    - memcached (pymemcache), Redis and Valkey: connect and read timeouts of
       :data:`CLIENT_TIMEOUT`, no retry with backoff inside a caller's call
-      (Redis retries a refused or reset connection once, at once; memcached
-      a reset one), and a distributed lock that expires :data:`LOCK_LEASE`
-      seconds after its holder's last renewal.
+      (Redis and Valkey retry a refused or reset connection once, at once;
+      memcached a reset one), and a distributed lock that expires
+      :data:`LOCK_LEASE` seconds after its holder's last renewal.
     - memcached: a server that fails is not replaced by another for its keys
       (the store's circuit breaker skips the backend instead), so a server
       back from a pause never serves tag versions older than the others'.
-    - Redis: the lock is not thread-local, because the engine's
+    - Redis and Valkey: the lock is not thread-local, because the engine's
       ``async_creation_runner`` releases it in another thread than the one
       that took it.
     - Both: with a region ``expiration_time``, the backend's own expiry is
@@ -96,28 +98,31 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
             hashclient_dead_timeout=0,
             lock_timeout=LOCK_LEASE,
         )
-    elif backend == "dogpile.cache.redis":
+    elif backend in _REDIS_CLIENTS:
         defaults.update(
             socket_timeout=CLIENT_TIMEOUT,
             socket_connect_timeout=CLIENT_TIMEOUT,
-            connection_kwargs={"retry": _redis_retry_once()},
+            connection_kwargs={"retry": _retry_once(_REDIS_CLIENTS[backend])},
             thread_local_lock=False,
             lock_timeout=LOCK_LEASE,
         )
     return defaults
 
 
-def _redis_retry_once() -> Any:
-    """redis-py's retry policy: once, at once, and only a connection refused or reset.
+# dogpile's Redis-protocol backends, and the client library each one uses.
+_REDIS_CLIENTS = {"dogpile.cache.redis": "redis", "dogpile.cache.valkey": "valkey"}
 
-    redis-py's own default retries three times with backoff, seconds of a
-    caller's time while a server is down; a timeout is not retried at all.
+
+def _retry_once(library: str) -> Any:
+    """The client's retry policy: once, at once, and only a connection refused or reset.
+
+    redis-py's (and valkey-py's) own default retries with backoff, seconds of
+    a caller's time while a server is down, timeouts included.
     """
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.retry import Retry
-
-    return Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    backoff = importlib.import_module(f"{library}.backoff")
+    exceptions = importlib.import_module(f"{library}.exceptions")
+    retry = importlib.import_module(f"{library}.retry")
+    return retry.Retry(backoff.NoBackoff(), 1, supported_errors=(exceptions.ConnectionError,))
 
 
 def build_region(
@@ -173,9 +178,13 @@ def warn_if_lock_never_expires(region: CacheRegion) -> None:
 def backend_expiry(region: CacheRegion) -> float | None:
     """Seconds after which the region's backend drops a value by itself, or None (never)."""
     backend = region.actual_backend
-    expiry = getattr(backend, "set_arguments", {}).get("expire")  # memcached backends
-    if expiry is None:
-        expiry = getattr(backend, "redis_expiration_time", None)
+    arguments = getattr(backend, "set_arguments", {})  # memcached backends
+    expiry = (
+        arguments.get("expire")  # pymemcache
+        or arguments.get("time")  # pylibmc, python-memcached, python-binary-memcached
+        or getattr(backend, "redis_expiration_time", None)
+        or getattr(backend, "valkey_expiration_time", None)
+    )
     return float(expiry) if expiry else None
 
 
@@ -211,9 +220,11 @@ class RegionRegistry:
         forks.after_fork_in_child(self, RegionRegistry._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
-        # Also the regions no function has used yet (their stores reset their own).
-        for region in self._regions.values():
-            backends.reset_after_fork(region.actual_backend)
+        # Connections inherited from the parent: of every region bound to a
+        # name and every region a function was given (once per backend).
+        regions = [*self._regions.values(), *(store.region for store in self._stores.values())]
+        for backend in {id(r.actual_backend): r.actual_backend for r in regions}.values():
+            backends.reset_after_fork(backend)
 
     def watch(self, watcher: Any) -> None:
         """Call ``watcher.regions_changed()`` after every :meth:`add` (held weakly)."""

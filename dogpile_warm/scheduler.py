@@ -94,8 +94,10 @@ class Scheduler:
         max_keys_per_cycle: int = 100,
         jitter: float = 0.1,
         rng: random.Random | None = None,
+        restart_after_fork: bool = True,
     ) -> None:
         self.engine = engine
+        self.restart_after_fork = restart_after_fork
         self.pattern_warming = pattern_warming
         self.critical_warming = critical_warming
         self.check_every = check_positive_number("check_every", check_every, " of seconds")
@@ -137,6 +139,7 @@ class Scheduler:
             check_every=self.check_every,
             max_keys_per_cycle=self.max_keys_per_cycle,
             jitter=self.jitter,
+            restart_after_fork=self.restart_after_fork,
         )
 
     # -- the thread ----------------------------------------------------------------
@@ -216,8 +219,9 @@ class Scheduler:
         return store.claim(name, max(1.0, 2 * self.check_every))
 
     def _fleet_store(self) -> CacheStore | None:
+        """A store shared by a fleet (a distributed lock on memcached or Redis), if any."""
         for store in self.engine._stores_in_use():
-            if store.region.backend.get_mutex("dogpile_warm:probe") is not None:
+            if store.can_claim and getattr(store.region.actual_backend, "distributed_lock", False):
                 return store
         return None
 

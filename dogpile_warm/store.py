@@ -11,15 +11,14 @@ The store reads and writes through the region's key mangler, serializer and
 backend, so the region's own settings keep working; keys pass through
 :func:`~dogpile_warm.keys.safe_key` first so that any key suits any backend.
 
-No method raises a backend error except :meth:`CacheStore.bump_tags` (an
-invalidation that did not happen must not look done). Failures are
-classified, counted and logged by the region's
-:class:`~dogpile_warm.health.BackendHealth`, and reported by the result:
-:data:`UNAVAILABLE` from a read (compute without the cache), an error object
-from a write (the value is still the caller's) or from
-:meth:`~CacheStore.tag_versions` (do not store what is computed). While the backend is
-unavailable its circuit breaker is open and operations are skipped, but for
-one probe at a time.
+Every backend operation goes through :meth:`CacheStore.attempt` (or, for the
+hit path, the same steps written out in :meth:`CacheStore.read`): skipped
+while the region's circuit breaker is open, timed against the caller's
+budget, and a failure classified, counted and logged by the region's
+:class:`~dogpile_warm.health.BackendHealth` and handed back as a
+:class:`~dogpile_warm.errors.BackendError`, never raised. The one exception
+is :meth:`CacheStore.bump_tags`: an invalidation that did not happen must
+not look done.
 """
 
 from __future__ import annotations
@@ -30,16 +29,16 @@ import os
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CantDeserializeException
-from dogpile.cache.backends.memory import MemoryBackend
 
-from . import backends, forks
+from . import backends, forks, health
 from .errors import (
     BackendError,
     BackendUnavailable,
+    LockLost,
     ValueRefused,
     ValueUnreadable,
     WarmError,
@@ -54,6 +53,8 @@ from .tags import TagVersions, tag_key
 __all__ = ["UNAVAILABLE", "CacheStore", "Entry", "Unavailable"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class Entry(NamedTuple):
@@ -79,10 +80,16 @@ UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 # class up through the import system (about 2.5 us a read on memcached).
 _FORMAT = "dogpile_warm/1"
 
-# Operations whose failure (short of a connection error) means the value could
-# not be read back, or could not be stored.
-_READS = frozenset({"read", "tag read"})
-_WRITES = frozenset({"write"})
+# What a failure that is not a connection error means, by operation: a read
+# got something it cannot read back, a write was refused, a lock released or
+# renewed was no longer ours; anything else counts as the backend failing.
+_MEANING = {
+    "read": "read",
+    "tag read": "read",
+    "write": "write",
+    "unlock": "lock",
+    "renew": "lock",
+}
 
 
 def _stored(entry: Entry) -> tuple[Any, ...]:
@@ -94,7 +101,7 @@ class CacheStore:
 
     def __init__(self, region: CacheRegion, health: BackendHealth | None = None) -> None:
         self.region = region
-        self.health = health or BackendHealth(str(region.name or "default"))
+        self.health = health or BackendHealth(_label(region))
         self._creating_versions = forks.new_lock()
         self._local_mutexes: weakref.WeakValueDictionary[str, LocalMutex] = (
             weakref.WeakValueDictionary()
@@ -103,57 +110,87 @@ class CacheStore:
         # For dogpile's in-process memory backend: verified entries, so a hit
         # can skip the region (see dogpile_warm.memory_index).
         self.index: MemoryIndex | None = index_for(region.backend)
-        # Answers are timed unless the backend lives in this process (where only
-        # a thread starved of the GIL is slow, not the backend).
-        self.timed = not isinstance(region.actual_backend, MemoryBackend)
+        # Round trips count against a caller's budget only over a network.
+        self.timed = backends.is_remote(region.actual_backend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
-    # -- health -----------------------------------------------------------------
+    # -- every backend operation ----------------------------------------------------
     def usable(self) -> bool:
         """Whether to try the backend now (False while its breaker is open, but for a probe)."""
         health = self.health
         return not health.open or health.allows()
 
+    def attempt(
+        self,
+        operation: str,
+        key: str,
+        call: Callable[[], _T],
+        *,
+        owner: str | None = None,
+        always: bool = False,
+    ) -> _T | BackendError:
+        """Run one backend operation, the store's way; its result, or what went wrong.
+
+        Skipped (a ``BackendUnavailable``) while the breaker is open, unless
+        ``always``; timed against the caller's round-trip budget; a failure is
+        classified, counted and logged, and returned. ``owner`` names whose
+        value a write stores (a refusal is logged once per owner).
+        """
+        if not always and not self.usable():
+            return self.skipped(key, operation)
+        started = self.health.clock()
+        try:
+            result = call()
+        except Exception as exc:
+            return self.failed(exc, key, operation, owner)
+        self.answered(started, key, operation)
+        return result
+
+    def skipped(self, key: str, operation: str) -> BackendUnavailable:
+        """What an operation skipped while the breaker is open reports."""
+        return BackendUnavailable(
+            f"{operation} of {key!r} skipped: the backend of region "
+            f"{self.health.name!r} is unavailable"
+        )
+
     def answered(self, started: float, key: str, operation: str) -> None:
-        """The backend answered ``operation`` on ``key``, begun at ``started``
-        (``time.monotonic()``). An answer slower than the health's ``slow_after``
-        counts as the backend being unavailable: a cache that takes that long
-        is worse than none (every miss makes several round trips)."""
-        health = self.health
-        if self.timed and time.monotonic() - started > health.slow_after:
-            took = time.monotonic() - started
-            health.failed_unavailable(TimeoutError(f"answered after {took:.2f} s"), key, operation)
-        elif health.open or health.down:
-            health.succeeded()
+        """The backend answered ``operation`` on ``key``, begun at ``started`` (the
+        health's clock). Past the caller's round-trip budget (see
+        :func:`dogpile_warm.health.call_budget`) it counts as unavailable."""
+        health_ = self.health
+        if self.timed and health.spend(health_.clock() - started):
+            health_.failed_unavailable(
+                TimeoutError(f"one call spent over {health.CALL_BUDGET:g} s on round trips to it"),
+                key,
+                operation,
+            )
+        elif health_.open or health_.down:
+            health_.succeeded()
 
     def failed(
         self, exc: BaseException, key: str, operation: str, owner: str | None = None
     ) -> BackendError:
         """Classify, count and log a failed ``operation`` on ``key``; return it as a
         :class:`~dogpile_warm.errors.BackendError` (``owner`` names whose value it was)."""
-        kind = backends.classify(
-            exc, "read" if operation in _READS else "write" if operation in _WRITES else "other"
-        )
+        meaning = _MEANING.get(operation, "other")
+        what = f"{operation} of {key!r}: {describe_error(exc)}"
         error: BackendError
-        if kind == "unavailable":
+        if backends.is_unavailable(exc) or meaning == "other":
             self.health.failed_unavailable(exc, key, operation)
-            error = BackendUnavailable(f"{operation} of {key!r}: {describe_error(exc)}")
-        elif kind == "refused":
+            error = BackendUnavailable(what)
+        elif meaning == "write":
             self.health.failed_refused(exc, key, owner or key)
-            error = ValueRefused(f"{operation} of {key!r}: {describe_error(exc)}")
-        else:
+            error = ValueRefused(what)
+        elif meaning == "read":
             self.health.failed_unreadable(describe_error(exc) or "", key)
-            error = ValueUnreadable(f"{operation} of {key!r}: {describe_error(exc)}")
+            error = ValueUnreadable(what)
+        else:  # a lease that ran out: the lock is someone else's now
+            log.info("the lock of %r was no longer ours: %s", key, describe_error(exc))
+            error = LockLost(what)
         error.__cause__ = exc
         return error
 
-    def _skipped(self, key: str, operation: str) -> BackendUnavailable:
-        return BackendUnavailable(
-            f"{operation} of {key!r} skipped: the backend of region "
-            f"{self.region.name!r} is unavailable"
-        )
-
-    # -- values -------------------------------------------------------------------
+    # -- values -------------------------------------------------------------------------
     def read(self, key: str, tags: Sequence[str] = ()) -> Entry | Unavailable | None:
         """The valid entry under ``key``; None if missing, unreadable or carrying an
         invalidated tag; :data:`UNAVAILABLE` if the backend did not answer.
@@ -161,14 +198,15 @@ class CacheStore:
         ``tags`` (sorted) are the tags the caller expects the entry to carry:
         their versions are read in the same round trip as the value; an entry
         carrying other tags costs a second one. Does not check the ttl:
-        callers do, against their own.
+        callers do, against their own. The hit path: :meth:`attempt`'s steps
+        written out.
         """
-        health = self.health
-        if health.open and not health.allows():
+        health_ = self.health
+        if health_.open and not health_.allows():
             return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
-        started = time.monotonic()
+        started = health_.clock()
         try:
             if tags:
                 found = self._get_multi([safe_key(key), *map(tag_key, tags)])
@@ -179,8 +217,7 @@ class CacheStore:
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
-        if health.open or health.down or time.monotonic() - started > health.slow_after:
-            self.answered(started, key, "read")
+        self.answered(started, key, "read")
         entry = self._entry(stored, key)
         if entry is None:
             return None
@@ -193,13 +230,12 @@ class CacheStore:
         if len(entry.tags) != len(tags) or any(
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
-            started = time.monotonic()
-            try:
-                current = self._get_multi([tag_key(t) for t, _ in entry.tags])
-            except Exception as exc:
-                error = self.failed(exc, key, "tag read")
-                return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
-            self.answered(started, key, "tag read")
+            versions = self.attempt(
+                "tag read", key, lambda: self._get_multi([tag_key(t) for t, _ in entry.tags])
+            )
+            if isinstance(versions, BackendError):
+                return UNAVAILABLE if isinstance(versions, BackendUnavailable) else None
+            current = versions
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
                 return None
@@ -215,13 +251,25 @@ class CacheStore:
             return tuple.__new__(Entry, found[1:])
         if found is NO_VALUE:
             return None
+        if type(found) is list and len(found) == 6 and found[0] == _FORMAT:
+            # A region serializing to JSON hands tuples back as lists.
+            _, value, created, ttl, tags, cost = found
+            return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
         reason = (
             str(found)
             if isinstance(found, ValueUnreadable)
-            else (f"not a dogpile_warm entry but a {type(found).__name__}")
+            else f"not a dogpile_warm entry but a {type(found).__name__}"
         )
         self.health.failed_unreadable(reason, key)
         return None
+
+    def _backend_key(self, key: str) -> str:
+        """``key`` as the backend sees it: made safe, then through the region's key mangler."""
+        return self._mangled(safe_key(key))
+
+    def _mangled(self, key: str) -> str:
+        mangler = self.region.key_mangler
+        return mangler(key) if mangler is not None else key
 
     def _get(self, key: str) -> Any:
         """The payload stored under ``key`` (safe), ``NO_VALUE``, or a ``ValueUnreadable``.
@@ -285,16 +333,11 @@ class CacheStore:
         For planning only (when is a value due?): a caller that serves or
         replaces a value reads it again with :meth:`read`.
         """
-        if not self.usable():
+        found = self.attempt(
+            "read", f"{len(keys)} keys", lambda: self._get_multi([safe_key(k) for k in keys])
+        )
+        if isinstance(found, BackendError):
             return None
-        label = f"{len(keys)} keys"
-        started = time.monotonic()
-        try:
-            found = self._get_multi([safe_key(k) for k in keys])
-        except Exception as exc:
-            self.failed(exc, label, "read")
-            return None
-        self.answered(started, label, "read")
         return [self._entry(value, key) for key, value in zip(keys, found, strict=True)]
 
     def write(self, key: str, entry: Entry, owner: str | None = None) -> BackendError | None:
@@ -303,56 +346,39 @@ class CacheStore:
         ``owner`` (a function's name) is who a refused value is logged for.
         """
         try:
-            if not self.usable():
-                return self._skipped(key, "write")
-            started = time.monotonic()
-            try:
-                self.region.set(safe_key(key), _stored(entry))
-            except Exception as exc:
-                return self.failed(exc, key, "write", owner)
-            self.answered(started, key, "write")
-            return None
+            result = self.attempt(
+                "write", key, lambda: self.region.set(safe_key(key), _stored(entry)), owner=owner
+            )
         finally:
             if self.index is not None:
                 self.index.written(key)
+        return result if isinstance(result, BackendError) else None
 
     def write_many(
         self, entries: dict[str, Entry], owner: str | None = None
     ) -> BackendError | None:
         """Store several entries in one backend call where the backend allows."""
-        label = f"{len(entries)} keys"
+        mapping = {safe_key(k): _stored(e) for k, e in entries.items()}
         try:
-            if not self.usable():
-                return self._skipped(label, "write")
-            started = time.monotonic()
-            try:
-                self.region.set_multi({safe_key(k): _stored(e) for k, e in entries.items()})
-            except Exception as exc:
-                return self.failed(exc, label, "write", owner)
-            self.answered(started, label, "write")
-            return None
+            result = self.attempt(
+                "write", f"{len(entries)} keys", lambda: self.region.set_multi(mapping), owner=owner
+            )
         finally:
             if self.index is not None:
                 for key in entries:
                     self.index.written(key)
+        return result if isinstance(result, BackendError) else None
 
     def delete(self, key: str) -> BackendError | None:
         """Remove the value under ``key``; None when done, else what went wrong."""
         try:
-            if not self.usable():
-                return self._skipped(key, "delete")
-            started = time.monotonic()
-            try:
-                self.region.delete(safe_key(key))
-            except Exception as exc:
-                return self.failed(exc, key, "delete")
-            self.answered(started, key, "delete")
-            return None
+            result = self.attempt("delete", key, lambda: self.region.delete(safe_key(key)))
         finally:
             if self.index is not None:
                 self.index.written(key)
+        return result if isinstance(result, BackendError) else None
 
-    # -- tags -----------------------------------------------------------------------
+    # -- tags -------------------------------------------------------------------------
     def tag_versions(self, tags: Iterable[str]) -> TagVersions | BackendError:
         """The current ``((tag, version), ...)``, creating versions not yet stored; the
         error when the backend cannot say (a value computed then must not be stored).
@@ -363,25 +389,24 @@ class CacheStore:
         names = sorted(set(tags))
         if not names:
             return ()
-        label = ",".join(names)
-        if not self.usable():
-            return self._skipped(label, "tag read")
         keys = [tag_key(t) for t in names]
-        started = time.monotonic()
-        try:
+
+        def versions() -> list[str]:
             current = self._get_multi(keys)
-            if any(not isinstance(v, str) for v in current):
-                current = self._create_versions(keys)
-        except Exception as exc:
-            return self.failed(exc, label, "tag read")
-        self.answered(started, label, "tag read")
+            if all(isinstance(v, str) for v in current):
+                return current
+            return self._create_versions(keys)
+
+        current = self.attempt("tag read", ",".join(names), versions)
+        if isinstance(current, BackendError):
+            return current
         return tuple(zip(names, current, strict=True))
 
     def _create_versions(self, keys: list[str]) -> list[str]:
         """Store a version for each of ``keys`` that has none; return every version as stored."""
         # One thread of this process at a time, so the others find its versions
-        # instead of racing to store their own: the loser's entry would read
-        # as stale once, a recompute (two warmings of a user's data did so).
+        # instead of racing to store their own: the loser's entries would read
+        # as stale once, a recompute.
         with self._creating_versions:
             current = self._get_multi(keys)
             for key, value in zip(keys, current, strict=True):
@@ -410,11 +435,8 @@ class CacheStore:
         once, on a timer; it lives as long as the backend keeps it (an
         evicted one still counts as invalidated).
         """
-        region = self.region
-        region.set_multi(versions)
-        mangler = region.key_mangler
-        keys = [mangler(k) for k in versions] if mangler is not None else list(versions)
-        backends.persist(region.actual_backend, keys)
+        self.region.set_multi(versions)
+        backends.persist(self.region.actual_backend, [self._mangled(k) for k in versions])
 
     def bump_tags(self, tags: Iterable[str]) -> None:
         """Give every tag a new version: entries carrying an older one become stale.
@@ -425,25 +447,27 @@ class CacheStore:
         done one. What is read back may be another process's newer version (it
         invalidated the same tag meanwhile), which is as good as ours; the
         version from before, or none at all (a client that answers reads with
-        misses while it thinks the server failed), means the write was lost. Raises
-        :class:`WarmError` when the backend did not record them.
+        misses while it thinks the server failed), means the write was lost.
+        Raises :class:`WarmError` when the backend did not record them.
         """
         keys = [tag_key(t) for t in tags]
         label = ",".join(sorted(tags))
-        started = time.monotonic()
-        try:
+
+        def bump() -> tuple[list[Any], list[Any]]:
             before = self._get_multi(keys)
             self._set_versions({key: _new_version() for key in keys})
-            after = self._get_multi(keys)
-        except Exception as exc:
-            error = self.failed(exc, label, "invalidate")
-            raise WarmError(
-                f"could not invalidate tags {sorted(tags)} in region {self.region.name!r}: {error}"
-            ) from exc
+            return before, self._get_multi(keys)
+
+        try:
+            result = self.attempt("invalidate", label, bump, always=True)
         finally:
             if self.index is not None:
                 self.index.invalidated()  # after the new versions are in place
-        self.answered(started, label, "invalidate")
+        if isinstance(result, BackendError):
+            raise WarmError(
+                f"could not invalidate tags {sorted(tags)} in region {self.health.name!r}: {result}"
+            ) from result.__cause__
+        before, after = result
         lost = [
             key
             for key, old, new in zip(keys, before, after, strict=True)
@@ -451,7 +475,7 @@ class CacheStore:
         ]
         if lost:
             raise WarmError(
-                f"the backend of region {self.region.name!r} did not record new versions of {lost}"
+                f"the backend of region {self.health.name!r} did not record new versions of {lost}"
             )
 
     # -- locking ------------------------------------------------------------------------
@@ -464,13 +488,13 @@ class CacheStore:
         ``ready()`` says whether a usable value has appeared meanwhile (ending a
         wait); ``expected`` is the seconds a computation of the key takes.
         """
-        backend_key = safe_key(key)
-        if self.region.key_mangler is not None:
-            backend_key = self.region.key_mangler(backend_key)
-        try:
-            mutex = self.region.backend.get_mutex(backend_key)
-        except Exception as exc:  # a backend that talks to its server to make one
-            self.failed(exc, key, "lock")
+        backend_key = self._backend_key(key)
+        # Not skipped while the breaker is open: dogpile's backends make the
+        # object without a round trip, and the key's lock must stay the same kind.
+        mutex = self.attempt(
+            "lock", key, lambda: self.region.backend.get_mutex(backend_key), always=True
+        )
+        if isinstance(mutex, BackendError):
             mutex = None
         if mutex is not None:
             return KeyLock(self, key, mutex, local=False, ready=ready, expected=expected)
@@ -480,34 +504,32 @@ class CacheStore:
                 local = self._local_mutexes[backend_key] = LocalMutex()
         return KeyLock(self, key, local, local=True, ready=ready, expected=expected)
 
+    @property
+    def can_claim(self) -> bool:
+        """Whether :meth:`claim` can claim across processes (memcached, Redis)."""
+        return backends.can_claim(self.region.actual_backend)
+
     def claim(self, name: str, seconds: float) -> bool:
         """Claim ``name`` for ``seconds`` across every process sharing the backend.
 
-        True when this call claimed it, or when the backend cannot say (its
-        claim failed, or it has no way to claim): running a scheduled cycle
-        here beats running it nowhere.
+        True when this call claimed it, or when the backend cannot say (it
+        cannot claim, or the claim failed): running a scheduled cycle here
+        beats running it nowhere.
         """
-        if not self.usable():
-            return True
-        backend_key = safe_key(name)
-        if self.region.key_mangler is not None:
-            backend_key = self.region.key_mangler(backend_key)
-        started = time.monotonic()
-        try:
-            claimed = backends.claim(self.region.actual_backend, backend_key, seconds)
-            if claimed is None:
-                mutex = self.region.backend.get_mutex(backend_key)
-                claimed = mutex is None or bool(mutex.acquire(False))
-        except Exception as exc:
-            self.failed(exc, name, "claim")
-            return True
-        self.answered(started, name, "claim")
-        return claimed
+        backend_key = self._backend_key(name)
+        claimed = self.attempt(
+            "claim", name, lambda: backends.claim(self.region.actual_backend, backend_key, seconds)
+        )
+        return claimed is not False
 
     def _after_fork_in_child(self) -> None:
         # Per-key locks another thread held at fork time would stay held.
         self._local_mutexes = weakref.WeakValueDictionary()
-        backends.reset_after_fork(self.region.actual_backend)
+
+
+def _label(region: CacheRegion) -> str:
+    """How logs and figures name a region: its name, else its backend's class."""
+    return str(region.name) if region.name else f"unnamed {type(region.actual_backend).__name__}"
 
 
 def _payload(value: Any) -> Any:

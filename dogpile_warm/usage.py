@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Call", "Usage"]
 
-# Queued hits that make the next read apply them all first (see Usage.make_room).
+# Queued hits that make the next read apply them all first, before it checks a
+# value's freshness (see dogpile_warm.reader), without waiting if another thread
+# is at it.
 DRAIN_AT = 512
 # Queued hits beyond which a read waits for its turn to apply them: readers on
 # several threads must not outpace the one applying them (an ever longer queue,
@@ -63,15 +65,6 @@ class Usage:
         # The hit path reads time.time() anyway; an engine on that clock reuses it.
         self.wall_clock = clock is time.time
         self.tracker.pending = self.task_usage.pending = self.drain
-
-    def make_room(self) -> None:
-        """Called by every read before it checks a value's freshness (never between the
-        check and the return, which the ttl promise is about): applies the queued hits
-        once ``DRAIN_AT`` wait, without waiting if another thread is at it, and waiting
-        its turn once ``QUEUE_CAP`` do."""
-        waiting = len(self.queued_hits)
-        if waiting >= DRAIN_AT:
-            self.drain(wait=waiting >= QUEUE_CAP)
 
     def hit(self, cached: CachedFunction, key: str, now: float) -> None:
         """Queue one hit at ``now`` (a ``time.time()`` reading): an append, nothing else."""

@@ -3,20 +3,25 @@
 Each test runs once per backend: dogpile's memory, memory_pickle and dbm
 backends, its four memcached clients (pymemcache, pylibmc,
 python-binary-memcached, python-memcached) with and without a distributed
-lock, and Redis with a process-local lock, a thread-local distributed lock
-(dogpile's default) and a plain distributed lock. The regions are plain
+lock, and Redis and Valkey (the Valkey client against the suite's
+redis-server, which speaks the same protocol) with a process-local lock, a
+thread-local distributed lock (dogpile's default) and a plain distributed
+lock. The regions are plain
 ``make_region().configure(...)`` regions on the suite's real servers, with
 dogpile's default arguments but for the address (and a ``lock_timeout``
 with a distributed lock, see the last test).
 
 Every call of a decorated function is made from one application thread and
 must return within :data:`CALL_TIMEOUT`: a call that hangs fails its test
-instead of the session (dbm's per-thread file lock once hung the first read
-past ttl after a refresh-ahead, and so did Redis' thread-local lock).
+instead of the session. Locks that only their own thread can release
+(dbm's file lock, a thread-local Redis lock) are where a hang would come
+from: a background refresh releases a lock in another thread than the one
+that took it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -31,8 +36,11 @@ from dogpile.cache import CacheRegion, make_region
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
+from dogpile_warm.keys import safe_key
+from dogpile_warm.tags import tag_key
 from dogpile_warm.testing import captured_signals
 from tests.servers import ClientCloser, Server
+from tests.test_locks import remaining_seconds
 
 # Seconds a call of a decorated function may take before its test fails as hung.
 CALL_TIMEOUT = 10.0
@@ -83,6 +91,17 @@ BACKENDS = [
     pytest.param(
         Backend("dogpile.cache.redis", "redis", {**LOCK, "thread_local_lock": False}),
         id="redis-distributed",
+        marks=pytest.mark.redis,
+    ),
+    pytest.param(Backend("dogpile.cache.valkey", "redis"), id="valkey", marks=pytest.mark.redis),
+    pytest.param(
+        Backend("dogpile.cache.valkey", "redis", LOCK, configure_warns="thread_local_lock"),
+        id="valkey-distributed-thread-local",
+        marks=pytest.mark.redis,
+    ),
+    pytest.param(
+        Backend("dogpile.cache.valkey", "redis", {**LOCK, "thread_local_lock": False}),
+        id="valkey-distributed",
         marks=pytest.mark.redis,
     ),
 ]
@@ -172,7 +191,7 @@ def configured(
             region = make_region().configure(backend.name, arguments=arguments)
     else:
         region = make_region().configure(backend.name, arguments=arguments)
-    if backend.name in ("dogpile.cache.pymemcache", "dogpile.cache.redis"):
+    if backend.name in ("dogpile.cache.pymemcache", "dogpile.cache.redis", "dogpile.cache.valkey"):
         client_closer.watch(region)
     elif backend.server == "memcached":
         disconnector.watch(region)
@@ -509,3 +528,100 @@ def test_a_lock_the_client_cannot_renew_expires_without_an_outage(
         disconnector.close()
     assert stats["backend_errors"] == 0 and stats["backends_down"] == []
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# -- tag versions outlive the backend expiry of values -----------------------------------------
+
+EXPIRING = [
+    pytest.param(
+        Backend(name, "memcached", {"memcached_expire_time": 20}),
+        id=name.rsplit(".", 1)[1],
+        marks=pytest.mark.memcached,
+    )
+    for name in ("dogpile.cache.pymemcache", "dogpile.cache.pylibmc", "dogpile.cache.memcached")
+] + [
+    pytest.param(
+        Backend("dogpile.cache.redis", "redis", {"redis_expiration_time": 20}),
+        id="redis",
+        marks=pytest.mark.redis,
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", EXPIRING)
+def test_tag_versions_on_a_region_that_expires_values_do_not_expire(
+    backend: Backend,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    client_closer: ClientCloser,
+) -> None:
+    """The backend expires values after 20 s, but never a tag's version: an unchanged tag
+    must not invalidate its values on a timer (python-binary-memcached, which has no
+    ``touch``, is the one client that cannot lift the expiry)."""
+    disconnector = Disconnector()
+    region = configured(backend, request, tmp_path, client_closer, disconnector)
+    server: Server = request.getfixturevalue(f"{backend.server}_server")
+    try:
+
+        @dogpile_warm.warmable(region=region, ttl=10, tags={"catalog"})
+        def catalog() -> str:
+            return "espresso"
+
+        catalog()
+        kind = "redis" if backend.server == "redis" else "memcached"
+        value_left = remaining_seconds(kind, server, safe_key(catalog.key_for()))
+        tag_left = remaining_seconds(kind, server, tag_key("catalog"))
+    finally:
+        disconnector.close()
+    assert value_left is not None and 15 <= value_left <= 20
+    assert tag_left is None
+
+
+# -- a region with a serializer of its own --------------------------------------------------
+
+JSON = {"serializer": lambda value: json.dumps(value).encode(), "deserializer": json.loads}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(Backend("dogpile.cache.memory"), id="memory"),
+        pytest.param(
+            Backend("dogpile.cache.pymemcache", "memcached"),
+            id="pymemcache",
+            marks=pytest.mark.memcached,
+        ),
+        pytest.param(Backend("dogpile.cache.redis", "redis"), id="redis", marks=pytest.mark.redis),
+    ],
+)
+def test_a_region_serializing_to_json_caches_and_invalidates(
+    backend: Backend,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    client_closer: ClientCloser,
+    caller: Caller,
+) -> None:
+    """dogpile_warm's entries survive a JSON serializer (tuples come back as lists): the
+    second call hits, and tag invalidation still works."""
+    arguments = dict(backend.arguments)
+    if backend.server is not None:
+        server: Server = request.getfixturevalue(f"{backend.server}_server")
+        server.flush()
+        if backend.server == "memcached":
+            arguments["url"] = server.url
+        else:
+            arguments.update(host=server.host, port=server.port)
+    region = make_region(**JSON).configure(backend.name, arguments=arguments)
+    if backend.server is not None:
+        client_closer.watch(region)
+    body = Versions()
+
+    @dogpile_warm.warmable(region=region, ttl=60, tags={"catalog"})
+    def catalog() -> dict[str, int]:
+        return {"version": body()}
+
+    assert caller(catalog) == caller(catalog) == {"version": 1}
+    dogpile_warm.invalidate_by_tags("catalog")
+    assert caller(catalog) == {"version": 2}
+    stats = dogpile_warm.get_warming_stats()
+    assert (stats["hits"], stats["misses"], stats["values_unreadable"]) == (1, 2, 0)

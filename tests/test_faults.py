@@ -38,6 +38,7 @@ MIN_CALLS_DURING_FAULT = 100  # 4 threads, 5 ms a computation
 MAX_CALL_SECONDS = 1.5  # what any one call may cost, however the backend fails
 RESUME_WITHIN = 5.0  # seconds after the server is back until values are cached again
 END_LOGGED_WITHIN = 8.0  # the end of an outage is logged 2 s after its last failure
+SLOW_SERVER_MAX_CALL_SECONDS = 2.0  # see test_a_slow_backend_costs_a_miss_a_bounded_time
 
 
 @pytest.fixture(params=SERVERS)
@@ -205,16 +206,17 @@ def test_a_hung_or_dead_backend_costs_callers_little_and_caching_resumes(
     assert stats["backends_down"] == []
 
 
-def test_a_slow_backend_costs_a_call_one_slow_answer_and_is_skipped(
+def test_a_slow_backend_costs_a_miss_a_bounded_time(
     engine: CacheWarmingEngine,
     kind: str,
     server: servers.Server,
     client_closer: servers.ClientCloser,
     health_warnings: Callable[[str], list[str]],
 ) -> None:
-    """A server answering every request 0.4 s late (under the client timeout) is no
-    timeout, but counts as unavailable: a miss, which makes several round trips, costs
-    the one slow answer, the backend is skipped, and caching resumes when it is fast."""
+    """A server answering every request 0.4 s late (under the client timeout) never
+    times out, but a miss that spends 0.75 s on round trips counts it unavailable: no
+    call takes over 2 s (a miss's first read, two round trips of its budget, and a new
+    connection's own handshake round trips), and caching resumes when it is fast again."""
     proxy = servers.SlowProxy(server)
     try:
         client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
@@ -233,16 +235,15 @@ def test_a_slow_backend_costs_a_call_one_slow_answer_and_is_skipped(
             proxy.delay = 0.0
             resumed_in = wait_until_cached(double, 100_000, RESUME_WITHIN)
         during = load.between(slow_at, fast_at)
-        slowest = max(c.seconds for c in during)
+        slowest = max(c.seconds for c in load.calls)
         print(
             f"\n[{kind} slow] calls during: {len(during)}, slowest {slowest:.3f} s, "
             f"cached again {resumed_in:.2f} s after"
         )
         assert [c.error for c in load.calls if c.error is not None] == [] and load.wrong == []
-        assert len(during) >= MIN_CALLS_DURING_FAULT
-        assert slowest <= MAX_CALL_SECONDS
-        assert len(health_warnings("is unavailable")) == 1
-        assert "answered after" in health_warnings("is unavailable")[0]
+        assert slowest <= SLOW_SERVER_MAX_CALL_SECONDS
+        assert len(during) >= 4 * FAULT_SECONDS / SLOW_SERVER_MAX_CALL_SECONDS  # all kept going
+        assert "spent over" in health_warnings("is unavailable")[0]
         engine.close()
     finally:
         proxy.stop()
@@ -430,15 +431,15 @@ def test_a_value_the_backend_refuses_is_returned_counted_and_logged_once(
     assert small.get(1) == 1  # the backend still caches everything else
 
 
-def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, pickled: bool) -> None:
-    """Store ``raw`` under ``key`` with a client of our own, as a hostile process could."""
+def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, flags: int) -> None:
+    """Store ``raw`` under ``key`` with a client of our own, as a hostile process could
+    (memcached: with ``flags``, which tell pymemcache how to read it back)."""
     if kind == "memcached":
         from pymemcache.client.base import Client
-        from pymemcache.serde import FLAG_PICKLE
 
         client = Client((server.host, server.port), default_noreply=False)
         try:
-            assert client.set(key, raw, flags=FLAG_PICKLE if pickled else 0)
+            assert client.set(key, raw, flags=flags)
         finally:
             client.close()
     else:
@@ -451,22 +452,24 @@ def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, pickled: 
             client.close()
 
 
+# (bytes, memcached flags): pymemcache's 0 bytes, 1 text, 2 int, 4 pickle.
 CRAFTED = [
-    pytest.param(b"\x80\x05garbage", True, id="not-a-pickle"),
-    pytest.param(pickle.dumps(12345), True, id="a-pickled-int"),
-    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), True, id="a-short-tuple"),
-    pytest.param(b"raw bytes", False, id="plain-bytes"),
+    pytest.param(b"\x80\x05garbage", 4, id="not-a-pickle"),
+    pytest.param(pickle.dumps(12345), 4, id="a-pickled-int"),
+    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), 4, id="a-short-tuple"),
+    pytest.param(b"raw bytes", 0, id="plain-bytes"),
+    pytest.param(b"not an int", 2, id="a-bad-int"),
 ]
 
 
-@pytest.mark.parametrize(("raw", "pickled"), CRAFTED)
+@pytest.mark.parametrize(("raw", "flags"), CRAFTED)
 @pytest.mark.parametrize("where", ["value", "tag version"])
 def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
     region: Any,
     kind: str,
     server: servers.Server,
     raw: bytes,
-    pickled: bool,
+    flags: int,
     where: str,
     health_warnings: Callable[[str], list[str]],
 ) -> None:
@@ -483,7 +486,7 @@ def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
     double(4)
     runs.clear()
     for _ in range(3):
-        write_raw(kind, server, key, raw, pickled=pickled)
+        write_raw(kind, server, key, raw, flags)
         assert double(4) == 8
     assert double(4) == 8  # the recomputed value (and tag version) stored over the bytes: a hit
 

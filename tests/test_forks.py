@@ -187,7 +187,7 @@ def test_a_fork_while_the_scheduler_makes_its_first_connection_never_hangs_the_c
     memcached_server: servers.Server,
 ) -> None:
     """Fresh processes fork while their scheduler thread connects for the first time (a
-    host name: its lookup imports a codec); every child answers (it once hung 1 in 20)."""
+    host name: its lookup imports a codec); every child answers."""
     hung = []
     for n in range(12):
         script = FORK_AT_FIRST_CONNECTION % {"port": memcached_server.port, "delay": n * 0.002}

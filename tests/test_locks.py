@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, locks, warmable
@@ -44,7 +45,7 @@ def test_a_computation_that_needs_its_own_key_raises_naming_it(backend: str) -> 
     with pytest.raises(ReentrantCallError, match=r"locks\.recursive") as raised:
         recursive(1)
     assert repr(recursive.key_for(1)) in str(raised.value)
-    assert recursive.get(1) is dogpile_warm.get_cached("nothing")  # NO_VALUE: nothing stored
+    assert recursive.get(1) is NO_VALUE  # nothing stored
 
 
 def test_a_cycle_through_other_cached_functions_raises(backend: str) -> None:
@@ -211,10 +212,15 @@ def test_a_value_stored_by_anyone_ends_the_wait_before_the_lock_is_free(
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", DISTRIBUTED)
 def test_a_live_holder_keeps_its_lock_past_the_lock_timeout(
-    kind: str, server: servers.Server, client_closer: servers.ClientCloser
+    kind: str,
+    server: servers.Server,
+    client_closer: servers.ClientCloser,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A computation three times longer than ``lock_timeout`` keeps its lock (renewed), so
-    a second process waits for it rather than computing the key again."""
+    a second process waits for it rather than computing the key again, however long
+    that is past its patience (0.5 s here): a renewed lock is not one that never expires."""
+    monkeypatch.setattr(locks, "_PATIENCE_MIN", 0.5)
     engines = []
     for _ in range(2):
         engine = CacheWarmingEngine()
@@ -324,7 +330,9 @@ def test_a_lease_released_while_being_renewed_is_not_reported_lost(
     assert renewing.wait(5)
     keeper.drop(lease)
     released.set()
-    time.sleep(0.1)
+    after = threading.Event()  # runs once the keeper has dealt with that renewal
+    keeper.release_later(after.set, store, "k")
+    assert after.wait(5)
     assert not [r for r in caplog.records if r.name == "dogpile_warm.locks"]
 
 
@@ -351,25 +359,64 @@ def test_a_lease_lost_while_held_is_reported(
 @pytest.mark.parametrize("kind", DISTRIBUTED)
 def test_a_lock_that_never_expires_is_waited_for_only_so_long(
     kind: str,
+    server: servers.Server,
     two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A lock held forever (written without expiry by a misconfigured peer) makes a caller
-    wait its patience (15 s; 1 s here), then compute without it, saying so."""
+    """A lock held forever (written without expiry, as a peer without lock_timeout
+    would) makes a caller wait its patience (15 s; 1 s here), then compute without it."""
     monkeypatch.setattr(locks, "_PATIENCE_MIN", 1.0)
-    here, there = two_processes
+    here, _ = two_processes
     counter: list[int] = []
     waiting = shared_function(here, 0.0, counter)
-    endless = there._store_for(None).lock(waiting.key_for(3))
-    assert endless.acquire(False)
-    lease_keeper().drop(endless._lease)  # nobody renews it, and it expires after 4 s: hold on
-    try:
-        t0 = time.monotonic()
-        assert waiting(3) == 30
-        took = time.monotonic() - t0
-    finally:
-        endless.release()
+    lock_key = "_lock" + safe_key(waiting.key_for(3))  # dogpile's lock key, on both servers
+    write_forever(kind, server, lock_key)
+    t0 = time.monotonic()
+    assert waiting(3) == 30
+    took = time.monotonic() - t0
     assert 1.0 <= took < 3.0
     assert counter == [3]
-    assert [r for r in caplog.records if "computing without it" in r.getMessage()]
+    assert [r for r in caplog.records if "has no expiry" in r.getMessage()]
+
+
+def write_forever(kind: str, server: servers.Server, key: str) -> None:
+    """Store ``key`` without expiry with a client of our own."""
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+
+        client = Client((server.host, server.port), default_noreply=False)
+        try:
+            assert client.set(key, b"someone else's", expire=0)
+        finally:
+            client.close()
+    else:
+        import redis
+
+        client = redis.Redis(host=server.host, port=server.port)
+        try:
+            client.set(key, b"someone else's")
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_lock_released_while_the_backend_is_skipped_is_released_by_the_keeper(
+    kind: str, two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine]
+) -> None:
+    """A holder whose breaker opened while it computed (a pause of its own, say) hands the
+    release to the keeper thread: the other process gets the lock at once, not when its
+    lease runs out seconds later."""
+    here, there = two_processes
+    store = here._store_for(None)
+    held = store.lock("locks.released")
+    assert held.acquire(False)
+    store.health.failed_unavailable(ConnectionRefusedError(), "locks.released", "read")
+    t0 = time.monotonic()
+    held.release()
+    assert time.monotonic() - t0 < 0.1  # not in the caller's time
+    waiting = there._store_for(None).lock("locks.released")
+    while not waiting.acquire(False):
+        assert time.monotonic() - t0 < 1.0, "the lock was left to expire"
+        time.sleep(0.01)
+    waiting.release()

@@ -288,3 +288,26 @@ def test_refresh_arguments_are_checked(kwargs: dict[str, object], mentions: str)
     """Bad refresh arguments fail at decoration naming the argument."""
     with pytest.raises((TypeError, ValueError), match=mentions):
         warmable(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_closed_engine_drops_the_async_refreshes_of_its_regions_releasing_once(
+    wall: Wall,
+) -> None:
+    """dogpile's own cache_on_arguments on a region the engine configured, after close():
+    the refresh is dropped and its mutex released once (twice raised in the caller)."""
+    engine = CacheWarmingEngine()
+    region = engine.configure_region("own", "dogpile.cache.memory", expiration_time=10)
+    calls: list[int] = []
+
+    @region.cache_on_arguments()  # type: ignore[untyped-decorator]  # dogpile is untyped
+    def users_own(x: int) -> int:
+        calls.append(x)
+        return x
+
+    assert users_own(1) == 1
+    engine.close()
+    wall.now += 11  # expired: dogpile hands the refresh to the engine's runner
+    assert users_own(1) == 1  # the old value, no RuntimeError from a second release
+    wall.now += 1
+    assert users_own(1) == 1
+    assert calls == [1]  # dropped, not run

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from dogpile.cache import make_region
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
@@ -445,6 +446,26 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_scheduler_started_without_restart_after_fork_stays_in_the_parent(
+    engine: CacheWarmingEngine,
+) -> None:
+    """``start(restart_after_fork=False)``: a forked child (a worker pool) runs no
+    scheduler, and the parent's carries on."""
+    engine.start(check_every=0.05, restart_after_fork=False)
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status, never return into pytest
+        status = 1
+        try:
+            status = 0 if not engine.running and engine.get_stats()["scheduler"] is None else 3
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert engine.running
+    engine.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_runs_the_scheduler_again_with_the_same_settings(
     engine: CacheWarmingEngine,
 ) -> None:
@@ -621,3 +642,33 @@ def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
     finally:
         real.close()
     assert no_scheduler_threads()
+
+
+def test_the_scheduler_on_a_file_region_holds_no_lock_between_cycles(tmp_path: Path) -> None:
+    """A dbm region cannot claim cycles for a fleet: the scheduler runs each cycle itself and
+    never keeps the file's one lock, so a miss elsewhere does not wait for it."""
+    region = make_region().configure(
+        "dogpile.cache.dbm", arguments={"filename": str(tmp_path / "cache.dbm")}
+    )
+    engine = CacheWarmingEngine(region)
+
+    @warmable(priority=100, ttl=60, engine=engine, name="dbm.critical")
+    def critical() -> int:
+        return 1
+
+    @warmable(ttl=60, engine=engine, name="dbm.other")
+    def other(x: int) -> int:
+        return x
+
+    try:
+        engine.start(check_every=0.05)
+        deadline = time.monotonic() + 10
+        while engine.get_stats()["scheduler"]["cycles"] < 3:
+            assert time.monotonic() < deadline, "the scheduler ran no cycles"
+            time.sleep(0.02)
+        t0 = time.monotonic()
+        assert other(5) == 5
+        assert time.monotonic() - t0 < 2.0
+        assert engine.get_stats()["scheduler"]["cycles_skipped"] == 0
+    finally:
+        engine.close()
