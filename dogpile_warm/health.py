@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 from . import forks
 
-__all__ = ["CALL_BUDGET", "BackendHealth", "call_budget", "spend"]
+__all__ = ["CALL_BUDGET", "BackendHealth", "call_budget", "overspent", "spend"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,13 @@ def spend(seconds: float) -> bool:
         return False
     budget[0] -= seconds
     return budget[0] < 0
+
+
+def overspent() -> bool:
+    """Whether the current call has spent its budget: it makes no more round trips
+    (even if another thread's probe closes the breaker meanwhile)."""
+    budget = _budget.get()
+    return budget is not None and budget[0] < 0
 
 
 class BackendHealth:

@@ -116,9 +116,12 @@ class CacheStore:
 
     # -- every backend operation ----------------------------------------------------
     def usable(self) -> bool:
-        """Whether to try the backend now (False while its breaker is open, but for a probe)."""
-        health = self.health
-        return not health.open or health.allows()
+        """Whether to try the backend now: False while its breaker is open (but for a
+        probe), and for the rest of a call that has spent its round-trip budget."""
+        if self.timed and health.overspent():
+            return False  # asked first: a probe granted and not made would hold up others
+        health_ = self.health
+        return not health_.open or health_.allows()
 
     def attempt(
         self,
@@ -202,7 +205,7 @@ class CacheStore:
         written out.
         """
         health_ = self.health
-        if health_.open and not health_.allows():
+        if (self.timed and health.overspent()) or (health_.open and not health_.allows()):
             return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
