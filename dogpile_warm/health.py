@@ -35,7 +35,14 @@ from collections.abc import Callable, Iterator
 
 from . import forks
 
-__all__ = ["CALL_BUDGET", "BackendHealth", "call_budget", "overspent", "spend"]
+__all__ = [
+    "CALL_BUDGET",
+    "BackendHealth",
+    "call_budget",
+    "overspent",
+    "round_trip_budget",
+    "spend",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +60,26 @@ _MAX_REFUSED_OWNERS = 1000
 CALL_BUDGET = 0.75
 
 # Seconds of round trips left to the call under way in this thread or task,
-# in a list so that spending needs no set(); None outside a call.
-_budget: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
-    "dogpile_warm_budget", default=None
+# in a list so that spending needs no set(); None outside a call (the hit path
+# reads it directly, see CacheStore.read).
+round_trip_budget: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar(
+    "dogpile_warm_round_trip_budget", default=None
 )
 
 
 @contextlib.contextmanager
 def call_budget(seconds: float = CALL_BUDGET) -> Iterator[None]:
     """Give the round trips made in this block ``seconds`` in all (see :func:`spend`)."""
-    token = _budget.set([seconds])
+    token = round_trip_budget.set([seconds])
     try:
         yield
     finally:
-        _budget.reset(token)
+        round_trip_budget.reset(token)
 
 
 def spend(seconds: float) -> bool:
     """Charge one round trip to the current call; True the first time it overspends."""
-    budget = _budget.get()
+    budget = round_trip_budget.get()
     if budget is None or budget[0] < 0:
         return False
     budget[0] -= seconds
@@ -81,7 +89,7 @@ def spend(seconds: float) -> bool:
 def overspent() -> bool:
     """Whether the current call has spent its budget: it makes no more round trips
     (even if another thread's probe closes the breaker meanwhile)."""
-    budget = _budget.get()
+    budget = round_trip_budget.get()
     return budget is not None and budget[0] < 0
 
 

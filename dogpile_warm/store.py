@@ -44,7 +44,7 @@ from .errors import (
     WarmError,
     describe_error,
 )
-from .health import BackendHealth
+from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
@@ -205,11 +205,14 @@ class CacheStore:
         written out.
         """
         health_ = self.health
-        if (self.timed and health.overspent()) or (health_.open and not health_.allows()):
+        budget = round_trip_budget.get()  # None on a hit's first read: nothing to time
+        if budget is not None and budget[0] < 0 and self.timed:
+            return UNAVAILABLE  # this call made its last round trip
+        if health_.open and not health_.allows():
             return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
-        started = health_.clock()
+        started = health_.clock() if budget is not None else 0.0
         try:
             if tags:
                 found = self._get_multi([safe_key(key), *map(tag_key, tags)])
@@ -220,7 +223,8 @@ class CacheStore:
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
-        self.answered(started, key, "read")
+        if budget is not None or health_.open or health_.down:
+            self.answered(started, key, "read")
         entry = self._entry(stored, key)
         if entry is None:
             return None
