@@ -21,7 +21,7 @@ than its budget on round trips, see :func:`call_budget`)
     Reads as a miss. Logged once per episode of such reads (an episode ends
     after ``quiet_unreadable`` seconds without one).
 
-Thread-safe. ``open`` and ``down`` are read without the lock on every call.
+Thread-safe. ``open`` and ``in_outage`` are read without the lock on every call.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class BackendHealth:
         self.quiet_unreadable = quiet_unreadable
         self.clock = clock
         self.open = False  # the breaker: callers skip the backend
-        self.down = False  # inside an outage episode (logged, its end not yet)
+        self.in_outage = False  # inside an outage episode (logged, its end not yet)
         self.unavailable = 0
         self.refused = 0
         self.unreadable = 0
@@ -160,7 +160,7 @@ class BackendHealth:
 
     def succeeded(self) -> None:
         """The backend answered. Cheap while all is well: two attribute reads."""
-        if self.open or self.down:
+        if self.open or self.in_outage:
             self._answered()
 
     def _answered(self) -> None:
@@ -169,8 +169,8 @@ class BackendHealth:
         with self._lock:
             self.open = False
             self._probe_since = None
-            if self.down and now - self._last_failure >= self.quiet:
-                self.down = False
+            if self.in_outage and now - self._last_failure >= self.quiet:
+                self.in_outage = False
                 ended = True
         if ended:
             log.warning("cache backend of region %r answers again", self.name)
@@ -185,8 +185,8 @@ class BackendHealth:
             self._probe_since = None
             self._probe_at = now + self.retry_after
             self._last_failure = now
-            started = not self.down
-            self.down = True
+            started = not self.in_outage
+            self.in_outage = True
         if started:
             log.warning(
                 "cache backend of region %r is unavailable (%s of key %r: %s: %s); "

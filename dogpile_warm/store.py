@@ -167,7 +167,7 @@ class CacheStore:
                 key,
                 operation,
             )
-        elif health_.open or health_.down:
+        elif health_.open or health_.in_outage:
             health_.succeeded()
 
     def failed(
@@ -223,7 +223,7 @@ class CacheStore:
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
-        if budget is not None or health_.open or health_.down:
+        if budget is not None or health_.open or health_.in_outage:
             self.answered(started, key, "read")
         entry = self._entry(stored, key)
         if entry is None:

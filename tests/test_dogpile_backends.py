@@ -505,7 +505,7 @@ def test_a_computation_longer_than_lock_timeout_keeps_its_lock(
 
 @pytest.mark.slow
 @pytest.mark.memcached
-def test_a_lock_the_client_cannot_renew_expires_without_an_outage(
+def test_a_lock_the_client_cannot_renew_is_no_outage(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     client_closer: ClientCloser,

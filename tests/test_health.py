@@ -6,6 +6,7 @@ import logging
 import pickle
 
 import pytest
+from dogpile.cache import make_region
 from pymemcache.exceptions import (
     MemcacheError,
     MemcacheServerError,
@@ -16,7 +17,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dogpile_warm.backends import classify
-from dogpile_warm.health import BackendHealth
+from dogpile_warm.health import BackendHealth, call_budget, overspent, spend
 from dogpile_warm.testing import FakeClock
 
 
@@ -128,7 +129,7 @@ def test_an_outage_logs_once_at_its_start_and_once_quiet_seconds_after_its_last_
     health.succeeded()
     health.succeeded()
     assert len(warnings(caplog)) == 2 and "answers again" in warnings(caplog)[1]
-    assert health.unavailable == 10 and not health.down
+    assert health.unavailable == 10 and not health.in_outage
 
 
 def test_a_refused_value_is_logged_once_per_owner_and_opens_nothing(
@@ -156,3 +157,32 @@ def test_unreadable_values_log_once_per_episode(
     health.failed_unreadable("cannot unpickle", "k")
     assert health.unreadable == 6 and not health.open
     assert len(warnings(caplog)) == 2
+
+
+def test_a_call_budget_is_spent_by_round_trips_and_overspent_once() -> None:
+    """Inside call_budget(), round trips are charged; the one that overspends says so once,
+    and the call counts as overspent from then on; outside, nothing is charged."""
+    assert spend(10.0) is False and overspent() is False
+    with call_budget(0.75):
+        assert spend(0.4) is False
+        assert not overspent()
+        assert spend(0.4) is True
+        assert overspent()
+        assert spend(0.4) is False  # already over: not reported again
+    assert overspent() is False
+
+
+def test_a_lock_lost_on_release_is_no_backend_failure() -> None:
+    """Releasing a lock whose lease ran out (Redis' LockNotOwnedError) is reported as
+    LockLost, not counted, and opens nothing."""
+    from redis.exceptions import LockNotOwnedError
+
+    from dogpile_warm.errors import LockLost
+    from dogpile_warm.store import CacheStore
+
+    store = CacheStore(make_region().configure("dogpile.cache.memory"))
+    error = store.failed(LockNotOwnedError("no longer owned"), "k", "unlock")
+    assert isinstance(error, LockLost)
+    assert store.health.errors == 0 and not store.health.open
+    error = store.failed(ConnectionResetError(), "k", "unlock")
+    assert store.health.unavailable == 1 and store.health.open
