@@ -289,13 +289,17 @@ class CachedFunction:
 
         Marks the key as computed by this thread meanwhile (a call asking for
         it raises ReentrantCallError), and folds the time into
-        :attr:`cost_estimate`, which paces other callers' waits.
+        :attr:`cost_estimate`, which paces other callers' waits. The
+        computation runs outside the caller's round-trip budget: cached calls
+        it makes are theirs to account for, not the caller's.
         """
         token = begin_compute(store, key, self.name)
+        no_budget = health.round_trip_budget.set(None)
         t0 = time.perf_counter()
         try:
             value = compute()
         finally:
+            health.round_trip_budget.reset(no_budget)
             end_compute(token)
         cost = time.perf_counter() - t0
         previous = self.cost_estimate

@@ -581,3 +581,35 @@ def test_invalidate_on_a_user_region_is_not_silently_lost_after_a_connection_err
         this.close()
         other.close()
         server.stop()
+
+
+def test_a_computation_reading_many_cached_values_spends_no_budget_of_its_callers(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server,
+    client_closer: servers.ClientCloser,
+) -> None:
+    """A miss whose computation reads 200 cached values, 5 ms a round trip (a second in
+    all), charges them to those reads, not to the miss: nothing counts as an outage."""
+    proxy = servers.SlowProxy(server)
+    try:
+        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+
+        @dogpile_warm.warmable(ttl=60)
+        def part(i: int) -> int:
+            return i
+
+        @dogpile_warm.warmable(ttl=60)
+        def page() -> int:
+            return sum(part(i) for i in range(200))
+
+        for i in range(200):
+            part(i)
+        proxy.delay = 0.005
+        assert page() == sum(range(200))
+        stats = engine.get_stats()
+        assert stats["hits"] >= 200
+        assert stats["backend_unavailable"] == 0 and stats["backends_down"] == []
+        engine.close()
+    finally:
+        proxy.stop()
