@@ -158,17 +158,25 @@ class BackendHealth:
             self.skipped += 1
         return False
 
-    def succeeded(self) -> None:
-        """The backend answered. Cheap while all is well: two attribute reads."""
-        if self.open or self.in_outage:
-            self._answered()
+    def succeeded(self, started: float) -> None:
+        """The backend answered an operation begun at ``started`` (this health's clock).
 
-    def _answered(self) -> None:
+        Only an operation begun after the last failure says the backend is
+        back (the probe's): answers to ones sent before it, still arriving,
+        say nothing new. Cheap while all is well: two attribute reads.
+        """
+        if self.open or self.in_outage:
+            self._answered(started)
+
+    def _answered(self, started: float) -> None:
         now = self.clock()
         ended = False
         with self._lock:
-            self.open = False
-            self._probe_since = None
+            if self.open:
+                if started < self._last_failure:
+                    return  # sent before the failure: says nothing about the backend now
+                self.open = False
+                self._probe_since = None
             if self.in_outage and now - self._last_failure >= self.quiet:
                 self.in_outage = False
                 ended = True
@@ -201,7 +209,6 @@ class BackendHealth:
 
     def failed_refused(self, exc: BaseException, key: str, owner: str) -> None:
         """The backend would not store the value of ``owner`` under ``key``."""
-        self.succeeded()  # it answered
         with self._lock:
             self.refused += 1
             first = owner not in self._refused_owners
@@ -222,7 +229,6 @@ class BackendHealth:
 
     def failed_unreadable(self, reason: str, key: str) -> None:
         """A value under ``key`` could not be read back; it counts as a miss."""
-        self.succeeded()  # it answered
         now = self.clock()
         with self._lock:
             self.unreadable += 1

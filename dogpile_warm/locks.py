@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from dogpile.cache.api import CacheMutex
 
-from . import backends, forks
+from . import backends, forks, health
 from .errors import BackendError, BackendUnavailable, ReentrantCallError
 
 if TYPE_CHECKING:
@@ -68,6 +68,9 @@ _STEP_MAX = 0.2
 # not waited for any longer. Asked again after as long again.
 _PATIENCE_MIN = 15.0
 _PATIENCE_FACTOR = 4.0
+# A release the backend does not answer is tried again this often, this long.
+_RELEASE_RETRY = 0.5
+_RELEASE_FOR = 300.0
 
 # (store, key) pairs being computed in this thread or task, innermost last.
 _computing: contextvars.ContextVar[tuple[tuple[CacheStore, str], ...]] = contextvars.ContextVar(
@@ -162,14 +165,22 @@ class KeyLock(CacheMutex):
             if self._mutex.acquire(False):
                 self.held = True
                 return True
-            return self._wait_local() if wait else False
-        got = self._store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
-        if isinstance(got, BackendError):
-            return wait  # no backend: compute without the lock, or leave the refresh
-        if got:
-            self._hold()
-            return True
-        return self._wait_distributed() if wait else False
+        else:
+            got = self._store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
+            if isinstance(got, BackendError):
+                return wait  # no backend: compute without the lock, or leave the refresh
+            if got:
+                self._hold()
+                return True
+        if not wait:
+            return False
+        # Waiting for another's computation is not this call's round trips: its
+        # polls spend no budget (a long computation would otherwise exhaust it).
+        no_budget = health.round_trip_budget.set(None)
+        try:
+            return self._wait_local() if self.is_local else self._wait_distributed()
+        finally:
+            health.round_trip_budget.reset(no_budget)
 
     def _wait_local(self) -> bool:
         step = self._first_step
@@ -240,19 +251,29 @@ class KeyLock(CacheMutex):
             self._mutex.release()
             return
         store = self._store
-        if not store.usable():
+        release = backends.releaser(self._mutex)
+        if release is not None and not store.usable():
             # Not in the caller's time: the keeper releases it when it can (a
             # lock without expiry would otherwise stay held for good).
-            release = backends.releaser(self._mutex)
-            if release is not None:
-                lease_keeper().release_later(release, store, self._key)
-                return
-        store.attempt("unlock", self._key, self._mutex.release, always=True)
+            lease_keeper().release_later(release, store, self._key)
+            return
+        result = store.attempt("unlock", self._key, self._mutex.release, always=True)
+        if isinstance(result, BackendUnavailable) and release is not None:
+            lease_keeper().release_later(release, store, self._key)
 
     def locked(self) -> bool:
         """Whether anyone holds the key's lock (False when the backend cannot say)."""
         answer = self._store.attempt("lock check", self._key, self._mutex.locked)
         return answer is True
+
+
+@dataclass(eq=False)
+class _Release:
+    release: Callable[[], Any]
+    store: CacheStore
+    key: str
+    due: float
+    since: float
 
 
 @dataclass(eq=False)
@@ -277,7 +298,7 @@ class LeaseKeeper:
 
     def _reset(self) -> None:
         self._leases: dict[int, _Lease] = {}
-        self._releases: list[tuple[Callable[[], Any], CacheStore, str]] = []
+        self._releases: list[_Release] = []
         self._ids = itertools.count()
         self._wake = threading.Condition(forks.new_lock())
         self._thread: threading.Thread | None = None
@@ -297,9 +318,11 @@ class LeaseKeeper:
             self._leases.pop(lease_id, None)
 
     def release_later(self, release: Callable[[], Any], store: CacheStore, key: str) -> None:
-        """Release a lock (through ``store``) in the keeper's thread, at once."""
+        """Release a lock (through ``store``) in the keeper's thread: at once, then, while
+        the backend does not answer, every ``_RELEASE_RETRY`` seconds for up to
+        ``_RELEASE_FOR`` seconds (a lock without expiry has no other way out)."""
         with self._wake:
-            self._releases.append((release, store, key))
+            self._releases.append(_Release(release, store, key, 0.0, time.monotonic()))
             self._start()
 
     def held(self) -> int:
@@ -324,23 +347,43 @@ class LeaseKeeper:
                     if not self._leases and not self._releases:
                         self._thread = None
                         return
-                releases, self._releases = self._releases, []
                 now = time.monotonic()
+                releases = [r for r in self._releases if r.due <= now]
+                self._releases = [r for r in self._releases if r.due > now]
                 due = [(i, lease) for i, lease in self._leases.items() if lease.due <= now]
                 if not due and not releases:
-                    self._wake.wait(min(lease.due for lease in self._leases.values()) - now)
+                    upcoming = [lease.due for lease in self._leases.values()]
+                    upcoming += [r.due for r in self._releases]
+                    self._wake.wait(min(upcoming) - now)
                     continue
                 for _, lease in due:
                     lease.due = now + lease.period
-            for release, store, key in releases:
-                store.attempt("unlock", key, release, always=True)
+            for release in releases:
+                self._release(release)
             for lease_id, lease in due:
                 if not self._renew(lease_id, lease):
                     self.drop(lease_id)
 
+    def _release(self, release: _Release) -> None:
+        result = release.store.attempt("unlock", release.key, release.release, always=True)
+        if not isinstance(result, BackendUnavailable):
+            return
+        if time.monotonic() - release.since < _RELEASE_FOR:
+            release.due = time.monotonic() + _RELEASE_RETRY
+            with self._wake:
+                self._releases.append(release)
+        else:
+            log.warning(
+                "could not release the lock of %r for %g s; it stays until it expires",
+                release.key,
+                _RELEASE_FOR,
+            )
+
     def _renew(self, lease_id: int, lease: _Lease) -> bool:
         """Renew one lease; False once it is lost (someone else holds the lock now)."""
-        kept = lease.store.attempt("renew", lease.key, lease.renew)
+        # Tried even while the breaker is open: other threads' failures must not
+        # cost a live holder its lease (the server may well answer).
+        kept = lease.store.attempt("renew", lease.key, lease.renew, always=True)
         if isinstance(kept, BackendUnavailable):
             return True  # try again next period
         if kept is True:

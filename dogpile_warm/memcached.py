@@ -197,12 +197,14 @@ class MemcachedLock(CacheMutex):
             delay = min(delay * 2, 0.2)
 
     def release(self) -> None:
-        token, self._token = self._token, None
+        token = self._token
         if token is None:
             return
         held, _ = self.backend._run("gets", self.key)
         if held == token:
             self.backend._run("delete", self.key)
+        # Only now: a release that raised (the server did not answer) can be retried.
+        self._token = None
 
     def renew(self) -> bool:
         """Extend the lock's expiry to ``timeout`` from now; False if it is no longer ours."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import os
 import time
 import weakref
@@ -168,7 +169,7 @@ class CacheStore:
                 operation,
             )
         elif health_.open or health_.in_outage:
-            health_.succeeded()
+            health_.succeeded(started)
 
     def failed(
         self, exc: BaseException, key: str, operation: str, owner: str | None = None
@@ -212,7 +213,9 @@ class CacheStore:
             return UNAVAILABLE
         index = self.index
         stamp = index.stamp(key) if index is not None else None
-        started = health_.clock() if budget is not None else 0.0
+        # Timed for a call's budget, and while the breaker is open (only an
+        # answer begun after it opened may close it); a plain hit is not.
+        started = health_.clock() if budget is not None or health_.open else -math.inf
         try:
             if tags:
                 found = self._get_multi([safe_key(key), *map(tag_key, tags)])

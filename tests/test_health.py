@@ -81,8 +81,25 @@ def test_a_successful_probe_closes_the_breaker(health: BackendHealth, clock: Fak
     health.failed_unavailable(ConnectionRefusedError(), "k", "read")
     clock.advance(1.0)
     assert health.allows()
-    health.succeeded()
+    health.succeeded(clock())
     assert not health.open and health.allows() and health.allows()
+
+
+def test_an_answer_to_an_operation_sent_before_the_failure_does_not_close_it(
+    health: BackendHealth, clock: FakeClock
+) -> None:
+    """Answers still arriving for operations begun before the breaker opened say nothing
+    about the backend now (a slow server answers them late): only a later one closes it."""
+    sent = clock()
+    clock.advance(0.3)
+    health.failed_unavailable(TimeoutError(), "k", "read")
+    clock.advance(0.2)
+    health.succeeded(sent)
+    assert health.open
+    clock.advance(1.0)
+    assert health.allows()  # the probe
+    health.succeeded(clock())
+    assert not health.open
 
 
 def test_a_failed_probe_keeps_it_open_for_another_retry_after(
@@ -121,13 +138,13 @@ def test_an_outage_logs_once_at_its_start_and_once_quiet_seconds_after_its_last_
     for _ in range(10):  # a flapping backend: one server of several, say
         health.failed_unavailable(ConnectionRefusedError(), "k", "read")
         clock.advance(0.5)
-        health.succeeded()
+        health.succeeded(clock())
         clock.advance(0.5)
     assert warnings(caplog) == [warnings(caplog)[0]]
     assert "is unavailable" in warnings(caplog)[0] and "'k'" in warnings(caplog)[0]
     clock.advance(1.0)  # 2 s since the last failure
-    health.succeeded()
-    health.succeeded()
+    health.succeeded(clock())
+    health.succeeded(clock())
     assert len(warnings(caplog)) == 2 and "answers again" in warnings(caplog)[1]
     assert health.unavailable == 10 and not health.in_outage
 

@@ -22,6 +22,7 @@ from dogpile_warm import CacheWarmingEngine, locks, warmable
 from dogpile_warm.errors import ReentrantCallError
 from dogpile_warm.keys import safe_key
 from dogpile_warm.locks import LeaseKeeper, lease_keeper
+from dogpile_warm.store import UNAVAILABLE
 from dogpile_warm.tags import tag_key
 from tests import servers
 from tests.conftest import configure_backend
@@ -291,8 +292,11 @@ def test_tag_versions_carry_no_backend_expiry(
     assert tag_ttl is None and new_tag_ttl is None
 
 
-def remaining_seconds(kind: str, server: servers.Server, key: str) -> float | None:
-    """Seconds until the server expires ``key`` (None: never), asked with a client of our own."""
+def remaining_seconds(
+    kind: str, server: servers.Server, key: str, missing_ok: bool = False
+) -> float | bool | None:
+    """Seconds until the server expires ``key`` (None: never), asked with a client of our
+    own; False if it is not there and ``missing_ok``."""
     if kind == "redis":
         import redis
 
@@ -301,12 +305,16 @@ def remaining_seconds(kind: str, server: servers.Server, key: str) -> float | No
             seconds = client.ttl(key)
         finally:
             client.close()
+        if seconds == -2 and missing_ok:
+            return False
         assert seconds != -2, f"{key!r} is not in Redis"
         return None if seconds == -1 else float(seconds)
     # memcached's meta get: "t" asks for the remaining time, -1 meaning never.
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         sock.sendall(f"mg {key} t\r\n".encode())
         reply = sock.recv(1024).decode()
+    if reply.startswith("EN") and missing_ok:
+        return False
     assert reply.startswith("HD"), f"{key!r}: {reply!r}"
     seconds = int(reply.split()[1][1:])
     return None if seconds == -1 else float(seconds)
@@ -420,3 +428,92 @@ def test_a_lock_released_while_the_backend_is_skipped_is_released_by_the_keeper(
         assert time.monotonic() - t0 < 1.0, "the lock was left to expire"
         time.sleep(0.01)
     waiting.release()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_waiting_for_a_long_computation_spends_no_round_trip_budget(
+    kind: str, server: servers.Server, client_closer: servers.ClientCloser
+) -> None:
+    """Behind a server answering 50 ms late, a waiter polls a 3 s computation for longer
+    than its round-trip budget allows: waits are not its round trips, so it gets the
+    holder's value, and nothing counts as an outage."""
+    proxy = servers.SlowProxy(server)
+    engines = []
+    try:
+        for _ in range(2):
+            engine = CacheWarmingEngine()
+            configure_backend(engine, kind, proxy)  # type: ignore[arg-type]
+            client_closer.watch(engine.region)
+            engines.append(engine)
+        counter: list[int] = []
+        holder_fn = shared_function(engines[0], 3.0, counter)
+        waiter_fn = shared_function(engines[1], 3.0, counter)
+        proxy.delay = 0.05
+        holder = threading.Thread(target=holder_fn, args=(1,))
+        holder.start()
+        time.sleep(0.3)
+        assert waiter_fn(1) == 10
+        holder.join(10)
+        stats = engines[1].get_stats()
+    finally:
+        for engine in engines:
+            engine.close()
+        proxy.stop()
+    assert counter == [1]
+    assert stats["backend_unavailable"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_a_live_holder_keeps_its_lease_while_its_breaker_is_open(
+    kind: str, two_processes: tuple[CacheWarmingEngine, CacheWarmingEngine]
+) -> None:
+    """Other threads' failures keep this process's breaker open for longer than the lease:
+    its renewals still go to the server, so the lock stays its holder's."""
+    here, there = two_processes
+    store = here._store_for(None)
+    held = store.lock("locks.renewed")
+    assert held.acquire(False)
+    try:
+        deadline = time.monotonic() + 6.0  # past the 4 s lease (5 s on memcached)
+        while time.monotonic() < deadline:
+            store.health.failed_unavailable(TimeoutError(), "other", "read")
+            time.sleep(0.2)
+        assert store.health.open
+        assert not there._store_for(None).lock("locks.renewed").acquire(False)
+    finally:
+        held.release()
+
+
+@pytest.mark.slow
+@pytest.mark.memcached
+def test_a_release_the_backend_missed_is_retried_until_it_answers(
+    engine: CacheWarmingEngine, client_closer: servers.ClientCloser
+) -> None:
+    """A lock without expiry, released while the server is paused, is released by the
+    keeper once the server answers again (it would stay held for good otherwise)."""
+    server = servers.start_memcached()
+    try:
+        with pytest.warns(UserWarning, match="never expires"):
+            engine.configure_region(
+                "default",
+                "dogpile.cache.pymemcache",
+                arguments={"url": server.url, "distributed_lock": True, "lock_timeout": 0},
+            )
+        client_closer.watch(engine.region)
+        store = engine._store_for(None)
+        held = store.lock("locks.forever")
+        assert held.acquire(False)
+        server.pause()
+        assert store.read("other") is UNAVAILABLE  # a timeout: the breaker opens
+        held.release()  # handed to the keeper, which cannot reach the server yet
+        time.sleep(1.5)
+        server.resume()
+        lock_key = "_lock" + safe_key("locks.forever")
+        deadline = time.monotonic() + 5.0
+        while remaining_seconds("memcached", server, lock_key, missing_ok=True) is not False:
+            assert time.monotonic() < deadline, "the lock was never released"
+            time.sleep(0.1)
+    finally:
+        server.stop()
