@@ -10,7 +10,8 @@ the backend only through its store (:meth:`CacheStore.attempt
   the key's expected compute time (1 ms to 50 ms), growing to 0.2 s; after
   each, a fresh value stored by anyone ends the wait at once (dogpile's
   ``Lock`` then reads and returns it), as does the store finding the backend
-  unavailable (the caller then computes without the cache);
+  unavailable, or so slow that one poll takes over 0.25 s (the caller then
+  computes, without the cache or without the lock);
 - *keeps a lease*: while held, a distributed lock with an expiry is renewed
   every third of it by the :class:`LeaseKeeper` thread, so a short expiry
   frees the key soon after its holder is killed and never while it lives;
@@ -68,6 +69,9 @@ _STEP_MAX = 0.2
 # not waited for any longer. Asked again after as long again.
 _PATIENCE_MIN = 15.0
 _PATIENCE_FACTOR = 4.0
+# Seconds one poll of a wait (is a value there? is the lock free?) may take: a
+# backend slower than that makes waiting cost more than computing.
+_SLOW_POLL = 0.25
 # A release the backend does not answer is tried again this often, this long.
 _RELEASE_RETRY = 0.5
 _RELEASE_FOR = 300.0
@@ -188,8 +192,11 @@ class KeyLock(CacheMutex):
             if self._mutex.acquire(True, step):
                 self.held = True
                 return True
+            polled = time.monotonic()
             if self._ready is not None and self._ready():
                 return True
+            if time.monotonic() - polled > _SLOW_POLL:
+                return True  # the backend is too slow to wait on: compute
             step = min(step * _STEP_GROWTH, _STEP_MAX)
 
     def _wait_distributed(self) -> bool:
@@ -198,14 +205,19 @@ class KeyLock(CacheMutex):
         ask_at = time.monotonic() + self._patience
         while True:
             time.sleep(step)
+            polled = time.monotonic()
             if self._ready is not None and self._ready():
                 return True
+            if time.monotonic() - polled > _SLOW_POLL:
+                return True  # the backend is too slow to wait on: compute
             got = store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
             if isinstance(got, BackendError):
                 return True
             if got:
                 self._hold()
                 return True
+            if time.monotonic() - polled > _SLOW_POLL:
+                return True  # the backend is too slow to wait on: compute
             if time.monotonic() >= ask_at:
                 if self._never_expires():
                     log.warning(
