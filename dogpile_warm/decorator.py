@@ -24,7 +24,7 @@ from .refresh import POLICIES
 from .regions import check_backend_expiry, warn_if_lock_never_expires
 from .tags import normalize_tags
 from .task import CRITICAL_PRIORITY, WarmingTask
-from .validation import check_priority, check_refresh_ahead, check_ttl
+from .validation import check_positive_number, check_priority, check_refresh_ahead, check_ttl
 
 if TYPE_CHECKING:
     from .engine import CacheWarmingEngine
@@ -192,12 +192,7 @@ def warmable(
                 raise TypeError(f"warm_args must hold tuples or dicts, got {item!r}")
     if refresh_policy not in POLICIES:
         raise ValueError(f"refresh_policy must be one of {POLICIES}, got {refresh_policy!r}")
-    if (
-        isinstance(xfetch_beta, bool)
-        or not isinstance(xfetch_beta, int | float)
-        or xfetch_beta <= 0
-    ):
-        raise ValueError(f"xfetch_beta must be a positive number, got {xfetch_beta!r}")
+    xfetch_beta = check_positive_number("xfetch_beta", xfetch_beta)
     if should_cache_fn is not None and not callable(should_cache_fn):
         raise TypeError(f"should_cache_fn must be callable or None, got {should_cache_fn!r}")
     if isinstance(region, CacheRegion):
@@ -235,7 +230,7 @@ def warmable(
             user_arg=user_arg,
             warm_args=warm_args,
             refresh_policy=refresh_policy,
-            xfetch_beta=float(xfetch_beta),
+            xfetch_beta=xfetch_beta,
             should_cache_fn=should_cache_fn,
         )
         wrapper: WarmableFunction[P, R] = WarmableFunction(fn, cached)

@@ -26,7 +26,7 @@ from .task import WarmingTask
 from .tracker import UsagePatternTracker
 from .usage import Usage
 from .users import UserPreloads
-from .validation import check_positive_int, check_positive_number, check_ttl
+from .validation import check_key, check_positive_int, check_positive_number, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
 
@@ -181,8 +181,7 @@ class CacheWarmingEngine:
         engine), logged and counted, never raised, and leaves the previous
         value in place. Read it back with :meth:`get_cached`.
         """
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"key must be a non-empty string, got {key!r}")
+        check_key(key)
         if not callable(compute_fn):
             raise TypeError(f"compute_fn must be callable, got {compute_fn!r}")
         result = self._warm_value(
@@ -194,6 +193,7 @@ class CacheWarmingEngine:
         """The value stored under ``key`` (by :meth:`warm_cache` or a decorated
         function's ``key_for``), or ``NO_VALUE`` if missing, past its ttl or
         carrying an invalidated tag."""
+        check_key(key)
         return self._store_for(region).fresh_value(key)
 
     def _warm_value(

@@ -10,6 +10,7 @@ too.
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import math
 import warnings
@@ -137,6 +138,14 @@ def build_region(
     """Make and configure a region with :func:`backend_defaults` under ``arguments``."""
     if not isinstance(backend, str) or not backend:
         raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
+    expiration_time = _check_expiration_time(expiration_time)
+    if arguments is not None and not isinstance(arguments, Mapping):
+        raise TypeError(f"arguments must be a mapping (a dict) or None, got {arguments!r}")
+    if backend in _NEEDS_URL and not (arguments or {}).get("url"):
+        raise ValueError(
+            f"backend {backend!r} needs the server's address: arguments={{'url': "
+            f"'127.0.0.1:11211'}} (or a list of them), got arguments={arguments!r}"
+        )
     defaults = backend_defaults(backend, expiration_time)
     merged = {**defaults, **(arguments or {})}
     if "connection_kwargs" in defaults and arguments and "connection_kwargs" in arguments:
@@ -150,6 +159,37 @@ def build_region(
     region.configure(backend, expiration_time=expiration_time, arguments=merged)
     warn_if_lock_never_expires(region)
     return check_region(region)
+
+
+# dogpile's memcached backends: no default server, and a KeyError('url') if none is given.
+_NEEDS_URL = frozenset(
+    {
+        "dogpile.cache.pymemcache",
+        "dogpile.cache.memcached",
+        "dogpile.cache.pylibmc",
+        "dogpile.cache.bmemcached",
+        memcached.BACKEND_NAME,
+    }
+)
+
+
+def _check_expiration_time(value: Any) -> float | None:
+    """``expiration_time`` as dogpile takes it (seconds, a timedelta or None), checked here:
+    dogpile reads ``-1`` as "never expires" and takes infinity, which no backend does."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(
+            f"expiration_time must be a finite number of seconds, a timedelta or None, "
+            f"got {value!r}"
+        )
+    if value <= 0:
+        raise ValueError(
+            f"expiration_time must be positive (None: values expire by ttl only), got {value!r}"
+        )
+    return float(value)
 
 
 def check_region(region: Any) -> CacheRegion:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from . import forks
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
+from .validation import check_positive_number
 from .runs import WarmJob, bind_job, report_jobs
 from .store import UNAVAILABLE, Entry
 
@@ -177,12 +178,8 @@ def warm_from_snapshot(
     None) and ``"skipped_items"`` (``[{"key", "task_id", "reason"}]``).
     Raises :class:`WarmError` when the backend cannot be read.
     """
-    if rate_limit is not None and (
-        isinstance(rate_limit, bool) or not isinstance(rate_limit, int | float) or rate_limit <= 0
-    ):
-        raise ValueError(
-            f"rate_limit must be a positive number of keys per second, got {rate_limit!r}"
-        )
+    if rate_limit is not None:
+        rate_limit = check_positive_number("rate_limit", rate_limit, " of keys per second")
     if top_n is not None:
         _check_count("top_n", top_n, None)
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ from typing import Any
 from dogpile.cache import CacheRegion
 
 from .tags import normalize_tags
-from .validation import check_priority, check_ttl
+from .validation import check_positive_number, check_priority, check_ttl
 
 __all__ = ["CRITICAL_PRIORITY", "WarmingTask", "priority_level"]
 
@@ -59,14 +59,7 @@ class WarmingTask:
         check_ttl(self.ttl)
         check_priority(self.priority)
         self.tags = normalize_tags(self.tags)
-        if (
-            isinstance(self.interval_minutes, bool)
-            or not isinstance(self.interval_minutes, int | float)
-            or self.interval_minutes <= 0
-        ):
-            raise ValueError(
-                f"interval_minutes must be a positive number, got {self.interval_minutes!r}"
-            )
+        check_positive_number("interval_minutes", self.interval_minutes, " of minutes")
         if self.region is not None and not isinstance(self.region, CacheRegion | str):
             raise TypeError(
                 f"region must be a CacheRegion, a region name or None, got {self.region!r}"

@@ -6,9 +6,11 @@ one out of range, with a message naming the argument and the value.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 __all__ = [
+    "check_key",
     "check_positive_int",
     "check_positive_number",
     "check_priority",
@@ -18,7 +20,8 @@ __all__ = [
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """A real, finite number (never a bool): infinity and NaN make timers that never fire."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_priority(priority: Any) -> int:
@@ -29,7 +32,7 @@ def check_priority(priority: Any) -> int:
 
 def check_ttl(ttl: Any) -> float:
     if not _is_number(ttl):
-        raise TypeError(f"ttl must be a number of seconds, got {ttl!r}")
+        raise TypeError(f"ttl must be a finite number of seconds, got {ttl!r}")
     if not ttl > 0:
         raise ValueError(f"ttl must be greater than 0 seconds, got {ttl!r}")
     return float(ttl)
@@ -57,7 +60,13 @@ def check_positive_int(name: str, value: Any) -> int:
 
 def check_positive_number(name: str, value: Any, unit: str = "") -> float:
     if not _is_number(value):
-        raise TypeError(f"{name} must be a number{unit}, got {value!r}")
+        raise TypeError(f"{name} must be a finite number{unit}, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
     return float(value)
+
+
+def check_key(key: Any) -> str:
+    if not isinstance(key, str) or not key:
+        raise TypeError(f"key must be a non-empty string, got {key!r}")
+    return key
