@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any
 from . import forks
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
-from .validation import check_positive_number
 from .runs import WarmJob, bind_job, report_jobs
 from .store import UNAVAILABLE, Entry
+from .validation import check_positive_number
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
