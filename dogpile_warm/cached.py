@@ -29,7 +29,7 @@ from dogpile.lock import Lock, NeedRegenerationException
 from . import health, signals
 from .batch import KeyResult, WriteBatch
 from .errors import WarmError, describe_error
-from .keys import KeyBuilder
+from .keys import KeyBuilder, KeyBy
 from .locks import begin_compute, check_not_computing, end_compute
 from .reader import Reader, make_reader
 from .refresh import RefreshBackoff, refresh_due
@@ -70,6 +70,7 @@ class CachedFunction:
         refresh_policy: str = "window",
         xfetch_beta: float = 1.0,
         should_cache_fn: Callable[[Any], bool] | None = None,
+        key_by: KeyBy | None = None,
     ) -> None:
         self.fn = fn  # the plain function (a staticmethod's or classmethod's __func__)
         self.name = name
@@ -93,7 +94,7 @@ class CachedFunction:
         self.sorted_tags = tuple(sorted(tags))
         self.user_arg = user_arg
         self.warm_args = warm_args
-        self.keys = KeyBuilder(name, fn)
+        self.keys = KeyBuilder(name, fn, key_by)
         self.sender: Any = None  # the WarmableFunction, set once it exists
         self.task: WarmingTask = None  # type: ignore[assignment]  # set by warmable()
         self._store: tuple[int, CacheStore] | None = None

@@ -20,6 +20,7 @@ from dogpile.cache import CacheRegion
 from dogpile.cache.api import NoValue
 
 from .cached import CachedFunction, WarmArgs
+from .keys import KeyBy
 from .refresh import POLICIES
 from .regions import check_backend_expiry, warn_if_lock_never_expires
 from .tags import normalize_tags
@@ -160,6 +161,7 @@ def warmable(
     refresh_policy: str = "window",
     xfetch_beta: float = 1.0,
     should_cache_fn: Callable[[Any], bool] | None = None,
+    key_by: KeyBy | None = None,
 ) -> Callable[[Callable[P, R]], WarmableFunction[P, R]]:
     """Cache a function on a dogpile.cache region and register it as a warming task.
 
@@ -167,7 +169,9 @@ def warmable(
     past ``refresh_ahead * ttl``) or ``"xfetch"`` (probabilistic early refresh
     scaled by the measured recompute time and ``xfetch_beta``; see
     :mod:`dogpile_warm.refresh`); ``should_cache_fn(value)`` returning False
-    keeps a computed value out of the cache, as in dogpile.
+    keeps a computed value out of the cache, as in dogpile; ``key_by``
+    (``{parameter: function or None}``) keys an argument by ``function(value)``
+    or leaves it out of the key (see :mod:`dogpile_warm.keys`).
 
     Bad arguments raise ``TypeError``/``ValueError`` here, at decoration,
     naming the argument and the value.
@@ -232,6 +236,7 @@ def warmable(
             refresh_policy=refresh_policy,
             xfetch_beta=xfetch_beta,
             should_cache_fn=should_cache_fn,
+            key_by=key_by,
         )
         wrapper: WarmableFunction[P, R] = WarmableFunction(fn, cached)
         cached.sender = wrapper

@@ -5,6 +5,14 @@ otherwise, where ``<args>`` is the ``repr`` of every bound argument, defaults
 applied, in signature order: ``f(1)``, ``f(x=1)`` and ``f()`` with ``x=1`` as
 its default share one key, and ``f(1)`` never shares one with ``f("1")``.
 
+``key_by`` (``{parameter: function or None}``) keys a parameter by
+``function(value)`` instead, or leaves it out of the key (None): for an object
+without a repr of its own, or a database session that does not change the
+result. An argument whose repr holds a memory address (``object``'s default
+repr, a function's, a lambda's) is refused with ``TypeError``: addresses are
+reused once an object is freed, and a key built from one would hand one
+caller's value to another (a user's data to another user).
+
 :func:`safe_key` turns any key into one every backend accepts (memcached:
 at most 250 bytes, no spaces or control characters).
 """
@@ -13,10 +21,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["KeyBuilder", "safe_key"]
+__all__ = ["KeyBuilder", "KeyBy", "safe_key"]
+
+KeyBy = Mapping[str, Callable[[Any], Any] | None]
+
+# What a repr holding a memory address ends with: "<... object at 0x7f...>".
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 
 # Short enough that memcached's 250-byte limit holds with dogpile's "_lock"
 # prefix and a user's own key_mangler prefix on top.
@@ -50,7 +64,7 @@ class KeyBuilder:
     without it.
     """
 
-    def __init__(self, name: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, name: str, fn: Callable[..., Any], key_by: KeyBy | None = None) -> None:
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
         self.skips_first = bool(params) and params[0].name in ("self", "cls")
@@ -59,8 +73,11 @@ class KeyBuilder:
         self.name = name
         self.signature = signature.replace(parameters=params)
         self.parameter_names = tuple(p.name for p in params)
-        self._positional_only = len(params) > 0 and all(
-            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params
+        self.key_by = _check_key_by(key_by, self.parameter_names, name)
+        self._positional_only = (
+            len(params) > 0
+            and not self.key_by
+            and all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         )
         # args -> key, for positional calls whose arguments are all exact ints
         # and strs (at most _MEMO_SIZE; starts over when full, cleared in place).
@@ -95,12 +112,58 @@ class KeyBuilder:
             return self.name
         if self._positional_only and not kwargs and len(args) == len(self.parameter_names):
             # The common call: every argument given positionally, nothing to bind.
-            return f"{self.name}|{','.join(map(repr, args))}"
+            key = f"{self.name}|{','.join(map(repr, args))}"
+            if " at 0x" in key:  # cheap first look; _parts says which argument
+                self._parts(args, kwargs)
+            return key
+        return f"{self.name}|{','.join(self._parts(args, kwargs))}"
+
+    def _parts(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[str]:
+        """The repr of every argument that goes in the key, in signature order."""
         arguments = self.bind(args, kwargs)
+        key_by = self.key_by
         parts = []
         for param in self.signature.parameters.values():
             value = arguments[param.name]
-            if param.kind is param.VAR_KEYWORD:
+            if param.name in key_by:
+                keyed_by = key_by[param.name]
+                if keyed_by is None:
+                    continue
+                value = keyed_by(value)
+            elif param.kind is param.VAR_KEYWORD:
                 value = dict(sorted(value.items()))
-            parts.append(repr(value))
-        return f"{self.name}|{','.join(parts)}"
+            part = repr(value)
+            if _ADDRESS.search(part) and not isinstance(value, str):
+                raise TypeError(self._address_message(param.name, value, part))
+            parts.append(part)
+        return parts
+
+    def _address_message(self, parameter: str, value: Any, part: str) -> str:
+        kind = type(value).__qualname__
+        return (
+            f"argument {parameter!r} of {self.name} is a {kind} whose repr holds a memory "
+            f"address ({part[:80]}): addresses are reused, so the key could hand another "
+            f"call's value (another user's data) to this one; give {kind} a __repr__ "
+            f"that identifies it, key it by something that does with "
+            f"@warmable(key_by={{{parameter!r}: lambda v: v.id}}), or leave it out of "
+            f"the key with key_by={{{parameter!r}: None}}"
+        )
+
+
+def _check_key_by(key_by: Any, parameters: tuple[str, ...], name: str) -> dict[str, Any]:
+    if key_by is None:
+        return {}
+    if not isinstance(key_by, Mapping):
+        raise TypeError(f"key_by must map parameter names to functions or None, got {key_by!r}")
+    for parameter, keyed_by in key_by.items():
+        if parameter not in parameters:
+            raise ValueError(
+                f"key_by names {parameter!r}, which is not a parameter of {name} "
+                f"(parameters: {', '.join(parameters) or 'none'})"
+            )
+        if keyed_by is not None and not callable(keyed_by):
+            raise TypeError(
+                f"key_by[{parameter!r}] must be a function of the argument or None, "
+                f"got {keyed_by!r}"
+            )
+    return dict(key_by)
