@@ -15,6 +15,7 @@ from . import forks, signals
 from .batch import KeyResult, WriteBatch
 from .cached import CachedFunction
 from .errors import BackendError, WarmError, describe_error
+from .locks import lease_keeper
 from .refresh import RefreshRunner
 from .regions import MEMORY_BACKEND, RegionRegistry, build_region
 from .runs import WarmJob, bind_job, report_jobs, row, run_jobs
@@ -654,11 +655,14 @@ class CacheWarmingEngine:
         }
 
     def close(self) -> None:
-        """Stop the scheduler and the refresh pool (waiting for refreshes under way). Idempotent."""
+        """Stop the scheduler and the refresh pool (waiting for refreshes under way), and
+        release the locks its regions still owe the backend (see
+        :meth:`LeaseKeeper.settle <dogpile_warm.locks.LeaseKeeper.settle>`). Idempotent."""
         self.stop()
         with self._lock:
             self._closed = True
         self._refresher.close()
+        lease_keeper().settle(self._regions.stores())
 
 
 def _interval_for(accesses_per_minute: float) -> int:

@@ -35,7 +35,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -311,6 +311,7 @@ class LeaseKeeper:
     def _reset(self) -> None:
         self._leases: dict[int, _Lease] = {}
         self._releases: list[_Release] = []
+        self._releasing: list[_Release] = []  # taken from _releases, being tried now
         self._ids = itertools.count()
         self._wake = threading.Condition(forks.new_lock())
         self._thread: threading.Thread | None = None
@@ -337,6 +338,25 @@ class LeaseKeeper:
             self._releases.append(_Release(release, store, key, 0.0, time.monotonic()))
             self._start()
 
+    def settle(self, stores: Collection[CacheStore], timeout: float = 2.0) -> None:
+        """Try now, in the caller's thread, every release still waiting for one of
+        ``stores`` (once each), and wait up to ``timeout`` seconds for those the keeper is
+        trying: an engine closing leaves no lock behind, and no connection opened after
+        its own were closed."""
+        wanted = {id(store) for store in stores}
+        with self._wake:
+            mine = [r for r in self._releases if id(r.store) in wanted]
+            self._releases = [r for r in self._releases if id(r.store) not in wanted]
+        for release in mine:
+            release.store.attempt("unlock", release.key, release.release, always=True)
+        deadline = time.monotonic() + timeout
+        with self._wake:
+            while any(id(r.store) in wanted for r in self._releasing):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._wake.wait(left)
+
     def held(self) -> int:
         """How many leases are being kept."""
         with self._wake:
@@ -362,6 +382,7 @@ class LeaseKeeper:
                 now = time.monotonic()
                 releases = [r for r in self._releases if r.due <= now]
                 self._releases = [r for r in self._releases if r.due > now]
+                self._releasing = releases
                 due = [(i, lease) for i, lease in self._leases.items() if lease.due <= now]
                 if not due and not releases:
                     upcoming = [lease.due for lease in self._leases.values()]
@@ -372,6 +393,10 @@ class LeaseKeeper:
                     lease.due = now + lease.period
             for release in releases:
                 self._release(release)
+            if releases:
+                with self._wake:
+                    self._releasing = []
+                    self._wake.notify_all()  # settle() may be waiting for them
             for lease_id, lease in due:
                 if not self._renew(lease_id, lease):
                     self.drop(lease_id)
