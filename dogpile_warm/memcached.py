@@ -44,7 +44,7 @@ from pymemcache.serde import FLAG_PICKLE, PickleSerde
 
 from .errors import ValueUnreadable
 
-__all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "pickle_serde"]
+__all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "bytes_serde", "pickle_serde"]
 
 BACKEND_NAME = "dogpile_warm.pymemcache"
 
@@ -68,6 +68,26 @@ class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
 
 
 pickle_serde = _LoadsPickleSerde()
+
+
+class _BytesSerde:
+    """Bytes in, bytes out; nothing is ever unpickled, whatever an item's flags say.
+
+    For regions whose values the region's serializer turns into bytes (signed
+    ones): an item some other client stored with pymemcache's pickle flags
+    reads as empty bytes, which no signature or deserializer accepts.
+    """
+
+    def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
+        if not isinstance(value, bytes):
+            raise TypeError(f"this region stores bytes only, got a {type(value).__name__}")
+        return value, 0
+
+    def deserialize(self, key: Any, value: bytes, flags: int) -> bytes:
+        return value if flags == 0 else b""
+
+
+bytes_serde = _BytesSerde()
 
 
 # pymemcache and dogpile's backends are untyped (Any): subclassing them is the point.

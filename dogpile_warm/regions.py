@@ -15,13 +15,14 @@ import importlib
 import math
 import warnings
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from dogpile.cache import CacheRegion, make_region, register_backend
 
 from . import backends, forks, memcached
 from .errors import UnknownRegionError
+from .signing import make_serializer
 from .store import CacheStore
 
 # A name only: dogpile imports the class when a region is configured with it.
@@ -133,9 +134,20 @@ def build_region(
     expiration_time: float | None = None,
     arguments: Mapping[str, Any] | None = None,
     async_creation_runner: AsyncRunner | None = None,
+    signing_key: bytes | str | Sequence[bytes | str] | None = None,
+    serializer: str | Callable[[Any], bytes] | None = None,
+    deserializer: Callable[[bytes], Any] | None = None,
     **region_kwargs: Any,
 ) -> CacheRegion:
-    """Make and configure a region with :func:`backend_defaults` under ``arguments``."""
+    """Make and configure a region with :func:`backend_defaults` under ``arguments``.
+
+    ``signing_key`` signs every value and tag version the region writes and
+    refuses, unread, whatever lacks a valid signature (see
+    :mod:`dogpile_warm.signing`). ``serializer`` is ``"pickle"``, ``"json"``,
+    or dogpile's own pair: a function to bytes here and its ``deserializer``.
+    Both concern backends outside the process; the memory backend keeps
+    objects as they are and ignores them.
+    """
     if not isinstance(backend, str) or not backend:
         raise TypeError(f"backend must be a dogpile.cache backend name, got {backend!r}")
     expiration_time = _check_expiration_time(expiration_time)
@@ -153,6 +165,12 @@ def build_region(
             **defaults["connection_kwargs"],
             **arguments["connection_kwargs"],
         }
+    pair = _serializer(backend, serializer, deserializer, signing_key)
+    if pair is not None:
+        region_kwargs["serializer"], region_kwargs["deserializer"] = pair
+        if backend == "dogpile.cache.pymemcache":
+            # Values reach the client as bytes already: it must not unpickle either.
+            merged.setdefault("serde", memcached.bytes_serde)
     region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
     if backend == "dogpile.cache.pymemcache":
         backend = memcached.BACKEND_NAME  # the same backend, with timeouts (see memcached.py)
@@ -190,6 +208,35 @@ def _check_expiration_time(value: Any) -> float | None:
             f"expiration_time must be positive (None: values expire by ttl only), got {value!r}"
         )
     return float(value)
+
+
+# Memcached clients that unpickle an item by its flags inside the client, before
+# a region's deserializer could check a signature.
+_UNPICKLING_CLIENTS = frozenset(
+    {"dogpile.cache.memcached", "dogpile.cache.pylibmc", "dogpile.cache.bmemcached"}
+)
+
+
+def _serializer(
+    backend: str, serializer: Any, deserializer: Any, signing_key: Any
+) -> tuple[Callable[[Any], bytes], Callable[[bytes], Any]] | None:
+    """The region's (serializer, deserializer), or None for the backend's own."""
+    if callable(serializer) or deserializer is not None:
+        if not (callable(serializer) and callable(deserializer)):
+            raise TypeError(
+                f"serializer and deserializer go together: a function to bytes and one back, "
+                f"got serializer={serializer!r}, deserializer={deserializer!r}"
+            )
+        serializer = (serializer, deserializer)
+    pair = make_serializer(serializer, signing_key)  # checks both arguments
+    if pair is None or backend == MEMORY_BACKEND:
+        return None  # objects stay in the process: nothing to serialize or sign
+    if signing_key is not None and backend in _UNPICKLING_CLIENTS:
+        raise ValueError(
+            f"signing_key cannot protect backend {backend!r}: its client unpickles items by "
+            f"their flags before any signature is checked; use 'dogpile.cache.pymemcache'"
+        )
+    return pair
 
 
 def check_region(region: Any) -> CacheRegion:

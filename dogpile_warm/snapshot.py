@@ -9,15 +9,21 @@ process, and recomputes those keys hottest first, at most ``rate_limit`` keys
 per second so a cold start does not stampede the database.
 
 Size: memcached refuses items over 1 MB by default (``-I``), so a snapshot is
-at most :data:`MAX_SNAPSHOT_BYTES` (pickled) and :data:`MAX_TOP_N` items; the
-coldest items that do not fit are left out and counted as ``truncated``.
-Each item's arguments are pickled on their own, so one item whose arguments
-cannot be pickled (or unpickled in the new process) is skipped and reported
-without losing the others.
+at most :data:`MAX_SNAPSHOT_BYTES` (serialized) and :data:`MAX_TOP_N` items;
+the coldest items that do not fit are left out and counted as ``truncated``.
+
+Trust: each item's arguments go through the region's own serializer (pickle,
+JSON, signed or not: see :mod:`dogpile_warm.signing`), on their own, so one
+item whose arguments cannot be serialized (or read back in the new process)
+is skipped and reported without losing the others, and the snapshot as a
+whole is stored like any value, signed in a signed region. Warming calls only
+tasks registered in this process, and only with arguments that give back the
+key they were saved under.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
 import pickle
@@ -35,6 +41,7 @@ from .validation import check_positive_number
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
 
+    from .cached import CachedFunction
     from .engine import CacheWarmingEngine
     from .stats import TaskRecord
 
@@ -57,7 +64,10 @@ MAX_SNAPSHOT_BYTES = 900_000
 # The usage tracker's default bound on keys: a snapshot cannot know more.
 MAX_TOP_N = 10_000
 
-_FORMAT = 1
+_FORMAT = 2  # 1 held pickled arguments, whatever the region's serializer
+
+Dumps = Callable[[Any], bytes]
+Loads = Callable[[bytes], Any]
 
 
 def save_hot_set(
@@ -88,6 +98,8 @@ def save_hot_set(
     """
     _check_count("top_n", top_n, MAX_TOP_N)
     _check_count("max_bytes", max_bytes, None)
+    store = engine._store_for(region)
+    codec = _codec(store.region)
     with engine._lock:  # a consistent copy; real calls keep adding to it
         calls = dict(engine._usage.calls)
         tasks = dict(engine._tasks)
@@ -104,10 +116,8 @@ def save_hot_set(
         record = tasks.get(task_id)
         reason = _unwarmable(record)
         if reason is None:
-            try:
-                pickled = pickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:  # PicklingError, TypeError, AttributeError, ...
-                reason = f"arguments cannot be pickled: {describe_error(exc)}"
+            call, reason = _encode_call(codec, source, args, kwargs, key)
+            if reason is not None:
                 log.warning("snapshot of the hot set skips %r: %s", key, reason)
         if reason is not None:
             skipped.append({"key": key, "task_id": task_id, "reason": reason})
@@ -119,22 +129,22 @@ def save_hot_set(
                 "key": key,
                 "heat": heat,
                 "priority": record.task.priority,
-                "call": pickled,
+                "call": call,
             }
         )
-    blob, kept = _fit(items, max_bytes)
+    size, kept = _fit(codec[0], items, max_bytes)
+    payload = _payload(items[:kept])
     result = {
         "saved": kept,
         "skipped": skipped,
         "truncated": len(items) - kept,
-        "bytes": len(blob) if kept else 0,
+        "bytes": size if kept else 0,
         "stored": False,
         "key": SNAPSHOT_KEY,
     }
     if not kept:
         return result
-    store = engine._store_for(region)
-    entry = Entry(blob, time.time(), math.inf, ())
+    entry = Entry(payload, time.time(), math.inf, ())
     error = store.write(SNAPSHOT_KEY, entry, "the hot-set snapshot")
     if error is not None:
         raise WarmError(
@@ -143,10 +153,10 @@ def save_hot_set(
     # Read back: memcached refuses oversized items and some clients drop
     # writes to a server they think is down, without raising.
     back = store.read(SNAPSHOT_KEY)
-    if not isinstance(back, Entry) or back.value != blob:
+    if not isinstance(back, Entry) or back.value != payload:
         raise WarmError(
             f"the backend of region {store.region.name!r} did not keep the snapshot "
-            f"({len(blob)} bytes)"
+            f"({size} bytes)"
         )
     result["stored"] = True
     return result
@@ -184,6 +194,7 @@ def warm_from_snapshot(
         _check_count("top_n", top_n, None)
     t0 = time.perf_counter()
     store = engine._store_for(region)
+    codec = _codec(store.region)
     entry = store.read(SNAPSHOT_KEY)
     if entry is UNAVAILABLE:
         raise WarmError(
@@ -210,7 +221,7 @@ def warm_from_snapshot(
         job: WarmJob | None = None
         if reason is None:
             assert record is not None and record.source is not None
-            job, reason = _job(record, item, pace)
+            job, reason = _job(record, item, codec, pace)
         if job is None:
             skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": reason})
             continue
@@ -248,67 +259,120 @@ def _unwarmable(record: TaskRecord | None) -> str | None:
     return None
 
 
-def _fit(items: list[dict[str, Any]], max_bytes: int) -> tuple[bytes, int]:
-    """Pickle a prefix of ``items`` (hottest first) that fits ``max_bytes``; return it and its length.
+def _codec(region: CacheRegion) -> tuple[Dumps, Loads]:
+    """How the region turns values into bytes and back: its own serializer (JSON, signed),
+    else pickle (the memory backend, memcached's client)."""
+    if region.serializer is not None and region.deserializer is not None:
+        return region.serializer, region.deserializer
+    return _pickle_dumps, pickle.loads
 
-    Sized from each item pickled alone, which overestimates a little (the
+
+def _pickle_dumps(value: Any) -> bytes:
+    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _encode_call(
+    codec: tuple[Dumps, Loads],
+    source: CachedFunction,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    key: str,
+) -> tuple[str, None] | tuple[None, str]:
+    """A call's arguments as text (the region's serializer, base64), or why they cannot be
+    saved: not serializable, or not the same arguments once read back (a JSON region
+    turns a tuple into a list, which makes another key)."""
+    dumps, loads = codec
+    try:
+        data = dumps([list(args), kwargs])
+    except Exception as exc:  # PicklingError, TypeError, AttributeError, ...
+        return None, f"arguments cannot be serialized: {describe_error(exc)}"
+    back, reason = _decode_call(loads, data, source, key)
+    if back is None:
+        return None, reason
+    return base64.b64encode(data).decode("ascii"), None
+
+
+def _decode_call(
+    loads: Loads, data: bytes, source: CachedFunction, key: str
+) -> tuple[tuple[tuple[Any, ...], dict[str, Any]] | None, str]:
+    """The arguments in ``data``, if they give back ``key``; else None and why not."""
+    try:
+        args, kwargs = loads(data)
+        args, kwargs = tuple(args), dict(kwargs)
+    except Exception as exc:  # a class this process cannot import, say
+        return None, f"arguments cannot be read back: {describe_error(exc)}"
+    try:
+        again = source.key_for(args, kwargs)
+    except TypeError as exc:
+        return None, f"arguments no longer fit the function: {exc}"
+    if again != key:
+        return None, (
+            f"arguments read back make another key ({again!r}): the region's serializer "
+            "does not keep them as they were"
+        )
+    return (args, kwargs), ""
+
+
+def _payload(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"format": _FORMAT, "items": items}
+
+
+def _fit(dumps: Dumps, items: list[dict[str, Any]], max_bytes: int) -> tuple[int, int]:
+    """The serialized size and length of the longest prefix of ``items`` (hottest first)
+    that fits ``max_bytes``.
+
+    Sized from each item serialized alone, which overestimates a little (the
     whole payload shares repeated strings), so the prefix may fall an item
     or two short of the longest that would fit; never over the limit.
     """
     kept = len(items)
-    blob = _dump(items)
-    if len(blob) <= max_bytes:
-        return blob, kept
+    size = len(dumps(_payload(items)))
+    if size <= max_bytes:
+        return size, kept
     # Estimate from per-item sizes (the prefix that fits), then trim to the exact size.
-    budget = max_bytes - len(_dump([]))
+    budget = max_bytes - len(dumps(_payload([])))
     kept = 0
     for item in items:
-        budget -= len(pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL))
+        budget -= len(dumps(item))
         if budget < 0:
             break
         kept += 1
-    blob = _dump(items[:kept])
-    while kept and len(blob) > max_bytes:
+    size = len(dumps(_payload(items[:kept])))
+    while kept and size > max_bytes:
         kept -= 1
-        blob = _dump(items[:kept])
-    return blob, kept
-
-
-def _dump(items: list[dict[str, Any]]) -> bytes:
-    return pickle.dumps({"format": _FORMAT, "items": items}, protocol=pickle.HIGHEST_PROTOCOL)
+        size = len(dumps(_payload(items[:kept])))
+    return size, kept
 
 
 def _items(entry: Entry | None) -> list[dict[str, Any]]:
-    """The items of a stored snapshot (empty when there is none or it is not ours)."""
-    if entry is None or not isinstance(entry.value, bytes):
+    """The items of a stored snapshot (empty when there is none)."""
+    if entry is None:
         return []
-    # The backend is trusted as much as for every other cached value (dogpile
-    # unpickles them all); the outer payload holds only builtins.
+    payload = entry.value
     try:
-        payload = pickle.loads(entry.value)
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
             raise ValueError("not a snapshot of this version of dogpile_warm")
-        items = list(payload["items"])
+        items = [item for item in payload["items"] if isinstance(item, dict)]
     except Exception as exc:
         raise WarmError(f"the snapshot under {SNAPSHOT_KEY!r} is unreadable: {exc}") from exc
     return items
 
 
 def _job(
-    record: TaskRecord, item: dict[str, Any], pace: _Pacer | None
+    record: TaskRecord, item: dict[str, Any], codec: tuple[Dumps, Loads], pace: _Pacer | None
 ) -> tuple[WarmJob | None, str | None]:
     """The warm job of one snapshot item, or None and the reason it cannot run."""
     source = record.source
     assert source is not None
     try:
-        args, kwargs = pickle.loads(item["call"])
-    except Exception as exc:  # a class this process cannot import, say
-        return None, f"arguments cannot be unpickled: {describe_error(exc)}"
-    try:
-        key = source.key_for(args, kwargs)
-    except TypeError as exc:
-        return None, f"arguments no longer fit the function: {exc}"
-    job = bind_job(source, source.fn, args, kwargs, key)
+        data = base64.b64decode(item["call"], validate=True)
+    except Exception as exc:
+        return None, f"arguments cannot be read back: {describe_error(exc)}"
+    call, reason = _decode_call(codec[1], data, source, str(item.get("key")))
+    if call is None:
+        return None, reason
+    args, kwargs = call
+    job = bind_job(source, source.fn, args, kwargs, item["key"])
     if pace is None:
         return job, None
     return pace.wrap(job), None

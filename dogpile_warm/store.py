@@ -49,6 +49,7 @@ from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
+from .signing import BadSignature
 from .tags import TagVersions, tag_key
 
 __all__ = ["UNAVAILABLE", "CacheStore", "Entry", "Unavailable"]
@@ -321,6 +322,8 @@ class CacheStore:
         try:
             # dogpile's format: b"<json metadata>|<serialized payload>".
             return deserializer(raw.partition(b"|")[2])
+        except BadSignature as exc:  # never deserialized: counted, unlike a plain miss
+            return ValueUnreadable(f"refused: {exc}")
         except CantDeserializeException:
             return NO_VALUE  # the deserializer's own way of saying "a miss"
         except Exception as exc:
