@@ -12,7 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks import hit_path, memcached_hit, skewed_load, tracker_cost, warm_throughput
+from benchmarks import (
+    hit_path,
+    key_memory,
+    memcached_hit,
+    skewed_load,
+    tracker_cost,
+    warm_throughput,
+)
 from benchmarks._report import Row, format_table, make_parser
 
 
@@ -24,6 +31,7 @@ def benchmarks(chart: Path | None) -> dict[str, Callable[[bool], list[Row]]]:
         "skewed_load": lambda quick: skewed_load.run(quick, chart=chart),
         "warm_throughput": warm_throughput.run,
         "tracker_cost": tracker_cost.run,
+        "key_memory": key_memory.run,
     }
 
 

@@ -84,8 +84,8 @@ class Signer:
         signed = bytes(signed)
         if not signed.startswith(_MAGIC) or len(signed) < len(_MAGIC) + _DIGEST:
             raise BadSignature("unsigned bytes")
-        mac = signed[len(_MAGIC) : len(_MAGIC) + _DIGEST]
-        data = signed[len(_MAGIC) + _DIGEST :]
+        mac: bytes = signed[len(_MAGIC) : len(_MAGIC) + _DIGEST]
+        data: bytes = signed[len(_MAGIC) + _DIGEST :]
         for key in self._keys:
             if hmac.compare_digest(mac, hmac.new(key, data, hashlib.sha256).digest()):
                 return data

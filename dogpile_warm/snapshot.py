@@ -115,8 +115,9 @@ def save_hot_set(
         task_id = source.task.task_id
         record = tasks.get(task_id)
         reason = _unwarmable(record)
+        encoded: str | None = None
         if reason is None:
-            call, reason = _encode_call(codec, source, args, kwargs, key)
+            encoded, reason = _encode_call(codec, source, args, kwargs, key)
             if reason is not None:
                 log.warning("snapshot of the hot set skips %r: %s", key, reason)
         if reason is not None:
@@ -129,7 +130,7 @@ def save_hot_set(
                 "key": key,
                 "heat": heat,
                 "priority": record.task.priority,
-                "call": call,
+                "call": encoded,
             }
         )
     size, kept = _fit(codec[0], items, max_bytes)
@@ -155,8 +156,7 @@ def save_hot_set(
     back = store.read(SNAPSHOT_KEY)
     if not isinstance(back, Entry) or back.value != payload:
         raise WarmError(
-            f"the backend of region {store.region.name!r} did not keep the snapshot "
-            f"({size} bytes)"
+            f"the backend of region {store.region.name!r} did not keep the snapshot ({size} bytes)"
         )
     result["stored"] = True
     return result

@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
 
 from dogpile.cache import CacheRegion
-from dogpile.cache.api import NO_VALUE, CantDeserializeException
+from dogpile.cache.api import NO_VALUE, CachedValue, CantDeserializeException
+from dogpile.cache.region import value_version
 
 from . import backends, forks, health
 from .errors import (
@@ -77,9 +78,11 @@ class Unavailable(enum.Enum):
 
 UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 
-# How an Entry is kept in the backend: a plain tuple behind a format marker.
-# Pickling a NamedTuple names its class, and every unpickling then looks the
-# class up through the import system (about 2.5 us a read on memcached).
+# How an Entry is kept in a backend that serializes: a plain tuple behind a
+# format marker. Pickling a NamedTuple names its class, and every unpickling
+# then looks the class up through the import system (about 2.5 us a read on
+# memcached). dogpile's memory backend keeps the Entry itself: one object per
+# key, shared with the memory index.
 _FORMAT = "dogpile_warm/1"
 
 # What a failure that is not a connection error means, by operation: a read
@@ -92,6 +95,12 @@ _MEANING = {
     "unlock": "lock",
     "renew": "lock",
 }
+
+
+# What dogpile keeps beside each value in the memory backend: when it was stored,
+# and its format version. Entries carry their own times; "ct" 0 makes dogpile's
+# own reads of such a key (region.get) see it as expired, never as a fresh value.
+_MEMORY_METADATA: Final = {"ct": 0.0, "v": value_version}
 
 
 def _stored(entry: Entry) -> tuple[Any, ...]:
@@ -109,9 +118,12 @@ class CacheStore:
             weakref.WeakValueDictionary()
         )
         self._local_mutexes_lock = forks.new_lock()
-        # For dogpile's in-process memory backend: verified entries, so a hit
-        # can skip the region (see dogpile_warm.memory_index).
-        self.index: MemoryIndex | None = index_for(region.backend)
+        # For dogpile's in-process memory backend (unless the region serializes
+        # its values): verified entries, so a hit can skip the region (see
+        # dogpile_warm.memory_index), and entries stored as they are.
+        self.index: MemoryIndex | None = (
+            index_for(region.backend) if region.serializer is None else None
+        )
         # Round trips count against a caller's budget only over a network.
         self.timed = backends.is_remote(region.actual_backend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
@@ -256,6 +268,8 @@ class CacheStore:
 
     def _entry(self, found: Any, key: str) -> Entry | None:
         """The Entry stored as ``found``; None if nothing is (or what is cannot be read)."""
+        if type(found) is Entry:  # dogpile's memory backend: the object we stored
+            return found
         if type(found) is tuple and len(found) == 6 and found[0] == _FORMAT:
             # found[1:] is every field in order: made as the tuple it is, without
             # the NamedTuple's Python-level __new__ (on every read but a memory hit).
@@ -358,29 +372,54 @@ class CacheStore:
 
         ``owner`` (a function's name) is who a refused value is logged for.
         """
-        try:
-            result = self.attempt(
-                "write", key, lambda: self.region.set(safe_key(key), _stored(entry)), owner=owner
-            )
-        finally:
-            if self.index is not None:
-                self.index.written(key)
-        return result if isinstance(result, BackendError) else None
+        return self._write(
+            key, {key: entry}, owner, lambda: self.region.set(safe_key(key), _stored(entry))
+        )
 
     def write_many(
         self, entries: dict[str, Entry], owner: str | None = None
     ) -> BackendError | None:
         """Store several entries in one backend call where the backend allows."""
         mapping = {safe_key(k): _stored(e) for k, e in entries.items()}
-        try:
+        return self._write(
+            f"{len(entries)} keys", entries, owner, lambda: self.region.set_multi(mapping)
+        )
+
+    def _write(
+        self,
+        label: str,
+        entries: dict[str, Entry],
+        owner: str | None,
+        region_write: Callable[[], None],
+    ) -> BackendError | None:
+        """Store ``entries`` with ``region_write`` (or, in dogpile's memory backend, directly)."""
+        index = self.index
+        if index is not None:
+            in_memory = {self._backend_key(k): e for k, e in entries.items()}
             result = self.attempt(
-                "write", f"{len(entries)} keys", lambda: self.region.set_multi(mapping), owner=owner
+                "write",
+                label,
+                lambda: index.store(entries, lambda: self._set_in_memory(in_memory), self._current),
+                owner=owner,
             )
-        finally:
-            if self.index is not None:
-                for key in entries:
-                    self.index.written(key)
+        else:
+            result = self.attempt("write", label, region_write, owner=owner)
         return result if isinstance(result, BackendError) else None
+
+    def _current(self, entry: Entry) -> bool:
+        """Whether ``entry``'s tag versions are the backend's now (an in-process read)."""
+        if not entry.tags:
+            return True
+        current = self._get_multi([tag_key(tag) for tag, _ in entry.tags])
+        return all(cur == version for cur, (_, version) in zip(current, entry.tags, strict=True))
+
+    def _set_in_memory(self, entries: dict[str, Entry]) -> None:
+        """Store entries (under backend keys) in dogpile's memory backend, as ``region.set``
+        would, but with one metadata dict shared by all: dogpile_warm's reads never look
+        at it, and a dict per key would cost 88 bytes per key."""
+        self.region.backend.set_multi(
+            {key: CachedValue(entry, _MEMORY_METADATA) for key, entry in entries.items()}
+        )
 
     def delete(self, key: str) -> BackendError | None:
         """Remove the value under ``key``; None when done, else what went wrong."""

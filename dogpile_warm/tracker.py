@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 import time
 from bisect import bisect_left, insort
-from collections import deque
 from collections.abc import Callable, Iterable
 from itertools import islice
 
@@ -33,13 +32,24 @@ from . import forks
 __all__ = ["UsagePatternTracker"]
 
 
-def _insert_in_order(times: deque[float], when: float) -> None:
-    """Insert ``when`` into ascending ``times`` (bounded), dropping the oldest when full."""
-    if len(times) == times.maxlen:
-        if when <= times[0]:
-            return  # older than everything kept
-        times.popleft()
+def _insert_in_order(times: list[float], when: float, history_size: int) -> None:
+    """Insert ``when`` into ascending ``times``, unless older than the ``history_size`` kept."""
+    if len(times) >= history_size and when <= times[-history_size]:
+        return  # older than everything kept
     insort(times, when)
+    _trim(times, history_size)
+
+
+def _trim(times: list[float], history_size: int) -> None:
+    """Drop the oldest times once there are an eighth more than ``history_size``.
+
+    In bulk, so that a key read on every access costs one memmove per
+    ``history_size / 8`` accesses; questions look at the last
+    ``history_size`` only. A list, not a ``deque(maxlen=...)``: an empty
+    deque is 760 bytes, and most keys are read a few times.
+    """
+    if len(times) > history_size + (history_size >> 3):
+        del times[: len(times) - history_size]
 
 
 def _count(item: tuple[str, int]) -> int:
@@ -49,9 +59,9 @@ def _count(item: tuple[str, int]) -> int:
 class _KeyUsage:
     __slots__ = ("count", "times")
 
-    def __init__(self, count: int, history_size: int) -> None:
+    def __init__(self, count: int) -> None:
         self.count = count
-        self.times: deque[float] = deque(maxlen=history_size)
+        self.times: list[float] = []  # ascending; the last history_size count
 
 
 class UsagePatternTracker:
@@ -93,9 +103,10 @@ class UsagePatternTracker:
             usage.count += 1
             times = usage.times
             if times and when < times[-1]:
-                _insert_in_order(times, when)
+                _insert_in_order(times, when, self.history_size)
             else:
                 times.append(when)
+                _trim(times, self.history_size)
         finally:
             lock.release()
 
@@ -109,15 +120,16 @@ class UsagePatternTracker:
                 times.sort()  # threads may queue their accesses a little out of order
                 if kept and times[0] < kept[-1]:
                     for when in times:
-                        _insert_in_order(kept, when)
+                        _insert_in_order(kept, when, self.history_size)
                 else:
                     kept.extend(times)
+                    _trim(kept, self.history_size)
 
     def _admit(self, key: str) -> _KeyUsage:
         # Called with the lock held, for a key not tracked yet.
         if len(self._keys) >= self.max_keys:
             self._forget_coldest()
-        usage = self._keys[key] = _KeyUsage(self._floor, self.history_size)
+        usage = self._keys[key] = _KeyUsage(self._floor)
         return usage
 
     def _flush(self) -> None:
@@ -164,7 +176,8 @@ class UsagePatternTracker:
             if usage is None:
                 return 0.0
             times = usage.times
-            recent = len(times) - bisect_left(times, since)  # times are kept in order
+            oldest = max(0, len(times) - self.history_size)
+            recent = len(times) - bisect_left(times, since, oldest)  # times are kept in order
         return recent / window_minutes
 
     def predict_next_access(self, key: str) -> float | None:
@@ -179,7 +192,9 @@ class UsagePatternTracker:
             usage = self._keys.get(key)
             if usage is None or len(usage.times) < 2:
                 return None
-            first, last, n = usage.times[0], usage.times[-1], len(usage.times)
+            times = usage.times
+            n = min(len(times), self.history_size)
+            first, last = times[-n], times[-1]
         return last, (last - first) / (n - 1)
 
     def known_keys(self) -> int:

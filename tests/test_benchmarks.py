@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from benchmarks import __main__ as entry_point
-from benchmarks import hit_path, memcached_hit, skewed_load, tracker_cost, warm_throughput
+from benchmarks import (
+    hit_path,
+    key_memory,
+    memcached_hit,
+    skewed_load,
+    tracker_cost,
+    warm_throughput,
+)
 from benchmarks._report import COLUMNS, Row, format_table
 from dogpile_warm import CacheWarmingEngine
 
@@ -152,6 +159,16 @@ def test_tracker_cost_reports_time_and_flat_memory() -> None:
     assert memory.met  # bounded memory is the tracker's contract, not a timing
 
 
+def test_key_memory_compares_with_dogpile_on_the_same_backend() -> None:
+    """key_memory.run gives bytes per live key over dogpile's, and what is left behind."""
+    rows = key_memory.run(quick=True)
+    check_rows(rows)
+    live = by_contender(rows, rows[0].figure)
+    assert live[key_memory.BASELINE].ratio == 1.0
+    assert live[key_memory.CONTENDER].goal == key_memory.PER_KEY_GOAL
+    assert rows[2].figure.startswith("memory: MB left")
+
+
 def test_entry_point_runs_every_benchmark_into_one_table(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -165,7 +182,7 @@ def test_entry_point_runs_every_benchmark_into_one_table(
 
         return run
 
-    for module in (hit_path, memcached_hit, warm_throughput, tracker_cost):
+    for module in (hit_path, memcached_hit, warm_throughput, tracker_cost, key_memory):
         monkeypatch.setattr(module, "run", fake(module.__name__.rsplit(".", 1)[1]))
 
     def skewed(quick: bool, *, chart: Path | None) -> list[Row]:
@@ -175,7 +192,14 @@ def test_entry_point_runs_every_benchmark_into_one_table(
 
     monkeypatch.setattr(skewed_load, "run", skewed)
     assert entry_point.main(["--quick", "--chart", str(tmp_path / "c.png")]) == 0
-    names = ["hit_path", "memcached_hit", "skewed_load", "warm_throughput", "tracker_cost"]
+    names = [
+        "hit_path",
+        "memcached_hit",
+        "skewed_load",
+        "warm_throughput",
+        "tracker_cost",
+        "key_memory",
+    ]
     assert seen == [(name, True) for name in names]
     table = capsys.readouterr().out.splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == names
