@@ -71,6 +71,7 @@ class CachedFunction:
         xfetch_beta: float = 1.0,
         should_cache_fn: Callable[[Any], bool] | None = None,
         key_by: KeyBy | None = None,
+        stale_if_error: float | None = None,
     ) -> None:
         self.fn = fn  # the plain function (a staticmethod's or classmethod's __func__)
         self.name = name
@@ -87,6 +88,7 @@ class CachedFunction:
         }.get(self.refresh_policy)
         self.xfetch_beta = xfetch_beta
         self.should_cache_fn = should_cache_fn
+        self.stale_if_error = stale_if_error
         self.backoff = RefreshBackoff()
         # Seconds a computation takes, smoothed (None until one ran): lock waits fit it.
         self.cost_estimate: float | None = None
@@ -154,7 +156,8 @@ class CachedFunction:
         """Return the cached value of ``key``, computing it with ``compute`` when needed.
 
         Sends exactly one of ``cache_hit`` / ``cache_miss``. Exceptions from
-        ``compute`` reach the caller; backend failures never do.
+        ``compute`` reach the caller (but see :meth:`_stale_or_raise`); backend
+        failures never do.
         """
         store = self.store()
         entry = store.read(key, self.sorted_tags)
@@ -164,7 +167,30 @@ class CachedFunction:
             # Fresh and not due for refresh: exactly what dogpile's Lock would
             # answer at once, without building it or looking up the mutex.
             return self._report(key, False, entry.cost, entry, entry.value)
-        return self._call_locked(store, compute, key, entry.cost if entry else None)
+        try:
+            return self._call_locked(store, compute, key, entry.cost if entry else None)
+        except Exception as exc:
+            if self.stale_if_error is None or entry is None:
+                raise
+            return self._stale_or_raise(key, entry, exc)
+
+    def _stale_or_raise(self, key: str, entry: Entry, error: Exception) -> Any:
+        """``entry``'s value if it is at most ``stale_if_error`` seconds past its ttl
+        (counted and signalled as ``served_stale``); else ``error`` is raised."""
+        assert self.stale_if_error is not None
+        age = time.time() - entry.created
+        if age > self.ttl + self.stale_if_error:
+            raise error
+        self.usage.counters.served_stale()
+        log.info(
+            "serving %r %.1f s past its ttl: its recompute failed (%s)",
+            key,
+            age - self.ttl,
+            describe_error(error),
+        )
+        if signals.served_stale.receivers:
+            signals.served_stale.send(self.sender, key=key, age=age, error=error)
+        return entry.value
 
     def _lock_time(self, entry: Entry, key: str) -> float | None:
         """The creation time to show dogpile's Lock: None means "no usable value"."""

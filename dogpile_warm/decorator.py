@@ -162,6 +162,7 @@ def warmable(
     xfetch_beta: float = 1.0,
     should_cache_fn: Callable[[Any], bool] | None = None,
     key_by: KeyBy | None = None,
+    stale_if_error: float | None = None,
 ) -> Callable[[Callable[P, R]], WarmableFunction[P, R]]:
     """Cache a function on a dogpile.cache region and register it as a warming task.
 
@@ -171,7 +172,11 @@ def warmable(
     :mod:`dogpile_warm.refresh`); ``should_cache_fn(value)`` returning False
     keeps a computed value out of the cache, as in dogpile; ``key_by``
     (``{parameter: function or None}``) keys an argument by ``function(value)``
-    or leaves it out of the key (see :mod:`dogpile_warm.keys`).
+    or leaves it out of the key (see :mod:`dogpile_warm.keys`);
+    ``stale_if_error`` (seconds, default None: off) lets a call whose
+    recompute of a value past its ttl raised return that value instead, up
+    to that long past the ttl (counted in ``stale_served``, signalled as
+    ``served_stale``).
 
     Bad arguments raise ``TypeError``/``ValueError`` here, at decoration,
     naming the argument and the value.
@@ -197,6 +202,8 @@ def warmable(
     if refresh_policy not in POLICIES:
         raise ValueError(f"refresh_policy must be one of {POLICIES}, got {refresh_policy!r}")
     xfetch_beta = check_positive_number("xfetch_beta", xfetch_beta)
+    if stale_if_error is not None:
+        stale_if_error = check_positive_number("stale_if_error", stale_if_error, " of seconds")
     if should_cache_fn is not None and not callable(should_cache_fn):
         raise TypeError(f"should_cache_fn must be callable or None, got {should_cache_fn!r}")
     if isinstance(region, CacheRegion):
@@ -237,6 +244,7 @@ def warmable(
             xfetch_beta=xfetch_beta,
             should_cache_fn=should_cache_fn,
             key_by=key_by,
+            stale_if_error=stale_if_error,
         )
         wrapper: WarmableFunction[P, R] = WarmableFunction(fn, cached)
         cached.sender = wrapper

@@ -28,7 +28,15 @@ from typing import Any
 
 from blinker import ANY, NamedSignal
 
-__all__ = ["cache_hit", "cache_miss", "invalidated", "refreshed", "warm_failed", "warmed"]
+__all__ = [
+    "cache_hit",
+    "cache_miss",
+    "invalidated",
+    "refreshed",
+    "served_stale",
+    "warm_failed",
+    "warmed",
+]
 
 # Senders remembered per signal; the memory starts over beyond this.
 _MAX_SENDERS = 1024
@@ -112,3 +120,6 @@ refreshed = _RememberingSignal("dogpile_warm.refreshed", "A background refresh-a
 warmed = _RememberingSignal("dogpile_warm.warmed", "A warming computed and stored a value.")
 warm_failed = _RememberingSignal("dogpile_warm.warm_failed", "A warming or refresh failed.")
 invalidated = _RememberingSignal("dogpile_warm.invalidated", "Tags were invalidated.")
+served_stale = _RememberingSignal(
+    "dogpile_warm.served_stale", "A recompute failed; the value past its ttl was returned."
+)

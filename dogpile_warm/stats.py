@@ -28,7 +28,12 @@ class AccessCounters:
     def __init__(self) -> None:
         self.hits = 0
         self.misses = 0
+        self.stale_served = 0  # values past their ttl returned after a failed recompute
         self._lock = forks.new_lock()
+
+    def served_stale(self) -> None:
+        with self._lock:
+            self.stale_served += 1
 
     def record(self, hit: bool) -> None:
         with self._lock:
@@ -39,9 +44,14 @@ class AccessCounters:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            hits, misses = self.hits, self.misses
+            hits, misses, stale = self.hits, self.misses, self.stale_served
         total = hits + misses
-        return {"hits": hits, "misses": misses, "hit_ratio": hits / total if total else 0.0}
+        return {
+            "hits": hits,
+            "misses": misses,
+            "hit_ratio": hits / total if total else 0.0,
+            "stale_served": stale,
+        }
 
     def add(self, hits: int, misses: int) -> None:
         with self._lock:
@@ -50,7 +60,7 @@ class AccessCounters:
 
     def reset(self) -> None:
         with self._lock:
-            self.hits = self.misses = 0
+            self.hits = self.misses = self.stale_served = 0
 
 
 @dataclass(eq=False)

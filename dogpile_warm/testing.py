@@ -77,7 +77,15 @@ class SignalLog(list[CapturedSignal]):
         return [c for c in self if c.signal == name]
 
 
-_ALL = ("cache_hit", "cache_miss", "refreshed", "warmed", "warm_failed", "invalidated")
+_ALL = (
+    "cache_hit",
+    "cache_miss",
+    "refreshed",
+    "warmed",
+    "warm_failed",
+    "invalidated",
+    "served_stale",
+)
 
 
 @contextmanager
