@@ -21,7 +21,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, locks, warmable
 from dogpile_warm.errors import ReentrantCallError
 from dogpile_warm.keys import safe_key
-from dogpile_warm.locks import LeaseKeeper, lease_keeper
+from dogpile_warm.locks import LeaseKeeper, _Release, lease_keeper
 from dogpile_warm.store import UNAVAILABLE
 from dogpile_warm.tags import tag_key
 from tests import servers
@@ -517,3 +517,26 @@ def test_a_release_the_backend_missed_is_retried_until_it_answers(
             time.sleep(0.1)
     finally:
         server.stop()
+
+
+def test_settle_releases_what_the_keeper_still_owes_a_closing_engine() -> None:
+    """engine.close() relies on it: releases waiting for a store's backend are tried at
+    once in the caller's thread; another store's are left to the keeper."""
+
+    class Store:
+        def attempt(self, operation: str, key: str, call: Any, *, always: bool) -> Any:
+            return call()
+
+    mine, other = Store(), Store()
+    released: list[str] = []
+    keeper = LeaseKeeper(idle=0.1)
+    with keeper._wake:  # queued as if the keeper's thread were busy elsewhere
+        keeper._releases.append(
+            _Release(lambda: released.append("mine"), mine, "k1", time.monotonic() + 60, 0.0)
+        )
+        keeper._releases.append(
+            _Release(lambda: released.append("other"), other, "k2", time.monotonic() + 60, 0.0)
+        )
+    keeper.settle([mine])  # type: ignore[list-item]
+    assert released == ["mine"]
+    assert [r.key for r in keeper._releases] == ["k2"]
