@@ -131,7 +131,12 @@ def test_the_exploit_is_real_without_a_signing_key(
 
 
 @pytest.mark.parametrize("where", ["value", "tag version"])
-def test_a_crafted_pickle_never_runs_in_a_signed_region(
+@pytest.mark.parametrize(
+    "options",
+    [{"signing_key": KEY}, {"serializer": "json"}, {"serializer": "json", "signing_key": KEY}],
+    ids=["signed", "json", "signed-json"],
+)
+def test_a_crafted_pickle_never_runs_in_a_signed_or_json_region(
     engine: CacheWarmingEngine,
     kind: str,
     server: servers.Server,
@@ -139,11 +144,12 @@ def test_a_crafted_pickle_never_runs_in_a_signed_region(
     double: Any,
     runs: list[int],
     where: str,
+    options: dict[str, Any],
     tmp_path: Path,
 ) -> None:
     """Written straight into the backend under a value's key or a tag version's key, with
     pickle flags on memcached: it reads as a counted miss, and the value is recomputed."""
-    configure(engine, kind, server, client_closer, signing_key=KEY)
+    configure(engine, kind, server, client_closer, **options)
     marker = tmp_path / "ran"
     key = safe_key(double.key_for(4)) if where == "value" else tag_key("t")
     assert double(4) == 8
