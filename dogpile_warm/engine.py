@@ -562,6 +562,13 @@ class CacheWarmingEngine:
         workers that should not warm anything).
         """
         check_positive_number("interval_minutes", interval_minutes, " of minutes")
+        for name, flag in (
+            ("enable_pattern_warming", enable_pattern_warming),
+            ("enable_critical_warming", enable_critical_warming),
+            ("restart_after_fork", restart_after_fork),
+        ):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be True or False, got {flag!r}")
         scheduler = Scheduler(
             self,
             pattern_warming=bool(enable_pattern_warming),

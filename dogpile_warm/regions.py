@@ -170,7 +170,14 @@ def build_region(
         region_kwargs["serializer"], region_kwargs["deserializer"] = pair
         if backend == "dogpile.cache.pymemcache":
             # Values reach the client as bytes already: it must not unpickle either.
-            merged.setdefault("serde", memcached.bytes_serde)
+            if "serde" in merged:
+                raise ValueError(
+                    f"arguments={{'serde': {merged['serde']!r}}} cannot go with a signing_key "
+                    "or a serializer: the region's serializer makes the bytes, and a client "
+                    "serde could unpickle an item by its flags before any check; leave "
+                    "'serde' out"
+                )
+            merged["serde"] = memcached.bytes_serde
     region = make_region(name=name, async_creation_runner=async_creation_runner, **region_kwargs)
     if backend == "dogpile.cache.pymemcache":
         backend = memcached.BACKEND_NAME  # the same backend, with timeouts (see memcached.py)

@@ -48,12 +48,16 @@ class BadSignature(CantDeserializeException):
     """Bytes from the backend that were not signed with one of our keys.
 
     A ``CantDeserializeException``: dogpile's own reads (a user's
-    ``cache_on_arguments`` on the same region) treat it as a miss too.
+    ``cache_on_arguments`` on the same region) treat it as a miss too, when
+    the bytes are in dogpile's format (``<json metadata>|<payload>``); other
+    bytes make dogpile's own metadata parsing raise first (never run code).
     """
 
 
 def _key_bytes(key: Any) -> bytes:
     raw = key.encode("utf-8") if isinstance(key, str) else key
+    if isinstance(raw, bytearray | memoryview):
+        raw = bytes(raw)
     if not isinstance(raw, bytes):
         raise TypeError(f"signing_key must be bytes, a string or a list of them, got {key!r}")
     if len(raw) < MIN_KEY_BYTES:
@@ -68,7 +72,7 @@ class Signer:
     """Signs with the first of ``keys`` and accepts any of them (see the module docstring)."""
 
     def __init__(self, keys: bytes | str | Sequence[bytes | str]) -> None:
-        listed = [keys] if isinstance(keys, bytes | str) else keys
+        listed = [keys] if isinstance(keys, bytes | bytearray | memoryview | str) else keys
         if not isinstance(listed, Sequence) or not listed:
             raise TypeError(f"signing_key must be bytes, a string or a list of them, got {keys!r}")
         self._keys = [_key_bytes(key) for key in listed]
@@ -93,8 +97,28 @@ class Signer:
 
 
 def json_dumps(value: Any) -> bytes:
-    """JSON, strictly: a value JSON cannot hold is refused, never turned into a string."""
+    """JSON, refusing what would come back as something else: a dict key that is not a
+    string (JSON makes ``{1: "a"}`` into ``{"1": "a"}``) and anything ``json`` cannot
+    encode (``TypeError``). Tuples come back as lists; NaN and infinity as Python
+    writes them (entries carry an infinite ttl)."""
+    _check_json_keys(value)
     return json.dumps(value, separators=(",", ":"), allow_nan=True).encode("utf-8")
+
+
+def _check_json_keys(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise TypeError(
+                        f"JSON keeps dict keys as strings only; {key!r} would come back "
+                        f"as {json.dumps(key)!r}"
+                    )
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def json_loads(data: bytes) -> Any:

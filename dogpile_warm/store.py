@@ -81,9 +81,13 @@ UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 # How an Entry is kept in a backend that serializes: a plain tuple behind a
 # format marker. Pickling a NamedTuple names its class, and every unpickling
 # then looks the class up through the import system (about 2.5 us a read on
-# memcached). dogpile's memory backend keeps the Entry itself: one object per
-# key, shared with the memory index.
-_FORMAT = "dogpile_warm/1"
+# memcached). The key the entry was stored under comes second: a read checks
+# it, so a value copied under another key (signed, in a signed region) is
+# refused there rather than served as another call's value. dogpile's memory
+# backend keeps the Entry itself: one object per key, shared with the memory
+# index.
+_FORMAT = "dogpile_warm/2"
+_OLD_FORMAT = "dogpile_warm/1"  # before the key was stored: read as a plain miss
 
 # What a failure that is not a connection error means, by operation: a read
 # got something it cannot read back, a write was refused, a lock released or
@@ -103,8 +107,8 @@ _MEANING = {
 _MEMORY_METADATA: Final = {"ct": 0.0, "v": value_version}
 
 
-def _stored(entry: Entry) -> tuple[Any, ...]:
-    return (_FORMAT, *entry)
+def _stored(key: str, entry: Entry) -> tuple[Any, ...]:
+    return (_FORMAT, key, *entry)
 
 
 class CacheStore:
@@ -270,21 +274,24 @@ class CacheStore:
         """The Entry stored as ``found``; None if nothing is (or what is cannot be read)."""
         if type(found) is Entry:  # dogpile's memory backend: the object we stored
             return found
-        if type(found) is tuple and len(found) == 6 and found[0] == _FORMAT:
-            # found[1:] is every field in order: made as the tuple it is, without
+        if type(found) is tuple and len(found) == 7 and found[0] == _FORMAT and found[1] == key:
+            # found[2:] is every field in order: made as the tuple it is, without
             # the NamedTuple's Python-level __new__ (on every read but a memory hit).
-            return tuple.__new__(Entry, found[1:])
+            return tuple.__new__(Entry, found[2:])
         if found is NO_VALUE:
             return None
-        if type(found) is list and len(found) == 6 and found[0] == _FORMAT:
+        if type(found) is list and len(found) == 7 and found[0] == _FORMAT and found[1] == key:
             # A region serializing to JSON hands tuples back as lists.
-            _, value, created, ttl, tags, cost = found
+            _, _, value, created, ttl, tags, cost = found
             return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
-        reason = (
-            str(found)
-            if isinstance(found, ValueUnreadable)
-            else f"not a dogpile_warm entry but a {type(found).__name__}"
-        )
+        if isinstance(found, tuple | list) and len(found) == 6 and found[0] == _OLD_FORMAT:
+            return None  # written by an earlier version: recomputed, nothing wrong
+        if isinstance(found, tuple | list) and len(found) == 7 and found[0] == _FORMAT:
+            reason = f"an entry stored under another key ({str(found[1])[:80]!r})"
+        elif isinstance(found, ValueUnreadable):
+            reason = str(found)
+        else:
+            reason = f"not a dogpile_warm entry but a {type(found).__name__}"
         self.health.failed_unreadable(reason, key)
         return None
 
@@ -373,14 +380,14 @@ class CacheStore:
         ``owner`` (a function's name) is who a refused value is logged for.
         """
         return self._write(
-            key, {key: entry}, owner, lambda: self.region.set(safe_key(key), _stored(entry))
+            key, {key: entry}, owner, lambda: self.region.set(safe_key(key), _stored(key, entry))
         )
 
     def write_many(
         self, entries: dict[str, Entry], owner: str | None = None
     ) -> BackendError | None:
         """Store several entries in one backend call where the backend allows."""
-        mapping = {safe_key(k): _stored(e) for k, e in entries.items()}
+        mapping = {safe_key(k): _stored(k, e) for k, e in entries.items()}
         return self._write(
             f"{len(entries)} keys", entries, owner, lambda: self.region.set_multi(mapping)
         )

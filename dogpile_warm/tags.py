@@ -36,7 +36,7 @@ def normalize_tags(tags: Iterable[str] | str | None, *, argument: str = "tags") 
     if isinstance(tags, str):
         # A lone string is almost always meant as one tag, not its characters.
         tags = (tags,)
-    elif not isinstance(tags, Iterable):
+    elif isinstance(tags, bytes | bytearray) or not isinstance(tags, Iterable):
         raise TypeError(f"{argument} must be a string or an iterable of strings, got {tags!r}")
     result = set()
     for tag in tags:

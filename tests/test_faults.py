@@ -460,7 +460,7 @@ def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, flags: in
 CRAFTED = [
     pytest.param(b"\x80\x05garbage", 4, id="not-a-pickle"),
     pytest.param(pickle.dumps(12345), 4, id="a-pickled-int"),
-    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/1", 1)), 4, id="a-short-tuple"),
+    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/2", 1)), 4, id="a-short-tuple"),
     pytest.param(b"raw bytes", 0, id="plain-bytes"),
     pytest.param(b"not an int", 2, id="a-bad-int"),
 ]

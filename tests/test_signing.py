@@ -420,3 +420,85 @@ def test_a_json_region_saves_and_warms_a_snapshot(
     report = engine.warm_from_snapshot()
     assert sorted(map(str, computed)) == ["1", "tea"] and report["succeeded"] == 2
     engine.close()
+
+
+def test_a_serde_of_ones_own_cannot_go_with_signing_on_memcached(
+    engine: CacheWarmingEngine, memcached_server: servers.Server
+) -> None:
+    """A client serde would unpickle by flags before the signature is checked (the probe
+    ran code this way): refused at configure, naming the setting."""
+    from pymemcache.serde import pickle_serde
+
+    with pytest.raises(ValueError, match=r"'serde'.*signing_key"):
+        engine.configure_region(
+            "r",
+            "dogpile.cache.pymemcache",
+            arguments={"url": memcached_server.url, "serde": pickle_serde},
+            signing_key=KEY,
+        )
+
+
+def test_a_signed_value_copied_under_another_key_is_refused_there(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server,
+    client_closer: servers.ClientCloser,
+) -> None:
+    """The entry names the key it was stored under: alice's signed balance copied over
+    bob's key (or another function's) is a counted miss, never bob's value."""
+    configure(engine, kind, server, client_closer, signing_key=KEY)
+
+    @dogpile_warm.warmable(ttl=60)
+    def balance(user: str) -> str:
+        return f"balance of {user}"
+
+    @dogpile_warm.warmable(ttl=60)
+    def other(user: str) -> str:
+        return f"other of {user}"
+
+    balance("alice")
+    balance("bob")
+    other("bob")
+    raw = read_raw(kind, server, safe_key(balance.key_for("alice")))
+    for victim in (safe_key(balance.key_for("bob")), safe_key(other.key_for("bob"))):
+        write_raw(kind, server, victim, raw)
+    assert balance("bob") == "balance of bob"
+    assert other("bob") == "other of bob"
+    assert engine.get_stats()["values_unreadable"] >= 2
+    engine.close()
+
+
+def read_raw(kind: str, server: servers.Server, key: str) -> bytes:
+    if kind == "memcached":
+        from pymemcache.client.base import Client
+
+        client = Client((server.host, server.port), default_noreply=False)
+        try:
+            value = client.get(key)
+        finally:
+            client.close()
+    else:
+        import redis
+
+        redis_client = redis.Redis(host=server.host, port=server.port)
+        try:
+            value = redis_client.get(key)
+        finally:
+            redis_client.close()
+    assert isinstance(value, bytes)
+    return value
+
+
+def test_json_refuses_dict_keys_it_would_turn_into_strings(
+    engine: CacheWarmingEngine, client_closer: servers.ClientCloser, redis_server: servers.Server
+) -> None:
+    redis_server.flush()
+    configure(engine, "redis", redis_server, client_closer, serializer="json", signing_key=KEY)
+
+    @dogpile_warm.warmable(ttl=60)
+    def by_id() -> dict[int, str]:
+        return {1: "a"}
+
+    assert by_id() == {1: "a"} and by_id() == {1: "a"}  # never {"1": "a"}
+    assert engine.get_stats()["values_refused"] == 2
+    engine.close()
