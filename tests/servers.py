@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,18 @@ STOP_TIMEOUT = 5.0  # seconds between terminate() and kill()
 
 # Servers still running when the interpreter exits (a crashed session): stopped by atexit.
 _running: set[Server] = set()
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    """Whether every thread of ``pid`` is stopped (state T in /proc)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            # "pid (comm) S ...": the state follows the last parenthesis.
+            states.append(stat.read_text().rpartition(")")[2].split()[0])
+        except (FileNotFoundError, IndexError):
+            continue
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def free_port() -> int:
@@ -148,6 +161,12 @@ class Server:
         """Freeze the server (SIGSTOP): connections stay open, nothing answers (a hung server)."""
         assert self._process is not None and self._process.poll() is None, "not running"
         self._process.send_signal(signal.SIGSTOP)
+        # The signal reaches a thread running on another core a moment later: wait
+        # until every thread is stopped, or a request sent now may still be answered.
+        deadline = time.monotonic() + 2.0
+        while not _all_threads_stopped(self._process.pid):
+            assert time.monotonic() < deadline, f"{self.name} did not stop"
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT), with everything it held."""
