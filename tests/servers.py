@@ -208,6 +208,48 @@ class Server:
         if not reply.startswith(expected):
             raise RuntimeError(f"{self.name} flush answered {reply!r}")
 
+    def write_raw(self, key: str, raw: bytes, flags: int = 0) -> None:
+        """Store ``raw`` under ``key`` with a client of our own, as a hostile process could
+        (memcached: with ``flags``, which tell pymemcache how to read it back: 0 bytes,
+        1 pickle, 2 int)."""
+        if self.name == "memcached":
+            from pymemcache.client.base import Client
+
+            client = Client((self.host, self.port), default_noreply=False)
+            try:
+                assert client.set(key, raw, flags=flags)
+            finally:
+                client.close()
+        else:
+            import redis
+
+            redis_client = redis.Redis(host=self.host, port=self.port)
+            try:
+                redis_client.set(key, raw)
+            finally:
+                redis_client.close()
+
+    def read_raw(self, key: str) -> bytes:
+        """The bytes stored under ``key``, read with a client of our own."""
+        if self.name == "memcached":
+            from pymemcache.client.base import Client
+
+            client = Client((self.host, self.port), default_noreply=False)
+            try:
+                value = client.get(key)
+            finally:
+                client.close()
+        else:
+            import redis
+
+            redis_client = redis.Redis(host=self.host, port=self.port)
+            try:
+                value = redis_client.get(key)
+            finally:
+                redis_client.close()
+        assert isinstance(value, bytes), f"{key!r}: {value!r}"
+        return value
+
     def _output(self) -> str:
         if self._log is None:
             return ""

@@ -246,7 +246,9 @@ def test_a_slow_backend_costs_a_miss_a_bounded_time(
         )
         assert [c.error for c in load.calls if c.error is not None] == [] and load.wrong == []
         assert slowest <= SLOW_SERVER_MAX_CALL_SECONDS
-        assert len(during) >= 4 * SLOW_SERVER_SECONDS / SLOW_SERVER_MAX_CALL_SECONDS  # all kept going
+        assert (
+            len(during) >= 4 * SLOW_SERVER_SECONDS / SLOW_SERVER_MAX_CALL_SECONDS
+        )  # all kept going
         assert "spent over" in health_warnings("is unavailable")[0]
         engine.close()
     finally:
@@ -435,27 +437,6 @@ def test_a_value_the_backend_refuses_is_returned_counted_and_logged_once(
     assert small.get(1) == 1  # the backend still caches everything else
 
 
-def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, flags: int) -> None:
-    """Store ``raw`` under ``key`` with a client of our own, as a hostile process could
-    (memcached: with ``flags``, which tell pymemcache how to read it back)."""
-    if kind == "memcached":
-        from pymemcache.client.base import Client
-
-        client = Client((server.host, server.port), default_noreply=False)
-        try:
-            assert client.set(key, raw, flags=flags)
-        finally:
-            client.close()
-    else:
-        import redis
-
-        client = redis.Redis(host=server.host, port=server.port)
-        try:
-            client.set(key, raw)
-        finally:
-            client.close()
-
-
 # (bytes, memcached flags): pymemcache's 0 bytes, 1 text, 2 int, 4 pickle.
 CRAFTED = [
     pytest.param(b"\x80\x05garbage", 4, id="not-a-pickle"),
@@ -490,7 +471,7 @@ def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
     double(4)
     runs.clear()
     for _ in range(3):
-        write_raw(kind, server, key, raw, flags)
+        server.write_raw(key, raw, flags)
         assert double(4) == 8
     assert double(4) == 8  # the recomputed value (and tag version) stored over the bytes: a hit
 

@@ -68,27 +68,6 @@ def configure(
     return closer.watch(engine.configure_region(name, backend, arguments=arguments, **options))
 
 
-def write_raw(kind: str, server: servers.Server, key: str, raw: bytes, flags: int = 0) -> None:
-    """Store ``raw`` under ``key`` as a hostile process could (memcached: with ``flags``;
-    pymemcache reads flags 1 as a pickle)."""
-    if kind == "memcached":
-        from pymemcache.client.base import Client
-
-        client = Client((server.host, server.port), default_noreply=False)
-        try:
-            assert client.set(key, raw, flags=flags)
-        finally:
-            client.close()
-    else:
-        import redis
-
-        client = redis.Redis(host=server.host, port=server.port)
-        try:
-            client.set(key, raw)
-        finally:
-            client.close()
-
-
 def hostile_payloads(marker: Path) -> list[tuple[bytes, int]]:
     """(bytes, memcached flags): a raw pickle, one flagged as a pickle, one in dogpile's
     own Redis format (metadata|pickle)."""
@@ -125,7 +104,7 @@ def test_the_exploit_is_real_without_a_signing_key(
     marker = tmp_path / "ran"
     raw, flags = hostile_payloads(marker)[1 if kind == "memcached" else 2]
     double(4)
-    write_raw(kind, server, safe_key(double.key_for(4)), raw, flags)
+    server.write_raw(safe_key(double.key_for(4)), raw, flags)
     double(4)
     assert marker.exists()
 
@@ -154,7 +133,7 @@ def test_a_crafted_pickle_never_runs_in_a_signed_or_json_region(
     key = safe_key(double.key_for(4)) if where == "value" else tag_key("t")
     assert double(4) == 8
     for raw, flags in hostile_payloads(marker):
-        write_raw(kind, server, key, raw, flags)
+        server.write_raw(key, raw, flags)
         assert double(4) == 8
     assert not marker.exists()
     assert runs == [4, 4, 4, 4]
@@ -225,10 +204,10 @@ def test_dogpiles_own_decorator_on_a_signed_region_never_runs_a_forgery(
     plain(1)
     marker = tmp_path / "ran"
     dogpile_format, _ = hostile_payloads(marker)[2]
-    write_raw(kind, server, f"{__name__}:plain|1", dogpile_format)  # dogpile's own key
+    server.write_raw(f"{__name__}:plain|1", dogpile_format)  # dogpile's own key
     assert plain(1) == 1 and len(calls) == 2
     for raw, flags in hostile_payloads(marker)[:2]:
-        write_raw(kind, server, f"{__name__}:plain|1", raw, flags)
+        server.write_raw(f"{__name__}:plain|1", raw, flags)
         with pytest.raises(ValueError):  # UnicodeDecodeError, JSONDecodeError
             plain(1)
     assert not marker.exists()
@@ -459,34 +438,13 @@ def test_a_signed_value_copied_under_another_key_is_refused_there(
     balance("alice")
     balance("bob")
     other("bob")
-    raw = read_raw(kind, server, safe_key(balance.key_for("alice")))
+    raw = server.read_raw(safe_key(balance.key_for("alice")))
     for victim in (safe_key(balance.key_for("bob")), safe_key(other.key_for("bob"))):
-        write_raw(kind, server, victim, raw)
+        server.write_raw(victim, raw)
     assert balance("bob") == "balance of bob"
     assert other("bob") == "other of bob"
     assert engine.get_stats()["values_unreadable"] >= 2
     engine.close()
-
-
-def read_raw(kind: str, server: servers.Server, key: str) -> bytes:
-    if kind == "memcached":
-        from pymemcache.client.base import Client
-
-        client = Client((server.host, server.port), default_noreply=False)
-        try:
-            value = client.get(key)
-        finally:
-            client.close()
-    else:
-        import redis
-
-        redis_client = redis.Redis(host=server.host, port=server.port)
-        try:
-            value = redis_client.get(key)
-        finally:
-            redis_client.close()
-    assert isinstance(value, bytes)
-    return value
 
 
 def test_json_refuses_dict_keys_it_would_turn_into_strings(
