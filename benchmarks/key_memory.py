@@ -20,9 +20,9 @@ from __future__ import annotations
 import gc
 import sys
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
 
 from dogpile.cache import make_region
 
@@ -41,58 +41,37 @@ PER_KEY_GOAL = 1.2
 LEFT_GOAL_MB = 10.0
 
 
-def traced(fill: Callable[[], Any]) -> tuple[int, Any]:
-    """Bytes newly held once ``fill()`` returns (what it returns is kept alive)."""
+def traced(fill: Callable[[], object]) -> int:
+    """Bytes newly held once ``fill()`` returns (the caller keeps what it filled alive)."""
     gc.collect()
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        kept = fill()
+        fill()
         gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        return tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    return after - before, kept
 
 
-def dogpile_live(keys: int) -> int:
-    """Bytes held with ``keys`` live keys, computed and read once more."""
+Function = Callable[[int], int]
+
+
+@contextmanager
+def dogpile_function() -> Iterator[Function]:
+    """``n -> n`` under dogpile's ``cache_on_arguments``, on a memory region of its own."""
     region = make_region().configure("dogpile.cache.memory")
 
     @region.cache_on_arguments()
     def value(n: int) -> int:
         return n
 
-    def fill() -> Any:
-        for n in range(keys):
-            value(n)
-        for n in range(keys):
-            value(n)  # and read once more: a live key is read
-        return region
-
-    return traced(fill)[0]
+    yield value
 
 
-def dogpile_left(keys: int) -> int:
-    """Bytes left once ``keys`` keys are computed and invalidated (a delete) again."""
-    region = make_region().configure("dogpile.cache.memory")
-
-    @region.cache_on_arguments()
-    def value(n: int) -> int:
-        return n
-
-    def fill_and_forget() -> Any:
-        for n in range(keys):
-            value(n)
-        for n in range(keys):
-            value.invalidate(n)
-        return region
-
-    return traced(fill_and_forget)[0]
-
-
-def warm_live(keys: int) -> int:
-    """Bytes held with ``keys`` live keys, computed and read once more."""
+@contextmanager
+def warm_function() -> Iterator[Function]:
+    """``n -> n`` under ``@warmable``, on an engine (and memory region) of its own."""
     engine = CacheWarmingEngine()
     try:
 
@@ -100,43 +79,41 @@ def warm_live(keys: int) -> int:
         def value(n: int) -> int:
             return n
 
-        def fill() -> Any:
+        yield value
+    finally:
+        engine.close()
+
+
+def live(function: Callable[[], AbstractContextManager[Function]], keys: int) -> int:
+    """Bytes held with ``keys`` live keys, each computed and read once more."""
+    with function() as value:
+
+        def fill() -> None:
             for n in range(keys):
                 value(n)
             for n in range(keys):
                 value(n)  # and read once more: a live key is read
-            return value
 
-        return traced(fill)[0]
-    finally:
-        engine.close()
+        return traced(fill)
 
 
-def warm_left(keys: int) -> int:
+def left(function: Callable[[], AbstractContextManager[Function]], keys: int) -> int:
     """Bytes left once ``keys`` keys are computed and invalidated (a delete) again."""
-    engine = CacheWarmingEngine()
-    try:
+    with function() as value:
 
-        @warmable(engine=engine, ttl=3600)
-        def value(n: int) -> int:
-            return n
-
-        def fill_and_forget() -> Any:
+        def fill_and_forget() -> None:
             for n in range(keys):
                 value(n)
             for n in range(keys):
-                value.invalidate(n)
-            return value
+                value.invalidate(n)  # type: ignore[attr-defined]  # both decorators have it
 
-        return traced(fill_and_forget)[0]
-    finally:
-        engine.close()
+        return traced(fill_and_forget)
 
 
 def run(quick: bool) -> list[Row]:
     keys = QUICK_KEYS if quick else KEYS
-    theirs, ours = dogpile_live(keys), warm_live(keys)
-    their_left, left = dogpile_left(keys), warm_left(keys)
+    theirs, ours = live(dogpile_function, keys), live(warm_function, keys)
+    their_left, our_left = left(dogpile_function, keys), left(warm_function, keys)
     return [
         Row(
             CONTENDER,
@@ -149,9 +126,9 @@ def run(quick: bool) -> list[Row]:
         Row(
             CONTENDER,
             f"memory: MB left after {keys:,} keys computed and invalidated",
-            (left - their_left) / 1e6,
+            (our_left - their_left) / 1e6,
             LEFT_GOAL_MB,
-            f"{left / 1e6:.1f} MB in all, of which {their_left / 1e6:.1f} MB as dogpile's "
+            f"{our_left / 1e6:.1f} MB in all, of which {their_left / 1e6:.1f} MB as dogpile's "
             "own decorator leaves (its memory backend's dict does not shrink)",
         ),
         Row(
