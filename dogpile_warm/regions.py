@@ -24,6 +24,7 @@ from . import backends, forks, memcached
 from .errors import UnknownRegionError
 from .signing import make_serializer
 from .store import CacheStore
+from .validation import check_positive_number
 
 # A name only: dogpile imports the class when a region is configured with it.
 register_backend(memcached.BACKEND_NAME, "dogpile_warm.memcached", "PyMemcacheBackend")
@@ -205,16 +206,7 @@ def _check_expiration_time(value: Any) -> float | None:
         return None
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TypeError(
-            f"expiration_time must be a finite number of seconds, a timedelta or None, "
-            f"got {value!r}"
-        )
-    if value <= 0:
-        raise ValueError(
-            f"expiration_time must be positive (None: values expire by ttl only), got {value!r}"
-        )
-    return float(value)
+    return check_positive_number("expiration_time", value, " of seconds, a timedelta or None")
 
 
 # Memcached clients that unpickle an item by its flags inside the client, before
