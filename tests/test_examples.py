@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +85,21 @@ def test_the_command_warms_and_reports_the_shop_example() -> None:
     stats = command("stats", "shop", "--json")
     assert stats.returncode == 0, stats.stderr
     assert '"tasks": 4' in stats.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_demo_command_installs_and_runs_the_demo() -> None:
+    """README's first command, ``bash scripts/demo``, as written (with this suite's Python
+    first on PATH, as a user's active Python would be)."""
+    bin_dir = str(Path(sys.executable).parent)
+    done = subprocess.run(
+        ["bash", "scripts/demo"],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "Engine stats" in done.stdout and "demo finished in" in done.stdout
