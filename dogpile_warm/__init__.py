@@ -5,6 +5,7 @@ per-user data through the engine; listen to :mod:`dogpile_warm.signals`.
 Importing the package creates no engine, thread or connection.
 """
 
+from ._usage.tracker import UsagePatternTracker
 from .decorator import WarmableFunction, warmable
 from .default import (
     configure,
@@ -35,7 +36,6 @@ from .errors import (
     WarmError,
 )
 from .task import WarmingTask
-from .tracker import UsagePatternTracker
 
 __all__ = [
     "BackendError",

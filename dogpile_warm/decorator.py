@@ -1,7 +1,7 @@
 """``@warmable``: a function becomes a cached, self-refreshing, warmable value.
 
 :func:`warmable` validates its arguments, builds the function's
-:class:`~dogpile_warm.cached.CachedFunction` (which holds the cache logic) and
+:class:`~dogpile_warm._cached.cached.CachedFunction` (which holds the cache logic) and
 registers its task; :class:`WarmableFunction` is the wrapt proxy users call,
 keeping the function's signature, docstring and method binding.
 """
@@ -19,13 +19,13 @@ import wrapt
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NoValue
 
-from .cached import CachedFunction, WarmArgs
-from .keys import KeyBy
-from .refresh import POLICIES
-from .regions import check_backend_expiry, warn_if_lock_never_expires
-from .tags import normalize_tags
+from ._cached.cached import CachedFunction, WarmArgs
+from ._cached.refresh import POLICIES
+from ._core.keys import KeyBy
+from ._core.regions import check_backend_expiry, warn_if_lock_never_expires
+from ._core.tags import normalize_tags
+from ._core.validation import check_positive_number, check_priority, check_refresh_ahead, check_ttl
 from .task import CRITICAL_PRIORITY, WarmingTask
-from .validation import check_positive_number, check_priority, check_refresh_ahead, check_ttl
 
 if TYPE_CHECKING:
     from .engine import CacheWarmingEngine
@@ -169,10 +169,10 @@ def warmable(
     Beyond DESIGN.md's arguments: ``refresh_policy`` is ``"window"`` (refresh
     past ``refresh_ahead * ttl``) or ``"xfetch"`` (probabilistic early refresh
     scaled by the measured recompute time and ``xfetch_beta``; see
-    :mod:`dogpile_warm.refresh`); ``should_cache_fn(value)`` returning False
+    :mod:`dogpile_warm._cached.refresh`); ``should_cache_fn(value)`` returning False
     keeps a computed value out of the cache, as in dogpile; ``key_by``
     (``{parameter: function or None}``) keys an argument by ``function(value)``
-    or leaves it out of the key (see :mod:`dogpile_warm.keys`);
+    or leaves it out of the key (see :mod:`dogpile_warm._core.keys`);
     ``stale_if_error`` (seconds, default None: off) lets a call whose
     recompute of a value past its ttl raised return that value instead, up
     to that long past the ttl (counted in ``stale_served``, signalled as

@@ -10,7 +10,7 @@ from typing import Any
 
 from dogpile.cache import CacheRegion
 
-from . import forks
+from ._core import forks
 from .engine import CacheWarmingEngine
 from .task import WarmingTask
 

@@ -11,23 +11,24 @@ from typing import Any
 from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CacheMutex
 
-from . import forks, signals
-from .batch import KeyResult, WriteBatch
-from .cached import CachedFunction
+from . import signals
+from ._cached.cached import CachedFunction
+from ._cached.refresh import RefreshRunner
+from ._core import forks
+from ._core.batch import KeyResult, WriteBatch
+from ._core.locks import lease_keeper
+from ._core.regions import MEMORY_BACKEND, RegionRegistry, build_region
+from ._core.store import CacheStore, Entry
+from ._core.tags import normalize_tags
+from ._core.validation import check_key, check_positive_int, check_positive_number, check_ttl
+from ._usage.stats import TaskRecord
+from ._usage.tracker import UsagePatternTracker
+from ._usage.usage import Usage
+from ._warming.runs import WarmJob, bind_job, report_jobs, row, run_jobs
+from ._warming.scheduler import Scheduler
+from ._warming.users import UserPreloads
 from .errors import BackendError, WarmError, describe_error
-from .locks import lease_keeper
-from .refresh import RefreshRunner
-from .regions import MEMORY_BACKEND, RegionRegistry, build_region
-from .runs import WarmJob, bind_job, report_jobs, row, run_jobs
-from .scheduler import Scheduler
-from .stats import TaskRecord
-from .store import CacheStore, Entry
-from .tags import normalize_tags
 from .task import WarmingTask
-from .tracker import UsagePatternTracker
-from .usage import Usage
-from .users import UserPreloads
-from .validation import check_key, check_positive_int, check_positive_number, check_ttl
 
 __all__ = ["CacheWarmingEngine"]
 
@@ -483,9 +484,9 @@ class CacheWarmingEngine:
     ) -> dict[str, Any]:
         """Save the hottest keys with their arguments into the backend, for a cold start.
 
-        See :func:`dogpile_warm.snapshot.save_hot_set` for the details and the result.
+        See :func:`dogpile_warm._warming.snapshot.save_hot_set` for the details and the result.
         """
-        from .snapshot import save_hot_set  # snapshot builds on the engine
+        from ._warming.snapshot import save_hot_set  # snapshot builds on the engine
 
         return save_hot_set(self, top_n, region)
 
@@ -499,9 +500,9 @@ class CacheWarmingEngine:
         """Warm the keys of the saved hot set now, hottest first, at most ``rate_limit`` a second.
 
         Same shape as :meth:`warm_critical_data`; see
-        :func:`dogpile_warm.snapshot.warm_from_snapshot`.
+        :func:`dogpile_warm._warming.snapshot.warm_from_snapshot`.
         """
-        from .snapshot import warm_from_snapshot
+        from ._warming.snapshot import warm_from_snapshot
 
         return warm_from_snapshot(self, region, rate_limit, top_n, on_result)
 
@@ -552,7 +553,7 @@ class CacheWarmingEngine:
         pattern warming on, :meth:`optimize_schedules` then adapts them to how
         often each task is read). Critical tasks never warmed are warmed in
         the first cycle. Cycles run every ``check_every`` seconds and warm at
-        most ``max_keys_per_cycle`` keys; :mod:`dogpile_warm.scheduler` says
+        most ``max_keys_per_cycle`` keys; :mod:`dogpile_warm._warming.scheduler` says
         what a cycle does. Calling it while running changes nothing: stop
         first to change the settings.
 
@@ -609,7 +610,7 @@ class CacheWarmingEngine:
 
     def run_scheduled_cycle(self) -> dict[str, Any]:
         """Run one scheduler cycle now in this thread, with the settings of :meth:`start`
-        (or the defaults when not started); see :mod:`dogpile_warm.scheduler`."""
+        (or the defaults when not started); see :mod:`dogpile_warm._warming.scheduler`."""
         scheduler = self._scheduler
         if scheduler is None:
             with self._lock:
@@ -648,7 +649,7 @@ class CacheWarmingEngine:
             "critical_tasks": sum(1 for r in records if r.critical),
             "running": self.running,
             **self._usage.counters.snapshot(),
-            # Every backend failure; then by kind (see dogpile_warm.health).
+            # Every backend failure; then by kind (see dogpile_warm._core.health).
             "backend_errors": sum(
                 h["unavailable"] + h["refused"] + h["unreadable"] for _, h in health
             ),
@@ -664,7 +665,7 @@ class CacheWarmingEngine:
     def close(self) -> None:
         """Stop the scheduler and the refresh pool (waiting for refreshes under way), and
         release the locks its regions still owe the backend (see
-        :meth:`LeaseKeeper.settle <dogpile_warm.locks.LeaseKeeper.settle>`). Idempotent."""
+        :meth:`LeaseKeeper.settle <dogpile_warm._core.locks.LeaseKeeper.settle>`). Idempotent."""
         self.stop()
         with self._lock:
             self._closed = True

@@ -5,7 +5,7 @@ Misuse (bad arguments, unknown names) raises the built-in ``TypeError`` or
 what goes wrong inside the library's own machinery.
 
 Backend failures never reach the caller of a decorated function; they are
-classified by the store (see :mod:`dogpile_warm.health`) into the three
+classified by the store (see :mod:`dogpile_warm._core.health`) into the three
 :class:`BackendError` kinds, which appear in warm reports (``error``) and in
 ``warm_failed`` signals.
 """

@@ -8,8 +8,8 @@ from typing import Any
 
 from dogpile.cache import CacheRegion
 
-from .tags import normalize_tags
-from .validation import check_positive_number, check_priority, check_ttl
+from ._core.tags import normalize_tags
+from ._core.validation import check_positive_number, check_priority, check_ttl
 
 __all__ = ["CRITICAL_PRIORITY", "WarmingTask", "priority_level"]
 

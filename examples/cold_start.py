@@ -20,7 +20,7 @@ from typing import Any
 from dogpile.cache import make_region
 
 import dogpile_warm
-from dogpile_warm.snapshot import save_hot_set, warm_from_snapshot
+from dogpile_warm._warming.snapshot import save_hot_set, warm_from_snapshot
 
 # Where the snapshot survives the restart: the shared backend.
 snapshots = make_region(name="snapshots").configure("dogpile.cache.memory")

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import dogpile_warm
 from dogpile_warm import warmable
-from dogpile_warm.metrics import PrometheusMetrics
+from dogpile_warm.contrib.prometheus import PrometheusMetrics
 
 registry = CollectorRegistry()
 # Counts the default engine's functions and tasks from now on.

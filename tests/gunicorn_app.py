@@ -155,7 +155,7 @@ def stats_route() -> Response:
 def _record_claims() -> None:
     """Test instrumentation: append each scheduler cycle this process claims to
     ``claims-<pid>`` in the marker directory (the scheduler itself is unchanged)."""
-    from dogpile_warm.scheduler import Scheduler
+    from dogpile_warm._warming.scheduler import Scheduler
 
     claim = Scheduler._claim
 

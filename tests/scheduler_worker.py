@@ -17,7 +17,7 @@ import threading
 import time
 
 import dogpile_warm
-from dogpile_warm.scheduler import Scheduler
+from dogpile_warm._warming.scheduler import Scheduler
 
 
 def main(backend: str, address: str, seconds: float, check_every: float) -> int:

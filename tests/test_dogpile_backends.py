@@ -36,8 +36,8 @@ from dogpile.cache import CacheRegion, make_region
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
-from dogpile_warm.keys import safe_key
-from dogpile_warm.tags import tag_key
+from dogpile_warm._core.keys import safe_key
+from dogpile_warm._core.tags import tag_key
 from dogpile_warm.testing import captured_signals
 from tests.servers import ClientCloser, Server
 from tests.test_locks import remaining_seconds

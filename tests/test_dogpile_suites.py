@@ -24,8 +24,8 @@ from dogpile.testing.fixtures import (
     _GenericSerializerTestSuite,
 )
 
-from dogpile_warm import memcached
-from dogpile_warm.regions import backend_defaults
+from dogpile_warm._backends import memcached
+from dogpile_warm._core.regions import backend_defaults
 from tests.servers import Server
 
 pytestmark = pytest.mark.memcached

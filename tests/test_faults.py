@@ -22,8 +22,8 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmError
-from dogpile_warm.keys import safe_key
-from dogpile_warm.tags import tag_key
+from dogpile_warm._core.keys import safe_key
+from dogpile_warm._core.tags import tag_key
 from tests import servers
 
 pytestmark = pytest.mark.slow
@@ -80,14 +80,14 @@ def region(
 
 @pytest.fixture
 def health_warnings(caplog: pytest.LogCaptureFixture) -> Callable[[str], list[str]]:
-    """The WARNING messages of ``dogpile_warm.health`` so far that contain a text."""
+    """The WARNING messages of ``dogpile_warm._core.health`` so far that contain a text."""
     caplog.set_level(logging.WARNING, logger="dogpile_warm")
 
     def messages(containing: str) -> list[str]:
         return [
             r.getMessage()
             for r in caplog.records
-            if r.name == "dogpile_warm.health" and containing in r.getMessage()
+            if r.name == "dogpile_warm._core.health" and containing in r.getMessage()
         ]
 
     return messages

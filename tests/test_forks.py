@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from dogpile_warm import CacheWarmingEngine, forks, warmable
-from dogpile_warm.health import BackendHealth
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._core import forks
+from dogpile_warm._core.health import BackendHealth
 from dogpile_warm.testing import FakeClock
 from tests import servers
 from tests.conftest import configure_backend
@@ -136,7 +137,7 @@ def test_a_child_forked_while_threads_compute_starts_with_free_locks(
 
 def test_a_lock_of_ours_held_by_another_thread_is_free_in_a_forked_child() -> None:
     """What makes the test above hold for every lock of the package, not just the ones it
-    happens to meet: a lock from dogpile_warm.forks, held elsewhere, is free after fork."""
+    happens to meet: a lock from dogpile_warm._core.forks, held elsewhere, is free after fork."""
     lock, rlock = forks.new_lock(), forks.new_rlock()
     held, release = threading.Event(), threading.Event()
 

@@ -45,9 +45,9 @@ CLIENT_PAUSE = 0.01  # seconds a client waits between two requests
 CATALOG_TTL = 3.0
 CATALOG_COMPUTE = 1.0
 TTLS = {"catalog": CATALOG_TTL, "product": 5.0, "basket": 5.0}
-LOCK_LEASE = 4.0  # dogpile_warm.regions.LOCK_LEASE, renewed every third of it
+LOCK_LEASE = 4.0  # dogpile_warm._core.regions.LOCK_LEASE, renewed every third of it
 # memcached's clock ticks once a second, so the lock is stored with an expiry of
-# LOCK_LEASE + 1 (dogpile_warm.memcached.MemcachedLock): it outlives its holder's
+# LOCK_LEASE + 1 (dogpile_warm._backends.memcached.MemcachedLock): it outlives its holder's
 # last renewal by up to this much.
 LOCK_OUTLIVES_HOLDER = LOCK_LEASE + 1.0
 

@@ -16,8 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dogpile_warm.backends import classify
-from dogpile_warm.health import BackendHealth, call_budget, overspent, spend
+from dogpile_warm._backends.traits import classify
+from dogpile_warm._core.health import BackendHealth, call_budget, overspent, spend
 from dogpile_warm.testing import FakeClock
 
 
@@ -32,7 +32,7 @@ def health(clock: FakeClock) -> BackendHealth:
 
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "dogpile_warm.health"]
+    return [r.getMessage() for r in caplog.records if r.name == "dogpile_warm._core.health"]
 
 
 @pytest.mark.parametrize(
@@ -194,8 +194,8 @@ def test_a_lock_lost_on_release_is_no_backend_failure() -> None:
     LockLost, not counted, and opens nothing."""
     from redis.exceptions import LockNotOwnedError
 
+    from dogpile_warm._core.store import CacheStore
     from dogpile_warm.errors import LockLost
-    from dogpile_warm.store import CacheStore
 
     store = CacheStore(make_region().configure("dogpile.cache.memory"))
     error = store.failed(LockNotOwnedError("no longer owned"), "k", "unlock")

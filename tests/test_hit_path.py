@@ -10,9 +10,9 @@ import pytest
 from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.memory_index import index_for
-from dogpile_warm.store import Entry
-from dogpile_warm.usage import DRAIN_AT, QUEUE_CAP
+from dogpile_warm._core.memory_index import index_for
+from dogpile_warm._core.store import Entry
+from dogpile_warm._usage.usage import DRAIN_AT, QUEUE_CAP
 
 
 def counting() -> tuple[list[object], object]:

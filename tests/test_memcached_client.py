@@ -9,9 +9,10 @@ from dogpile.cache.region import value_version
 from pymemcache import serde
 from pymemcache.client.rendezvous import RendezvousHash
 
-from dogpile_warm import CacheWarmingEngine, memcached, warmable
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._backends import memcached
+from dogpile_warm._backends.memcached import OneServerRendezvousHash
 from dogpile_warm.errors import ValueUnreadable
-from dogpile_warm.memcached import OneServerRendezvousHash
 from tests.servers import ClientCloser, Server
 
 

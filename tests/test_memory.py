@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.memory_index import MAX_STAMPS
+from dogpile_warm._core.memory_index import MAX_STAMPS
 
 
 def test_computing_and_invalidating_many_keys_leaves_only_bounded_structures(

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmingTask, signals, warmable
-from dogpile_warm.metrics import PrometheusMetrics
+from dogpile_warm.contrib.prometheus import PrometheusMetrics
 from dogpile_warm.testing import FakeClock
 from tests.conftest import BACKENDS, configure_backend
 from tests.servers import ClientCloser, Server
@@ -46,7 +46,7 @@ def series(registry: CollectorRegistry) -> set[str]:
 
 
 def test_importing_dogpile_warm_does_not_import_prometheus_client() -> None:
-    """prometheus_client is imported by dogpile_warm.metrics only, never by the package."""
+    """prometheus_client is imported by dogpile_warm.contrib.prometheus only, never by the package."""
     code = (
         "import sys, dogpile_warm, dogpile_warm.testing, dogpile_warm.signals; "
         "assert 'prometheus_client' not in sys.modules, 'imported'"

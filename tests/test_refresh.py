@@ -12,8 +12,8 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.refresh import RefreshBackoff, refresh_due
-from dogpile_warm.regions import backend_defaults
+from dogpile_warm._cached.refresh import RefreshBackoff, refresh_due
+from dogpile_warm._core.regions import backend_defaults
 from dogpile_warm.testing import captured_signals
 
 
@@ -156,7 +156,9 @@ def test_xfetch_functions_refresh_in_the_background(
     wall: Wall, monkeypatch: pytest.MonkeyPatch, idle_refreshes: None
 ) -> None:
     """A function with refresh_policy='xfetch' serves the value and refreshes when XFetch says."""
-    monkeypatch.setattr("dogpile_warm.refresh.random.random", lambda: 1e-9)  # always "unlucky"
+    monkeypatch.setattr(
+        "dogpile_warm._cached.refresh.random.random", lambda: 1e-9
+    )  # always "unlucky"
     values = iter(["first", "second"])
 
     @warmable(ttl=10, refresh_policy="xfetch")

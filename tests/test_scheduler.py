@@ -20,7 +20,7 @@ from dogpile.cache import make_region
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
-from dogpile_warm.scheduler import Scheduler
+from dogpile_warm._warming.scheduler import Scheduler
 from dogpile_warm.testing import FakeClock, captured_signals
 from tests.servers import ClientCloser, Server
 

@@ -17,11 +17,11 @@ import pytest
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
-from dogpile_warm.keys import safe_key
-from dogpile_warm.signing import BadSignature, Signer
-from dogpile_warm.snapshot import SNAPSHOT_KEY
-from dogpile_warm.store import Entry
-from dogpile_warm.tags import tag_key
+from dogpile_warm._core.keys import safe_key
+from dogpile_warm._core.signing import BadSignature, Signer
+from dogpile_warm._core.store import Entry
+from dogpile_warm._core.tags import tag_key
+from dogpile_warm._warming.snapshot import SNAPSHOT_KEY
 from tests import servers
 
 KEY = b"k" * 32

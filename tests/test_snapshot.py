@@ -20,7 +20,7 @@ from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE
 
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.snapshot import (
+from dogpile_warm._warming.snapshot import (
     MAX_SNAPSHOT_BYTES,
     MAX_TOP_N,
     SNAPSHOT_KEY,

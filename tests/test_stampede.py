@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.keys import safe_key
+from dogpile_warm._core.keys import safe_key
 from dogpile_warm.testing import captured_signals
 from tests import servers
 

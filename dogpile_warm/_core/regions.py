@@ -20,14 +20,15 @@ from typing import Any
 
 from dogpile.cache import CacheRegion, make_region, register_backend
 
-from . import backends, forks, memcached
-from .errors import UnknownRegionError
+from .._backends import memcached, traits
+from ..errors import UnknownRegionError
+from . import forks
 from .signing import make_serializer
 from .store import CacheStore
 from .validation import check_positive_number
 
 # A name only: dogpile imports the class when a region is configured with it.
-register_backend(memcached.BACKEND_NAME, "dogpile_warm.memcached", "PyMemcacheBackend")
+register_backend(memcached.BACKEND_NAME, "dogpile_warm._backends.memcached", "PyMemcacheBackend")
 
 __all__ = [
     "MEMORY_BACKEND",
@@ -60,7 +61,7 @@ _EXPIRY_ARGUMENT = {
 # millisecond, a hung server forever.
 CLIENT_TIMEOUT = 0.5
 # Seconds a distributed lock outlives its holder's last renewal: the holder
-# renews it every third of that while computing (see dogpile_warm.locks), so
+# renews it every third of that while computing (see dogpile_warm._core.locks), so
 # a killed holder blocks its key about this long (memcached, whose clock ticks
 # in whole seconds, up to one more), a live one never loses it.
 LOCK_LEASE = 4
@@ -144,7 +145,7 @@ def build_region(
 
     ``signing_key`` signs every value and tag version the region writes and
     refuses, unread, whatever lacks a valid signature (see
-    :mod:`dogpile_warm.signing`). ``serializer`` is ``"pickle"``, ``"json"``,
+    :mod:`dogpile_warm._core.signing`). ``serializer`` is ``"pickle"``, ``"json"``,
     or dogpile's own pair: a function to bytes here and its ``deserializer``.
     Both concern backends outside the process; the memory backend keeps
     objects as they are and ignores them.
@@ -249,7 +250,7 @@ def check_region(region: Any) -> CacheRegion:
 
 def warn_if_lock_never_expires(region: CacheRegion) -> None:
     """``UserWarning`` naming the setting if ``region``'s distributed lock never expires."""
-    setting = backends.endless_lock_setting(region.actual_backend)
+    setting = traits.endless_lock_setting(region.actual_backend)
     if setting is not None:
         warnings.warn(
             f"region {region.name!r} has a distributed lock that never expires: a process "
@@ -310,7 +311,7 @@ class RegionRegistry:
         # name and every region a function was given (once per backend).
         regions = [*self._regions.values(), *(store.region for store in self._stores.values())]
         for backend in {id(r.actual_backend): r.actual_backend for r in regions}.values():
-            backends.reset_after_fork(backend)
+            traits.reset_after_fork(backend)
 
     def watch(self, watcher: Any) -> None:
         """Call ``watcher.regions_changed()`` after every :meth:`add` (held weakly)."""

@@ -1,8 +1,8 @@
 """How a warm run goes: keys as jobs, run in order on worker threads, stored in batches.
 
-A *job* warms one key: called with a :class:`~dogpile_warm.batch.WriteBatch`
+A *job* warms one key: called with a :class:`~dogpile_warm._core.batch.WriteBatch`
 it computes the value and hands it to the batch; its
-:class:`~dogpile_warm.batch.KeyResult` completes once the batch is stored.
+:class:`~dogpile_warm._core.batch.KeyResult` completes once the batch is stored.
 :func:`run_jobs` runs jobs highest priority first (in the order given), at
 most ``max_workers`` at once, and :func:`report_jobs` turns their results
 into the rows every warm method returns.
@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .batch import KeyResult, WriteBatch
-from .errors import describe_error
+from .._core.batch import KeyResult, WriteBatch
+from ..errors import describe_error
 
 if TYPE_CHECKING:
-    from .cached import CachedFunction
-    from .stats import TaskRecord
+    from .._cached.cached import CachedFunction
+    from .._usage.stats import TaskRecord
 
 __all__ = ["WarmJob", "bind_job", "report_jobs", "row", "run_jobs"]
 
@@ -46,7 +46,7 @@ def bind_job(
 def run_jobs(jobs: list[WarmJob], max_workers: int) -> list[KeyResult]:
     """Run ``jobs`` in order, at most ``max_workers`` at once; results in job order.
 
-    Values are stored in batches (see :mod:`dogpile_warm.batch`); every
+    Values are stored in batches (see :mod:`dogpile_warm._core.batch`); every
     result is final when this returns. Workers take the next job from one
     shared iterator (``next`` on it is atomic), so jobs start in order
     without a Future, a queue or a lock per job: with thousands of short

@@ -27,7 +27,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
 from itertools import islice
 
-from . import forks
+from .._core import forks
 
 __all__ = ["UsagePatternTracker"]
 

@@ -18,7 +18,7 @@ stdout is not a terminal it carries no ANSI codes and is 120 columns wide
 (or ``$COLUMNS``).
 
 This module parses the arguments and runs the commands; what they draw is
-in :mod:`dogpile_warm._render`, what the demo does in :mod:`dogpile_warm.demo`.
+in :mod:`dogpile_warm.cli.render`, what the demo does in :mod:`dogpile_warm.cli.demo`.
 """
 
 from __future__ import annotations
@@ -33,8 +33,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, signals
-from ._render import (
+from .. import __version__, signals
+from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY, save_hot_set, warm_from_snapshot
+from ..default import get_warming_engine
+from ..engine import CacheWarmingEngine
+from ..errors import UnknownRegionError, WarmError, describe_error
+from .demo import DemoTable, run_demo
+from .render import (
     HAVE_RICH,
     Bar,
     make_console,
@@ -46,11 +51,6 @@ from ._render import (
     print_user_reports,
     print_warm_report,
 )
-from .default import get_warming_engine
-from .demo import DemoTable, run_demo
-from .engine import CacheWarmingEngine
-from .errors import UnknownRegionError, WarmError, describe_error
-from .snapshot import MAX_TOP_N, SNAPSHOT_KEY, save_hot_set, warm_from_snapshot
 
 if TYPE_CHECKING:  # rich is optional at run time: main() says how to install it
     from rich.console import Console
@@ -340,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
             "arguments, access counts and priorities) under the snapshot key in the "
             "backend, for `dogpile-warm warm MODULE --from-snapshot` after a restart. "
             "A fresh process has read nothing unless MODULE reads at import: a running "
-            "application saves its own hot set with dogpile_warm.snapshot.save_hot_set. "
+            "application saves its own hot set with dogpile_warm._warming.snapshot.save_hot_set. "
             "Nothing read: the previous snapshot is kept."
         ),
     )
@@ -421,7 +421,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WarmError as exc:  # e.g. the backend could not keep or give the snapshot
         print(f"dogpile-warm: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

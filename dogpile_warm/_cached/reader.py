@@ -10,8 +10,8 @@ It is a closure because every cached call runs it: what never changes is
 bound once here rather than looked up per call, and the two steps that would
 otherwise be calls of their own are written out in place, each marked. On
 dogpile's memory backend a verified entry not yet due for refresh is the
-answer (see :mod:`dogpile_warm.memory_index`); everything else goes to
-:meth:`CachedFunction.read_through <dogpile_warm.cached.CachedFunction.read_through>`.
+answer (see :mod:`dogpile_warm._core.memory_index`); everything else goes to
+:meth:`CachedFunction.read_through <dogpile_warm._cached.cached.CachedFunction.read_through>`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import signals
-from .keys import MEMO_TYPES
-from .usage import DRAIN_AT, QUEUE_CAP
+from .. import signals
+from .._core.keys import MEMO_TYPES
+from .._usage.usage import DRAIN_AT, QUEUE_CAP
 
 if TYPE_CHECKING:
     from .cached import CachedFunction

@@ -34,7 +34,7 @@ from typing import Any
 
 from dogpile.cache.api import CacheMutex
 
-from . import forks
+from .._core import forks
 
 __all__ = ["RefreshBackoff", "RefreshRunner", "refresh_due"]
 

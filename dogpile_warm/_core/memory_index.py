@@ -2,7 +2,7 @@
 
 A ``dogpile.cache.memory`` backend lives in this process, and every value
 dogpile_warm keeps in it is written, deleted and invalidated through its
-:class:`~dogpile_warm.store.CacheStore`. So the store can remember each
+:class:`~dogpile_warm._core.store.CacheStore`. So the store can remember each
 entry it has stored or verified (value present, tag versions current) and
 answer the next read of that key from a dict, without the region's
 ``get_multi``, key mangling and tag reads, as long as it can prove nothing

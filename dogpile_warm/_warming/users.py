@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from . import forks
+from .._core import forks
 
 __all__ = ["UserPreloads"]
 

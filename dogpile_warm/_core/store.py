@@ -5,17 +5,17 @@ Every value is stored as an :class:`Entry`: the value, when its computation
 started, its ttl, and the versions of its tags read *before* the computation
 started. A read is valid only while each of those tag versions is still the
 current one in the backend, so an invalidation is seen by every process that
-shares the backend on its very next read (see :mod:`dogpile_warm.tags`).
+shares the backend on its very next read (see :mod:`dogpile_warm._core.tags`).
 
 The store reads and writes through the region's key mangler, serializer and
 backend, so the region's own settings keep working; keys pass through
-:func:`~dogpile_warm.keys.safe_key` first so that any key suits any backend.
+:func:`~dogpile_warm._core.keys.safe_key` first so that any key suits any backend.
 
 Every backend operation goes through :meth:`CacheStore.attempt` (or, for the
 hit path, the same steps written out in :meth:`CacheStore.read`): skipped
 while the region's circuit breaker is open, timed against the caller's
 budget, and a failure classified, counted and logged by the region's
-:class:`~dogpile_warm.health.BackendHealth` and handed back as a
+:class:`~dogpile_warm._core.health.BackendHealth` and handed back as a
 :class:`~dogpile_warm.errors.BackendError`, never raised. The one exception
 is :meth:`CacheStore.bump_tags`: an invalidation that did not happen must
 not look done.
@@ -36,8 +36,8 @@ from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CachedValue, CantDeserializeException
 from dogpile.cache.region import value_version
 
-from . import backends, forks, health
-from .errors import (
+from .._backends import traits
+from ..errors import (
     BackendError,
     BackendUnavailable,
     LockLost,
@@ -46,6 +46,7 @@ from .errors import (
     WarmError,
     describe_error,
 )
+from . import forks, health
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
@@ -124,12 +125,12 @@ class CacheStore:
         self._local_mutexes_lock = forks.new_lock()
         # For dogpile's in-process memory backend (unless the region serializes
         # its values): verified entries, so a hit can skip the region (see
-        # dogpile_warm.memory_index), and entries stored as they are.
+        # dogpile_warm._core.memory_index), and entries stored as they are.
         self.index: MemoryIndex | None = (
             index_for(region.backend) if region.serializer is None else None
         )
         # Round trips count against a caller's budget only over a network.
-        self.timed = backends.is_remote(region.actual_backend)
+        self.timed = traits.is_remote(region.actual_backend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------
@@ -177,7 +178,7 @@ class CacheStore:
     def answered(self, started: float, key: str, operation: str) -> None:
         """The backend answered ``operation`` on ``key``, begun at ``started`` (the
         health's clock). Past the caller's round-trip budget (see
-        :func:`dogpile_warm.health.call_budget`) it counts as unavailable."""
+        :func:`dogpile_warm._core.health.call_budget`) it counts as unavailable."""
         health_ = self.health
         if self.timed and health.spend(health_.clock() - started):
             health_.failed_unavailable(
@@ -196,7 +197,7 @@ class CacheStore:
         meaning = _MEANING.get(operation, "other")
         what = f"{operation} of {key!r}: {describe_error(exc)}"
         error: BackendError
-        if backends.is_unavailable(exc) or meaning == "other":
+        if traits.is_unavailable(exc) or meaning == "other":
             self.health.failed_unavailable(exc, key, operation)
             error = BackendUnavailable(what)
         elif meaning == "write":
@@ -495,7 +496,7 @@ class CacheStore:
         evicted one still counts as invalidated).
         """
         self.region.set_multi(versions)
-        backends.persist(self.region.actual_backend, [self._mangled(k) for k in versions])
+        traits.persist(self.region.actual_backend, [self._mangled(k) for k in versions])
 
     def bump_tags(self, tags: Iterable[str]) -> None:
         """Give every tag a new version: entries carrying an older one become stale.
@@ -541,7 +542,7 @@ class CacheStore:
     def lock(
         self, key: str, ready: Callable[[], bool] | None = None, expected: float | None = None
     ) -> KeyLock:
-        """The dogpile mutex of ``key`` (see :class:`~dogpile_warm.locks.KeyLock`):
+        """The dogpile mutex of ``key`` (see :class:`~dogpile_warm._core.locks.KeyLock`):
         distributed when the backend offers one, else one process-local lock per key.
 
         ``ready()`` says whether a usable value has appeared meanwhile (ending a
@@ -566,7 +567,7 @@ class CacheStore:
     @property
     def can_claim(self) -> bool:
         """Whether :meth:`claim` can claim across processes (memcached, Redis)."""
-        return backends.can_claim(self.region.actual_backend)
+        return traits.can_claim(self.region.actual_backend)
 
     def claim(self, name: str, seconds: float) -> bool:
         """Claim ``name`` for ``seconds`` across every process sharing the backend.
@@ -577,7 +578,7 @@ class CacheStore:
         """
         backend_key = self._backend_key(name)
         claimed = self.attempt(
-            "claim", name, lambda: backends.claim(self.region.actual_backend, backend_key, seconds)
+            "claim", name, lambda: traits.claim(self.region.actual_backend, backend_key, seconds)
         )
         return claimed is not False
 

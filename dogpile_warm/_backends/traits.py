@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from .errors import BackendUnavailable
+from ..errors import BackendUnavailable
 
 __all__ = [
     "Kind",
@@ -193,7 +193,7 @@ def renewer(mutex: Any) -> tuple[Callable[[], bool], float] | None:
     lock does not: renewing it after it expired extends whoever holds it now.
     """
     timeout = getattr(mutex, "timeout", None)
-    renew = getattr(mutex, "renew", None)  # dogpile_warm.memcached.MemcachedLock
+    renew = getattr(mutex, "renew", None)  # dogpile_warm._backends.memcached.MemcachedLock
     if renew is not None and timeout:
         return renew, float(timeout)
     if hasattr(mutex, "client_fn") and timeout:  # dogpile's MemcachedLock
@@ -233,7 +233,9 @@ def lock_never_expires(mutex: Any) -> bool | None:
     False when it is not held (any more) or expires: its holder is alive and
     renewing it, or dead and about to lose it.
     """
-    seconds_left = getattr(mutex, "seconds_left", None)  # dogpile_warm.memcached.MemcachedLock
+    seconds_left = getattr(
+        mutex, "seconds_left", None
+    )  # dogpile_warm._backends.memcached.MemcachedLock
     if seconds_left is not None:
         return bool(seconds_left() == -1)
     lock = getattr(mutex, "mutex", None)  # dogpile's Redis / Valkey lock wrapper

@@ -6,7 +6,7 @@ duration histograms; at scrape time it adds gauges read from the engine's
 ``get_stats()`` and ``get_performance()``::
 
     from prometheus_client import start_http_server
-    from dogpile_warm.metrics import PrometheusMetrics
+    from dogpile_warm.contrib.prometheus import PrometheusMetrics
 
     metrics = PrometheusMetrics().connect()  # default engine, default registry
     start_http_server(9100)
@@ -28,15 +28,16 @@ try:
     from prometheus_client.registry import Collector
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
-        "dogpile_warm.metrics needs prometheus-client: pip install 'dogpile_warm[prometheus]'"
+        "dogpile_warm.contrib.prometheus needs prometheus-client: pip install 'dogpile_warm[prometheus]'"
     ) from exc
 
-from . import forks, signals
-from .decorator import WarmableFunction
-from .default import get_warming_engine
-from .engine import CacheWarmingEngine
-from .task import WarmingTask
-from .validation import check_positive_int
+from .. import signals
+from .._core import forks
+from .._core.validation import check_positive_int
+from ..decorator import WarmableFunction
+from ..default import get_warming_engine
+from ..engine import CacheWarmingEngine
+from ..task import WarmingTask
 
 __all__ = ["OVERFLOW_LABEL", "WARM_CACHE_LABEL", "PrometheusMetrics"]
 

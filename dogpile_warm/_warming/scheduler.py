@@ -46,15 +46,15 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from . import forks
-from .batch import KeyResult, WriteBatch
-from .store import CacheStore, Entry
-from .validation import check_positive_int, check_positive_number
+from .._core import forks
+from .._core.batch import KeyResult, WriteBatch
+from .._core.store import CacheStore, Entry
+from .._core.validation import check_positive_int, check_positive_number
 
 if TYPE_CHECKING:
-    from .cached import CachedFunction
-    from .engine import CacheWarmingEngine
-    from .stats import TaskRecord
+    from .._cached.cached import CachedFunction
+    from .._usage.stats import TaskRecord
+    from ..engine import CacheWarmingEngine
 
 __all__ = ["Scheduler"]
 

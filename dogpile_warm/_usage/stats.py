@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import forks
+from .._core import forks
 
 if TYPE_CHECKING:
-    from .cached import CachedFunction
-    from .task import WarmingTask
+    from .._cached.cached import CachedFunction
+    from ..task import WarmingTask
 
 __all__ = ["AccessCounters", "TaskRecord", "WarmingFigures"]
 

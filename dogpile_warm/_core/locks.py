@@ -4,7 +4,7 @@ their holder, and no waiting on oneself.
 :class:`KeyLock` is the ``CacheMutex`` dogpile's ``Lock`` is given for a key.
 It wraps the backend's distributed mutex (or a process-local lock), talks to
 the backend only through its store (:meth:`CacheStore.attempt
-<dogpile_warm.store.CacheStore.attempt>`), and
+<dogpile_warm._core.store.CacheStore.attempt>`), and
 
 - *waits in short steps that fit the work*: the first sleep is a quarter of
   the key's expected compute time (1 ms to 50 ms), growing to 0.2 s; after
@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 
 from dogpile.cache.api import CacheMutex
 
-from . import backends, forks, health
-from .errors import BackendError, BackendUnavailable, ReentrantCallError
+from .._backends import traits
+from ..errors import BackendError, BackendUnavailable, ReentrantCallError
+from . import forks, health
 
 if TYPE_CHECKING:
     from .store import CacheStore
@@ -233,18 +234,18 @@ class KeyLock(CacheMutex):
     def _never_expires(self) -> bool:
         """Whether the lock waited for will never expire (a leased lock always does)."""
         answer = self._store.attempt(
-            "lock check", self._key, lambda: backends.lock_never_expires(self._mutex)
+            "lock check", self._key, lambda: traits.lock_never_expires(self._mutex)
         )
         if isinstance(answer, BackendError):
             return False
         if answer is None:  # the lock cannot say: go by how the backend makes locks
-            return backends.endless_lock_setting(self._store.region.actual_backend) is not None
+            return traits.endless_lock_setting(self._store.region.actual_backend) is not None
         return answer
 
     def _hold(self) -> None:
         self.held = True
         try:
-            lease = backends.renewer(self._mutex)
+            lease = traits.renewer(self._mutex)
         except Exception:  # renewal is a bonus; the lock itself is held
             log.debug("cannot renew the lock of %r", self._key, exc_info=True)
             lease = None
@@ -263,7 +264,7 @@ class KeyLock(CacheMutex):
             self._mutex.release()
             return
         store = self._store
-        release = backends.releaser(self._mutex)
+        release = traits.releaser(self._mutex)
         if release is not None and not store.usable():
             # Not in the caller's time: the keeper releases it when it can (a
             # lock without expiry would otherwise stay held for good).

@@ -17,10 +17,10 @@ from typing import Any
 
 from dogpile.cache.api import NO_VALUE
 
-from . import signals
-from .decorator import warmable
-from .engine import CacheWarmingEngine
-from .task import priority_level
+from .. import signals
+from ..decorator import warmable
+from ..engine import CacheWarmingEngine
+from ..task import priority_level
 
 __all__ = ["DemoTable", "run_demo"]
 

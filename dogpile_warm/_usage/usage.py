@@ -18,17 +18,17 @@ from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from . import forks
+from .._core import forks
 from .stats import AccessCounters, WarmingFigures
 from .tracker import UsagePatternTracker
 
 if TYPE_CHECKING:
-    from .cached import CachedFunction
+    from .._cached.cached import CachedFunction
 
 __all__ = ["Call", "Usage"]
 
 # Queued hits that make the next read apply them all first, before it checks a
-# value's freshness (see dogpile_warm.reader), without waiting if another thread
+# value's freshness (see dogpile_warm._cached.reader), without waiting if another thread
 # is at it.
 DRAIN_AT = 512
 # Queued hits beyond which a read waits for its turn to apply them: readers on

@@ -13,7 +13,7 @@ at most :data:`MAX_SNAPSHOT_BYTES` (serialized) and :data:`MAX_TOP_N` items;
 the coldest items that do not fit are left out and counted as ``truncated``.
 
 Trust: each item's arguments go through the region's own serializer (pickle,
-JSON, signed or not: see :mod:`dogpile_warm.signing`), on their own, so one
+JSON, signed or not: see :mod:`dogpile_warm._core.signing`), on their own, so one
 item whose arguments cannot be serialized (or read back in the new process)
 is skipped and reported without losing the others, and the snapshot as a
 whole is stored like any value, signed in a signed region. Warming calls only
@@ -31,19 +31,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from . import forks
-from .batch import KeyResult, WriteBatch
-from .errors import WarmError, describe_error
+from .._core import forks
+from .._core.batch import KeyResult, WriteBatch
+from .._core.store import UNAVAILABLE, Entry
+from .._core.validation import check_positive_number
+from ..errors import WarmError, describe_error
 from .runs import WarmJob, bind_job, report_jobs
-from .store import UNAVAILABLE, Entry
-from .validation import check_positive_number
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
 
-    from .cached import CachedFunction
-    from .engine import CacheWarmingEngine
-    from .stats import TaskRecord
+    from .._cached.cached import CachedFunction
+    from .._usage.stats import TaskRecord
+    from ..engine import CacheWarmingEngine
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",

@@ -16,7 +16,7 @@ plus:
   connection idle through an outage) is sent once more, on a new connection;
   a timeout or a refused connection is not retried: the caller's store
   counts it and skips the backend for a while (see
-  :mod:`dogpile_warm.health`);
+  :mod:`dogpile_warm._core.health`);
 - the distributed lock (:class:`MemcachedLock`) stores an owner token, so
   only its holder releases it or renews its lease;
 - unless the region's arguments name a ``serde``, :data:`pickle_serde`:
@@ -42,7 +42,7 @@ from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from pymemcache.serde import FLAG_PICKLE, PickleSerde
 
-from .errors import ValueUnreadable
+from ..errors import ValueUnreadable
 
 __all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "bytes_serde", "pickle_serde"]
 

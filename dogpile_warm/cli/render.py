@@ -1,7 +1,7 @@
 """What the ``dogpile-warm`` command draws: rich tables, a progress bar, its reports.
 
 Everything here prints to a rich :class:`~rich.console.Console`; deciding
-what to run, and the exit status, is :mod:`dogpile_warm.cli`'s job. The
+what to run, and the exit status, is :mod:`dogpile_warm.cli.commands`'s job. The
 module imports without rich (``HAVE_RICH`` is then false and nothing here
 may be called), so the command can say how to install it.
 """
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from .snapshot import SNAPSHOT_KEY
+from .._warming.snapshot import SNAPSHOT_KEY
 
 try:
     from rich import box

@@ -6,11 +6,11 @@ tag) as missing, and with ``refresh_ahead * ttl`` as the lock's expiry: past
 it, the caller gets the cached value at once while one background refresh
 runs in the engine's refresh pool; past ``ttl`` the caller waits for the
 recompute, under the key's lock (distributed where the backend has one; see
-:mod:`dogpile_warm.locks` for how it waits). Every call starts in
-:mod:`dogpile_warm.reader`, which answers a fresh value on dogpile's memory
-backend before any of this (see :mod:`dogpile_warm.memory_index`).
+:mod:`dogpile_warm._core.locks` for how it waits). Every call starts in
+:mod:`dogpile_warm._cached.reader`, which answers a fresh value on dogpile's memory
+backend before any of this (see :mod:`dogpile_warm._core.memory_index`).
 
-Backend failures are the store's to handle (:mod:`dogpile_warm.store`): a
+Backend failures are the store's to handle (:mod:`dogpile_warm._core.store`): a
 read it cannot make comes back as ``UNAVAILABLE`` and the caller computes
 without the cache; nothing here catches a backend exception.
 """
@@ -26,19 +26,20 @@ from dogpile.cache import CacheRegion
 from dogpile.cache.api import CacheMutex
 from dogpile.lock import Lock, NeedRegenerationException
 
-from . import health, signals
-from .batch import KeyResult, WriteBatch
-from .errors import WarmError, describe_error
-from .keys import KeyBuilder, KeyBy
-from .locks import begin_compute, check_not_computing, end_compute
+from .. import signals
+from .._core import health
+from .._core.batch import KeyResult, WriteBatch
+from .._core.keys import KeyBuilder, KeyBy
+from .._core.locks import begin_compute, check_not_computing, end_compute
+from .._core.regions import check_backend_expiry
+from .._core.store import UNAVAILABLE, CacheStore, Entry
+from ..errors import WarmError, describe_error
 from .reader import Reader, make_reader
 from .refresh import RefreshBackoff, refresh_due
-from .regions import check_backend_expiry
-from .store import UNAVAILABLE, CacheStore, Entry
 
 if TYPE_CHECKING:
-    from .engine import CacheWarmingEngine
-    from .task import WarmingTask
+    from ..engine import CacheWarmingEngine
+    from ..task import WarmingTask
 
 __all__ = ["CachedFunction", "WarmArgs"]
 
@@ -436,7 +437,7 @@ class CachedFunction:
 
         Alone, under the key's lock. With ``batch`` (a warm run), the value is
         computed without it and stored with the batch, which completes the
-        returned result (see :mod:`dogpile_warm.batch`). While the backend is
+        returned result (see :mod:`dogpile_warm._core.batch`). While the backend is
         being skipped, nothing is computed and the result says so.
         """
         t0 = time.perf_counter()

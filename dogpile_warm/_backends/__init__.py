@@ -1,0 +1,1 @@
+"""What dogpile_warm adds to or knows about particular dogpile backends."""

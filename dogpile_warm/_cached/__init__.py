@@ -1,0 +1,1 @@
+"""One decorated function's cache: its read path and its refresh-ahead."""

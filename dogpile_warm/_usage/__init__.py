@@ -1,0 +1,1 @@
+"""What reads teach: hit and miss counts, usage patterns, warming figures."""

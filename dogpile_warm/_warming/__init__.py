@@ -1,0 +1,1 @@
+"""Warming: runs of jobs, the background scheduler, snapshots, per-user preloads."""
