@@ -12,23 +12,23 @@ import functools
 import inspect
 import logging
 import operator
+import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import wrapt
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NoValue
 
-from ._cached.cached import CachedFunction, WarmArgs
+from ._cached.cached import CachedFunction, FunctionSettings, WarmArgs
 from ._cached.refresh import POLICIES
 from ._core.keys import KeyBy
 from ._core.regions import check_backend_expiry, warn_if_lock_never_expires
 from ._core.tags import normalize_tags
 from ._core.validation import check_positive_number, check_priority, check_refresh_ahead, check_ttl
+from .default import get_warming_engine
+from .engine import CacheWarmingEngine
 from .task import CRITICAL_PRIORITY, WarmingTask
-
-if TYPE_CHECKING:
-    from .engine import CacheWarmingEngine
 
 __all__ = ["WarmableFunction", "warmable"]
 
@@ -79,18 +79,35 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
     # exactly what wrapt's own lookup does.
     __getattribute__ = object.__getattribute__
 
-    def __init__(self, wrapped: Callable[P, R], cached: CachedFunction) -> None:
+    def __init__(
+        self,
+        wrapped: Callable[P, R],
+        plain: Callable[..., R],
+        settings: FunctionSettings,
+        engine: CacheWarmingEngine,
+    ) -> None:
+        cached = CachedFunction(
+            plain,
+            settings,
+            usage=engine.usage,
+            outcomes=engine.outcomes,
+            regions=engine.regions,
+            refresher=engine.refresher,
+            clock=engine.clock,
+            sender=self,
+        )
         super().__init__(wrapped, cached)
         self._self_cached = cached
+        self._self_engine = engine
         # A plain function called directly, the common case, goes straight to
-        # its read path. wrapt's generic call costs about a microsecond more,
-        # most of it in looking for a __self__ the function cannot have.
-        direct = (
-            getattr(self, "_self_binding", None) == "function"
-            and getattr(wrapped, "__self__", None) is None
-            and wrapped is cached.fn
+        # its read path, skipping wrapt's generic call and its search for a
+        # __self__ the function cannot have. Bound as a method, it is reached
+        # through __get__ and _BoundWarmableFunction instead.
+        self._self_call = (
+            functools.partial(cached.read, plain)
+            if is_plain_function(wrapped)
+            else self._wrapt_call
         )
-        self._self_call = functools.partial(cached.read, cached.fn) if direct else self._wrapt_call
 
     # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
     # handing it out, so no frame of ours (and no attribute lookup in one)
@@ -103,7 +120,13 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
     @property
     def engine(self) -> CacheWarmingEngine:
         """The engine this function is registered on."""
-        return self._self_cached.engine
+        return self._self_engine
+
+    @property
+    def direct(self) -> bool:
+        """Whether a call goes straight to the read path (a plain function) rather than
+        through wrapt's binding (a method, classmethod or staticmethod)."""
+        return self._self_call != self._wrapt_call
 
     @property
     def task(self) -> WarmingTask:
@@ -166,7 +189,7 @@ def warmable(
 ) -> Callable[[Callable[P, R]], WarmableFunction[P, R]]:
     """Cache a function on a dogpile.cache region and register it as a warming task.
 
-    Beyond DESIGN.md's arguments: ``refresh_policy`` is ``"window"`` (refresh
+    Besides the arguments of the contract (docs/contract.md): ``refresh_policy`` is ``"window"`` (refresh
     past ``refresh_ahead * ttl``) or ``"xfetch"`` (probabilistic early refresh
     scaled by the measured recompute time and ``xfetch_beta``; see
     :mod:`dogpile_warm._cached.refresh`); ``should_cache_fn(value)`` returning False
@@ -227,41 +250,34 @@ def warmable(
         task_name = name or _qualname(plain)
         if namespace is not None:
             task_name = f"{task_name}|{namespace}"
-        from .default import get_warming_engine
-
-        owner = engine if engine is not None else get_warming_engine()
-        cached = CachedFunction(
-            plain,
+        settings = FunctionSettings(
             name=task_name,
-            engine=owner,
-            region=region,
             ttl=ttl,
-            refresh_ahead=refresh_ahead,
             tags=tag_set,
-            user_arg=user_arg,
-            warm_args=warm_args,
+            priority=priority,
+            region=region,
+            refresh_ahead=refresh_ahead,
             refresh_policy=refresh_policy,
             xfetch_beta=xfetch_beta,
+            user_arg=user_arg,
+            warm_args=warm_args,
             should_cache_fn=should_cache_fn,
             key_by=key_by,
             stale_if_error=stale_if_error,
         )
-        wrapper: WarmableFunction[P, R] = WarmableFunction(fn, cached)
-        cached.sender = wrapper
-        cached.task = WarmingTask(
-            task_id=task_name,
-            name=task_name,
-            cache_key=task_name,
-            compute_fn=plain,
-            ttl=ttl,
-            priority=priority,
-            tags=tag_set,
-            region=region,
-        )
-        owner._register(cached.task, is_critical, source=cached, replace=True)
+        owner = engine if engine is not None else get_warming_engine()
+        wrapper: WarmableFunction[P, R] = WarmableFunction(fn, plain, settings, owner)
+        cached = wrapper._self_cached
+        owner.registry.register(cached.task, is_critical, source=cached, replace=True)
         return wrapper
 
     return decorate
+
+
+def is_plain_function(fn: object) -> bool:
+    """Whether ``fn`` is a function called as it is: not a staticmethod, classmethod or
+    bound method (those need wrapt's binding to reach the right object)."""
+    return isinstance(fn, types.FunctionType)
 
 
 def _qualname(fn: Any) -> str:

@@ -12,6 +12,7 @@ from dogpile.cache import CacheRegion
 
 from ._core import forks
 from .engine import CacheWarmingEngine
+from .reports import Performance, ScheduleReport, Stats, UserWarmReport, WarmReport
 from .task import WarmingTask
 
 __all__ = [
@@ -97,13 +98,13 @@ def warm_cache(
     return get_warming_engine().warm_cache(key, compute_fn, ttl, tags)
 
 
-def warm_critical_data() -> dict[str, Any]:
+def warm_critical_data() -> WarmReport:
     return get_warming_engine().warm_critical_data()
 
 
 def warm_user_data_optimized(
     user_id: Any, force: bool = False, preload_forms: bool = True
-) -> dict[str, Any]:
+) -> UserWarmReport:
     return get_warming_engine().warm_user_data(user_id, force, preload_forms)
 
 
@@ -111,15 +112,15 @@ def invalidate_by_tags(tags: Iterable[str] | str) -> int:
     return get_warming_engine().invalidate_by_tags(tags)
 
 
-def get_warming_stats() -> dict[str, Any]:
+def get_warming_stats() -> Stats:
     return get_warming_engine().get_stats()
 
 
-def get_warming_performance() -> dict[str, Any]:
+def get_warming_performance() -> Performance:
     return get_warming_engine().get_performance()
 
 
-def optimize_warming_schedules() -> dict[str, Any]:
+def optimize_warming_schedules() -> ScheduleReport:
     return get_warming_engine().optimize_schedules()
 
 

@@ -1,9 +1,9 @@
 """Cold-start warmup: save the hot set before a restart, warm it back after.
 
 Shows: one engine (the process before the restart) serves reads and saves
-its hot set with ``save_hot_set``; a second engine with an empty cache (the
+its hot set with ``engine.save_hot_set``; a second engine with an empty cache (the
 process after the restart) warms those keys back with
-``warm_from_snapshot``, hottest first, at most 200 keys per second, so its
+``engine.warm_from_snapshot``, hottest first, at most 200 keys per second, so its
 first reads are hits. The snapshot lives in a region both share (memcached
 or Redis in production; one in-memory region here); per-user keys are left
 to ``warm_user_data`` on login.
@@ -20,7 +20,6 @@ from typing import Any
 from dogpile.cache import make_region
 
 import dogpile_warm
-from dogpile_warm._warming.snapshot import save_hot_set, warm_from_snapshot
 
 # Where the snapshot survives the restart: the shared backend.
 snapshots = make_region(name="snapshots").configure("dogpile.cache.memory")
@@ -59,7 +58,7 @@ def main() -> None:
     reads += [("product", 3), ("basket", 7)]
     for name, arg in reads:
         shop[name](arg)
-    saved = save_hot_set(before, top_n=100, region=snapshots)
+    saved = before.save_hot_set(top_n=100, region=snapshots)
     print(f"   saved {saved['saved']} keys ({saved['bytes']} bytes) under {saved['key']!r}")
     for skipped in saved["skipped"]:
         print(f"   skipped {skipped['key']}: {skipped['reason']}")
@@ -71,7 +70,7 @@ def main() -> None:
     computed.clear()
     after = dogpile_warm.CacheWarmingEngine(max_workers=2)
     shop = register(after)
-    report = warm_from_snapshot(after, region=snapshots, rate_limit=200)
+    report = after.warm_from_snapshot(region=snapshots, rate_limit=200)
     for row in report["results"]:
         print(f"   {row['key']:<22} ok={row['success']}  {row['duration_ms']:5.1f} ms")
     order = [row["key"] for row in report["results"]]

@@ -12,7 +12,7 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import FakeClock, captured_signals
 
 
 class Counter:
@@ -299,50 +299,48 @@ def test_a_non_callable_is_refused() -> None:
         warmable()(42)  # type: ignore[arg-type]
 
 
-def test_values_older_than_ttl_are_never_returned(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past ttl (wall clock) a call recomputes in the caller instead of serving the old value."""
-    now = [1000.0]
-    monkeypatch.setattr(time, "time", lambda: now[0])
+def test_values_older_than_ttl_are_never_returned(clock: FakeClock) -> None:
+    """Past ttl (engine clock) a call recomputes in the caller instead of serving the old value."""
     count = Counter()
 
     @warmable(ttl=10, refresh_ahead=None)
     def stamp() -> float:
         count(1)
-        return now[0]
+        return clock()
 
-    assert stamp() == 1000.0
-    now[0] += 9.9
-    assert stamp() == 1000.0
-    now[0] += 0.2
+    started = clock()
+    assert stamp() == started
+    clock.advance(9.9)
+    assert stamp() == started
+    clock.advance(0.2)
     with captured_signals("cache_hit", "cache_miss") as sent:
-        assert stamp() == 1010.1
+        assert stamp() == clock()
     assert [s.signal for s in sent] == ["cache_miss"]
     assert len(count.calls) == 2
 
 
 def test_refresh_ahead_serves_the_cached_value_and_refreshes_in_background(
-    monkeypatch: pytest.MonkeyPatch, engine: CacheWarmingEngine
+    clock: FakeClock,
 ) -> None:
     """Past refresh_ahead * ttl the caller gets the cached value now; one refresh follows."""
-    now = [1000.0]
-    monkeypatch.setattr(time, "time", lambda: now[0])
     count = Counter()
 
     @warmable(ttl=10, refresh_ahead=0.5)
     def stamp() -> float:
         count(1)
-        return now[0]
+        return clock()
 
+    started = clock()
     with captured_signals("refreshed") as sent:
-        assert stamp() == 1000.0
-        now[0] += 6
+        assert stamp() == started
+        clock.advance(6)
         with captured_signals("cache_hit", "cache_miss") as calls:
-            assert stamp() == 1000.0  # cached, within ttl, returned at once
+            assert stamp() == started  # cached, within ttl, returned at once
         assert [c.signal for c in calls] == ["cache_hit"]
         deadline = time.monotonic() + 5
         while not sent and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert stamp() == 1006.0
+        assert stamp() == started + 6
     assert len(count.calls) == 2
     assert [s.kwargs["key"] for s in sent] == [stamp.key_for()]
 

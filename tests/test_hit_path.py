@@ -13,6 +13,7 @@ from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core.memory_index import index_for
 from dogpile_warm._core.store import Entry
 from dogpile_warm._usage.usage import DRAIN_AT, QUEUE_CAP
+from dogpile_warm.testing import FakeClock
 
 
 def counting() -> tuple[list[object], object]:
@@ -196,7 +197,7 @@ def test_a_region_rebound_while_a_read_resolves_it_is_not_read_from_after(
     """The race the memory shortcut must survive: configure() lands between a read
     resolving the old region and publishing its index; later reads use the new region."""
     calls, echo = counting()
-    registry = type(engine._regions)
+    registry = type(engine.regions)
     resolve = registry.store_for
     rebound: list[bool] = []
 
@@ -217,28 +218,28 @@ def test_a_region_rebound_while_a_read_resolves_it_is_not_read_from_after(
 
 
 def test_applying_queued_hits_never_delays_a_checked_value(
-    engine: CacheWarmingEngine, monkeypatch: pytest.MonkeyPatch
+    engine: CacheWarmingEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A read applies the queued hits before it checks freshness, so however long that
     takes, the value it returns is within its ttl (here: applying them takes 0.3 s)."""
-    usage = engine._usage
+    usage = engine.usage
     drain = usage.drain
 
     @warmable(ttl=0.2, refresh_ahead=None)
     def stamp() -> float:
-        return time.time()
+        return clock()
 
     stamp()
     while len(usage.queued_hits) < DRAIN_AT:
         stamp()  # hits, queued
 
     def slow_drain(wait: bool = True) -> None:
-        time.sleep(0.3)
+        clock.advance(0.3)
         drain(wait)
 
     monkeypatch.setattr(usage, "drain", slow_drain)
     value = stamp()
-    assert time.time() - value <= 0.2
+    assert clock() - value <= 0.2
 
 
 def test_readers_on_many_threads_cannot_outpace_the_applying_of_their_hits(
@@ -260,7 +261,7 @@ def test_readers_on_many_threads_cannot_outpace_the_applying_of_their_hits(
         thread.start()
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
-        longest = max(longest, len(engine._usage.queued_hits))
+        longest = max(longest, len(engine.usage.queued_hits))
         time.sleep(0.0005)
     stop.set()
     for thread in threads:

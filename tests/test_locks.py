@@ -193,7 +193,7 @@ def test_a_value_stored_by_anyone_ends_the_wait_before_the_lock_is_free(
     counter: list[int] = []
     waiting = shared_function(here, 0.0, counter)
     setter = shared_function(there, 0.0, counter)
-    lock = there._store_for(None).lock(waiting.key_for(5))
+    lock = there.regions.store_for(None).lock(waiting.key_for(5))
     assert lock.acquire(False)  # held, and never released while the waiter waits
     try:
         timer = threading.Timer(0.3, lambda: setter.set(777, 5))
@@ -327,7 +327,7 @@ def test_a_lease_released_while_being_renewed_is_not_reported_lost(
     """The holder releasing its lock while the keeper renews it is no lost lease: the
     renewal's failure is silent (it warned on a healthy server)."""
     keeper = LeaseKeeper(idle=1.0)
-    store = engine._store_for(None)
+    store = engine.regions.store_for(None)
     renewing, released = threading.Event(), threading.Event()
 
     def renew() -> bool:
@@ -350,7 +350,7 @@ def test_a_lease_lost_while_held_is_reported(
 ) -> None:
     """A renewal that finds the lock someone else's while its holder still computes warns."""
     keeper = LeaseKeeper(idle=1.0)
-    store = engine._store_for(None)
+    store = engine.regions.store_for(None)
     renewed = threading.Event()
 
     def renew() -> bool:
@@ -417,14 +417,14 @@ def test_a_lock_released_while_the_backend_is_skipped_is_released_by_the_keeper(
     release to the keeper thread: the other process gets the lock at once, not when its
     lease runs out seconds later."""
     here, there = two_processes
-    store = here._store_for(None)
+    store = here.regions.store_for(None)
     held = store.lock("locks.released")
     assert held.acquire(False)
     store.health.failed_unavailable(ConnectionRefusedError(), "locks.released", "read")
     t0 = time.monotonic()
     held.release()
     assert time.monotonic() - t0 < 0.1  # not in the caller's time
-    waiting = there._store_for(None).lock("locks.released")
+    waiting = there.regions.store_for(None).lock("locks.released")
     while not waiting.acquire(False):
         assert time.monotonic() - t0 < 1.0, "the lock was left to expire"
         time.sleep(0.01)
@@ -473,7 +473,7 @@ def test_a_live_holder_keeps_its_lease_while_its_breaker_is_open(
     """Other threads' failures keep this process's breaker open for longer than the lease:
     its renewals still go to the server, so the lock stays its holder's."""
     here, there = two_processes
-    store = here._store_for(None)
+    store = here.regions.store_for(None)
     held = store.lock("locks.renewed")
     assert held.acquire(False)
     try:
@@ -482,7 +482,7 @@ def test_a_live_holder_keeps_its_lease_while_its_breaker_is_open(
             store.health.failed_unavailable(TimeoutError(), "other", "read")
             time.sleep(0.2)
         assert store.health.open
-        assert not there._store_for(None).lock("locks.renewed").acquire(False)
+        assert not there.regions.store_for(None).lock("locks.renewed").acquire(False)
     finally:
         held.release()
 
@@ -503,7 +503,7 @@ def test_a_release_the_backend_missed_is_retried_until_it_answers(
                 arguments={"url": server.url, "distributed_lock": True, "lock_timeout": 0},
             )
         client_closer.watch(engine.region)
-        store = engine._store_for(None)
+        store = engine.regions.store_for(None)
         held = store.lock("locks.forever")
         assert held.acquire(False)
         server.pause()

@@ -18,7 +18,7 @@ def test_computing_and_invalidating_many_keys_leaves_only_bounded_structures(
     keys = 3 * MAX_STAMPS
     for n in range(keys):
         assert value(n) == n
-    index = engine._store_for(None).index
+    index = engine.regions.store_for(None).index
     assert index is not None and len(index.entries) == keys  # stored, then read from the index
     # Sized for the keys removed since its last compaction at most (a few thousand).
     bound = sys.getsizeof(dict.fromkeys(range(4096)))
@@ -27,7 +27,7 @@ def test_computing_and_invalidating_many_keys_leaves_only_bounded_structures(
     assert len(index.entries) == 0
     assert sys.getsizeof(index.entries) <= bound < sys.getsizeof(dict.fromkeys(range(keys)))
     assert len(index.last_write) <= MAX_STAMPS
-    usage = engine._usage
+    usage = engine.usage
     assert usage.tracker.known_keys() <= usage.tracker.max_keys
     assert len(usage.calls) <= usage.tracker.max_keys
 
@@ -43,7 +43,7 @@ def test_a_write_racing_a_verifying_read_is_not_remembered_after_stamps_are_forg
         return n
 
     value(0)
-    store = engine._store_for(None)
+    store = engine.regions.store_for(None)
     index = store.index
     assert index is not None
     stamp = index.stamp("elsewhere")

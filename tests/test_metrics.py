@@ -141,19 +141,17 @@ def test_background_refreshes_are_counted(
     registry: CollectorRegistry,
     metrics: PrometheusMetrics,
     engine: CacheWarmingEngine,
-    monkeypatch: pytest.MonkeyPatch,
+    clock: FakeClock,
 ) -> None:
     """A refresh-ahead run counts in refreshes_total and refresh_duration_seconds."""
-    wall = [1_000.0]
-    monkeypatch.setattr(time, "time", lambda: wall[0])  # a value's age uses the wall clock
 
     @warmable(ttl=10, refresh_ahead=0.5, name="quote")
     def quote() -> float:
-        return wall[0]
+        return clock()
 
-    quote()
-    wall[0] += 6  # past refresh_ahead * ttl, within ttl
-    assert quote() == 1_000.0
+    first = quote()
+    clock.advance(6)  # past refresh_ahead * ttl, within ttl
+    assert quote() == first
     engine.close()  # waits for the background refresh
     text = scrape(registry)
     assert 'dogpile_warm_refreshes_total{task="quote"} 1.0' in text
@@ -205,7 +203,9 @@ def test_engine_figures_are_read_at_scrape_time(
     catalog()
     catalog()
     search("e")
-    catalog.task.interval_minutes = 15
+    record = engine.registry.get("catalog")
+    assert record is not None
+    record.interval_minutes = 15
     text = scrape(registry)
     assert "dogpile_warm_hit_ratio 0.5" in text
     assert "dogpile_warm_tasks 2.0" in text

@@ -14,24 +14,18 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._cached.refresh import RefreshBackoff, refresh_due
 from dogpile_warm._core.regions import backend_defaults
-from dogpile_warm.testing import captured_signals
-
-
-class Wall:
-    """A settable wall clock patched over time.time (ages use the wall clock)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = 1_000.0
-        monkeypatch.setattr(time, "time", lambda: self.now)
+from dogpile_warm.testing import FakeClock, captured_signals
 
 
 @pytest.fixture
-def wall(monkeypatch: pytest.MonkeyPatch) -> Wall:
-    return Wall(monkeypatch)
+def wall(clock: FakeClock) -> FakeClock:
+    """The engine's clock, set to 1000 s: every age and ttl is measured on it."""
+    clock.now = 1_000.0
+    return clock
 
 
 def wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` on the monotonic clock (time.time is patched)."""
+    """Poll ``predicate`` in real time (a background refresh runs in real time)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():  # type: ignore[operator]
@@ -47,7 +41,7 @@ def idle_refreshes(engine: CacheWarmingEngine) -> Iterator[None]:
     engine.close()
 
 
-def test_a_failing_refresh_never_reaches_the_caller(wall: Wall, idle_refreshes: None) -> None:
+def test_a_failing_refresh_never_reaches_the_caller(wall: FakeClock, idle_refreshes: None) -> None:
     """Within ttl a refresh failure is signalled and the caller keeps the cached value."""
     fail = False
 
@@ -69,7 +63,7 @@ def test_a_failing_refresh_never_reaches_the_caller(wall: Wall, idle_refreshes: 
 
 
 def test_failing_refreshes_back_off_instead_of_retrying_on_every_read(
-    wall: Wall, idle_refreshes: None
+    wall: FakeClock, idle_refreshes: None
 ) -> None:
     """After a failed refresh, reads inside the backoff start no new refresh."""
     attempts: list[float] = []
@@ -91,7 +85,7 @@ def test_failing_refreshes_back_off_instead_of_retrying_on_every_read(
     assert len(attempts) == 2
 
 
-def test_the_mutex_is_released_when_a_refresh_raises(wall: Wall, idle_refreshes: None) -> None:
+def test_the_mutex_is_released_when_a_refresh_raises(wall: FakeClock, idle_refreshes: None) -> None:
     """A raising refresh leaves the key unlocked: the next expired read recomputes at once."""
     calls: list[int] = []
 
@@ -115,7 +109,7 @@ def test_the_mutex_is_released_when_a_refresh_raises(wall: Wall, idle_refreshes:
     assert result == [3]
 
 
-def test_should_cache_fn_keeps_refused_values_out(wall: Wall) -> None:
+def test_should_cache_fn_keeps_refused_values_out(wall: FakeClock) -> None:
     """A value refused by should_cache_fn is returned but not stored."""
     answers = iter([None, None, "data"])
 
@@ -153,7 +147,7 @@ def test_window_policy_refreshes_past_refresh_ahead_times_ttl() -> None:
 
 
 def test_xfetch_functions_refresh_in_the_background(
-    wall: Wall, monkeypatch: pytest.MonkeyPatch, idle_refreshes: None
+    wall: FakeClock, monkeypatch: pytest.MonkeyPatch, idle_refreshes: None
 ) -> None:
     """A function with refresh_policy='xfetch' serves the value and refreshes when XFetch says."""
     monkeypatch.setattr(
@@ -174,7 +168,7 @@ def test_xfetch_functions_refresh_in_the_background(
     assert costly() == "second"
 
 
-def test_refresh_ahead_none_never_refreshes_in_the_background(wall: Wall) -> None:
+def test_refresh_ahead_none_never_refreshes_in_the_background(wall: FakeClock) -> None:
     """With refresh_ahead=None a value is served until ttl, then recomputed by the caller."""
     computed: list[float] = []
 
@@ -293,7 +287,7 @@ def test_refresh_arguments_are_checked(kwargs: dict[str, object], mentions: str)
 
 
 def test_a_closed_engine_drops_the_async_refreshes_of_its_regions_releasing_once(
-    wall: Wall,
+    wall: FakeClock,
 ) -> None:
     """dogpile's own cache_on_arguments on a region the engine configured, after close():
     the refresh is dropped and its mutex released once (twice raised in the caller)."""

@@ -34,7 +34,13 @@ def scheduler(engine: CacheWarmingEngine, **options: object) -> Scheduler:
     """
     options.setdefault("jitter", 0.0)
     options.setdefault("pattern_warming", False)
-    return Scheduler(engine, rng=random.Random(0), **options)  # type: ignore[arg-type]
+    return Scheduler(
+        engine.planner,
+        engine.usage,
+        engine.clock,
+        rng=random.Random(0),
+        **options,  # type: ignore[arg-type]
+    )
 
 
 def no_scheduler_threads() -> bool:
@@ -93,7 +99,9 @@ def test_jitter_spreads_next_runs_within_ten_percent(
     """With jitter, tasks of one interval get different next runs, all within ±10%."""
     for i in range(20):
         engine.register_task(WarmingTask(f"t{i}", "t", f"k:{i}", lambda: 1), is_critical=True)
-    Scheduler(engine, rng=random.Random(1), pattern_warming=False).run_cycle()
+    Scheduler(
+        engine.planner, engine.usage, engine.clock, rng=random.Random(1), pattern_warming=False
+    ).run_cycle()
     next_runs = {d["next_run"] - clock() for d in engine.get_stats()["task_details"]}
     assert len(next_runs) == 20
     assert all(54 * 60 <= delay <= 66 * 60 for delay in next_runs)
@@ -105,7 +113,7 @@ def test_a_failing_task_backs_off_and_keeps_its_last_good_value(
     """A failing task is retried after 30 s, then 60 s, ...; the cached value stays."""
     failing = False
 
-    @warmable(priority=100, ttl=3600)
+    @warmable(priority=100, ttl=7200)  # outlives the interval and the retries below
     def catalog() -> str:
         if failing:
             raise ConnectionError("catalog service down")
@@ -114,7 +122,8 @@ def test_a_failing_task_backs_off_and_keeps_its_last_good_value(
     cycles = scheduler(engine)
     cycles.run_cycle()
     failing = True
-    record = engine._tasks[catalog.task.task_id]
+    record = engine.registry.get(catalog.task.task_id)
+    assert record is not None
     delays = []
     for _ in range(4):
         clock.now = record.next_run or clock.now
@@ -135,7 +144,7 @@ def test_non_critical_tasks_run_on_schedule_only_when_read_in_their_interval(
     """With pattern warming, a due non-critical task is warmed only if it was read lately."""
     computed: list[str] = []
 
-    @warmable(priority=50, ttl=3600, warm_args=[("a",)])
+    @warmable(priority=50, ttl=7200, warm_args=[("a",)])
     def read_lately(x: str) -> str:
         computed.append(f"read:{x}")
         return x
@@ -189,7 +198,9 @@ def test_the_cycle_optimises_schedules_from_read_frequency(
         hot()
         clock.advance(30)
     scheduler(engine, pattern_warming=True).run_cycle()
-    assert hot.task.interval_minutes == 15
+    [details] = engine.get_stats()["task_details"]
+    assert details["interval_minutes"] == 15
+    assert hot.task.interval_minutes == 60  # the user's task keeps what it was made with
 
 
 # -- pattern warming ------------------------------------------------------------------
@@ -213,13 +224,15 @@ def age_value(fn: Callable[[int], int], x: int, seconds: float) -> None:
     key = fn.key_for(x)  # type: ignore[attr-defined]
     entry = store.read(key)
     assert entry is not None
-    store.write(key, entry._replace(created=time.time() - seconds))
+    store.write(key, entry._replace(created=fn.engine.clock() - seconds))  # type: ignore[attr-defined]
 
 
 def read_steadily(fn: Callable[[int], int], x: int, clock: FakeClock, every: float, n: int) -> None:
+    """``n`` reads of ``fn(x)``, ``every`` seconds apart, each finding a value just made."""
     for _ in range(n):
         fn(x)
         clock.advance(every)
+        age_value(fn, x, 0)
 
 
 def test_a_key_read_more_often_than_its_refresh_window_is_left_to_refresh_ahead(

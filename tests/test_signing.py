@@ -339,7 +339,9 @@ def test_a_forged_snapshot_in_a_signed_region_runs_nothing(
     foreign = CacheWarmingEngine()
     configure(foreign, kind, server, client_closer, signing_key=os.urandom(32))
     try:
-        foreign._store_for(None).write(SNAPSHOT_KEY, Entry(forged, time.time(), math.inf, ()))
+        foreign.regions.store_for(None).write(
+            SNAPSHOT_KEY, Entry(forged, time.time(), math.inf, ())
+        )
     finally:
         foreign.close()
     computed.clear()
@@ -368,7 +370,7 @@ def test_a_snapshot_warms_only_registered_tasks_with_arguments_that_give_their_k
         item("product", "product|1", ["DROP TABLE"]),  # arguments other than the key's
         item("os.system", "os.system|'ls'", ["ls"]),  # no such task
     ]
-    engine._store_for(None).write(
+    engine.regions.store_for(None).write(
         SNAPSHOT_KEY, Entry({"format": 2, "items": items}, time.time(), math.inf, ())
     )
     report = engine.warm_from_snapshot()

@@ -20,13 +20,8 @@ from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE
 
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm._warming.snapshot import (
-    MAX_SNAPSHOT_BYTES,
-    MAX_TOP_N,
-    SNAPSHOT_KEY,
-    save_hot_set,
-    warm_from_snapshot,
-)
+from dogpile_warm._warming import snapshot
+from dogpile_warm._warming.snapshot import MAX_SNAPSHOT_BYTES, MAX_TOP_N, SNAPSHOT_KEY
 from tests.servers import ClientCloser, Server
 
 
@@ -154,7 +149,7 @@ def test_save_stores_the_hot_keys_with_heat_priority_and_arguments(
     shop = Shop(engines())
     shop.read(shop.product, 1, 3)
     shop.read(shop.category, "tea", 2)
-    result = save_hot_set(shop.engine, region=snapshots)
+    result = shop.engine.save_hot_set(region=snapshots)
     assert result["saved"] == 2 and result["stored"] and result["skipped"] == []
     assert 0 < result["bytes"] <= MAX_SNAPSHOT_BYTES and result["key"] == SNAPSHOT_KEY
     stored = shop.engine.get_cached(SNAPSHOT_KEY, snapshots)
@@ -175,7 +170,7 @@ def test_unpicklable_arguments_are_skipped_and_reported(
     unpicklable = Unpicklable()
     shop.read(shop.product, unpicklable, 5)
     shop.read(shop.product, 2, 1)
-    result = save_hot_set(shop.engine, region=snapshots)
+    result = shop.engine.save_hot_set(region=snapshots)
     assert result["saved"] == 1
     [skipped] = result["skipped"]
     assert skipped["task_id"] == "product"
@@ -198,7 +193,7 @@ def test_per_user_and_method_keys_are_not_saved(
     shop.read(shop.basket, 7, 2)
     Repo().find(1)
     shop.read(shop.product, 1, 1)
-    result = save_hot_set(engine, region=snapshots)
+    result = engine.save_hot_set(region=snapshots)
     assert result["saved"] == 1
     reasons = {s["key"]: s["reason"] for s in result["skipped"]}
     assert reasons["basket|7"].startswith("per-user function")
@@ -213,9 +208,9 @@ def test_save_takes_the_top_n_saveable_keys(
     shop.read(shop.basket, 1, 9)
     for product_id, reads in ((1, 5), (2, 4), (3, 3)):
         shop.read(shop.product, product_id, reads)
-    result = save_hot_set(shop.engine, top_n=2, region=snapshots)
+    result = shop.engine.save_hot_set(top_n=2, region=snapshots)
     assert result["saved"] == 2
-    report = warm_from_snapshot(engines(), snapshots)  # no task registered: all unknown
+    report = engines().warm_from_snapshot(snapshots)  # no task registered: all unknown
     assert [s["key"] for s in report["skipped_items"]] == ["product|1", "product|2"]
 
 
@@ -225,26 +220,26 @@ def test_nothing_to_save_keeps_the_previous_snapshot(
     """A process that has read nothing does not overwrite the fleet's snapshot."""
     shop = Shop(engines())
     shop.read(shop.product, 1, 1)
-    assert save_hot_set(shop.engine, region=snapshots)["stored"]
-    empty = save_hot_set(engines(), region=snapshots)
+    assert shop.engine.save_hot_set(region=snapshots)["stored"]
+    empty = engines().save_hot_set(region=snapshots)
     assert (empty["saved"], empty["stored"]) == (0, False)
     later = Shop(engines())
-    assert warm_from_snapshot(later.engine, snapshots)["succeeded"] == 1
+    assert later.engine.warm_from_snapshot(snapshots)["succeeded"] == 1
 
 
 def test_top_n_and_max_bytes_are_checked() -> None:
     """top_n above MAX_TOP_N (the memcached-safe cap) or below 1, and max_bytes < 1, raise ValueError."""
     engine = CacheWarmingEngine()
     with pytest.raises(ValueError, match="top_n must be at most 10000"):
-        save_hot_set(engine, top_n=MAX_TOP_N + 1)
+        engine.save_hot_set(top_n=MAX_TOP_N + 1)
     with pytest.raises(ValueError, match="top_n"):
-        save_hot_set(engine, top_n=0)
+        engine.save_hot_set(top_n=0)
     with pytest.raises(ValueError, match="max_bytes"):
-        save_hot_set(engine, max_bytes=0)
+        engine.save_hot_set(max_bytes=0)
     with pytest.raises(ValueError, match="rate_limit"):
-        warm_from_snapshot(engine, rate_limit=0)
+        engine.warm_from_snapshot(rate_limit=0)
     with pytest.raises(ValueError, match="top_n"):
-        warm_from_snapshot(engine, top_n=-1)
+        engine.warm_from_snapshot(top_n=-1)
 
 
 def test_coldest_items_beyond_max_bytes_are_left_out(
@@ -254,12 +249,12 @@ def test_coldest_items_beyond_max_bytes_are_left_out(
     shop = Shop(engines())
     for i in range(10):
         shop.read(shop.product, f"{i}-" + "x" * 1000, 20 - i)
-    result = save_hot_set(shop.engine, region=snapshots, max_bytes=5000)
+    result = shop.engine.save_hot_set(region=snapshots, max_bytes=5000)
     assert result["saved"] >= 1 and result["saved"] + result["truncated"] == 10, result
     assert result["bytes"] <= 5000
     hottest = [k for k, _ in shop.engine.usage_tracker.get_hot_keys(result["saved"])]
     later = Shop(engines(max_workers=1))
-    report = warm_from_snapshot(later.engine, snapshots)
+    report = later.engine.warm_from_snapshot(snapshots)
     assert [r["key"] for r in report["results"]] == hottest
 
 
@@ -273,10 +268,10 @@ def test_warm_from_snapshot_goes_hottest_first_then_highest_priority(
     before.read(before.product, 1, 5)
     before.read(before.category, "tea", 3)
     before.read(before.product, 3, 1)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
 
     after = Shop(engines(max_workers=1))
-    report = warm_from_snapshot(after.engine, snapshots)
+    report = after.engine.warm_from_snapshot(snapshots)
     assert after.computed == ["product(1)", "category('tea')", "product(2)", "product(3)"]
     assert [r["key"] for r in report["results"]] == [
         "product|1",
@@ -296,12 +291,12 @@ def test_warm_from_snapshot_in_a_fresh_engine_sharing_memcached(
     before = Shop(on_memcached())
     before.read(before.product, 1, 4)
     before.read(before.category, "tea", 2)
-    assert save_hot_set(before.engine)["saved"] == 2
+    assert before.engine.save_hot_set()["saved"] == 2
     before.product.invalidate(1)
     before.category.invalidate("tea")
 
     after = Shop(on_memcached(max_workers=1))
-    report = warm_from_snapshot(after.engine)
+    report = after.engine.warm_from_snapshot()
     assert after.computed == ["product(1)", "category('tea')"]
     assert report["succeeded"] == 2
     assert before.product.get(1) == "product(1)"  # stored in the shared backend
@@ -317,11 +312,11 @@ def test_a_snapshot_at_the_size_cap_fits_memcached(
     shop = Shop(on_memcached())
     for i in range(120):
         shop.read(shop.product, f"{i:03d}" + "x" * 10_000, 2 if i < 10 else 1)
-    result = save_hot_set(shop.engine)
+    result = shop.engine.save_hot_set()
     assert result["stored"] and result["truncated"] > 0
     assert result["bytes"] <= MAX_SNAPSHOT_BYTES
     hottest = [k for k, _ in shop.engine.usage_tracker.get_hot_keys(result["saved"])]
-    report = warm_from_snapshot(on_memcached())  # the functions are unknown there: skipped
+    report = on_memcached().warm_from_snapshot()  # the functions are unknown there: skipped
     assert [s["key"] for s in report["skipped_items"]] == hottest
 
 
@@ -332,11 +327,11 @@ def test_unknown_tasks_and_functions_now_per_user_are_skipped_and_counted(
     before = Shop(engines())
     before.read(before.product, 1, 2)
     before.read(before.category, "tea", 1)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
 
     after = Shop(engines(), category_per_user=True)
     after.engine.unregister_task("product")
-    report = warm_from_snapshot(after.engine, snapshots)
+    report = after.engine.warm_from_snapshot(snapshots)
     assert (report["succeeded"], report["skipped"]) == (0, 2)
     reasons = [(s["key"], s["reason"].split(":")[0]) for s in report["skipped_items"]]
     assert reasons == [("product|1", "unknown task"), ("category|'tea'", "per-user function")]
@@ -352,11 +347,11 @@ def test_arguments_that_no_longer_unpickle_are_skipped(
     before = Shop(engines())
     before.read(before.product, Sku("A-1"), 2)
     before.read(before.product, 2, 1)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
     monkeypatch.delattr(sys.modules[__name__], "Sku")  # the class is gone after a deploy
 
     after = Shop(engines())
-    report = warm_from_snapshot(after.engine, snapshots)
+    report = after.engine.warm_from_snapshot(snapshots)
     assert report["succeeded"] == 1 and after.computed == ["product(2)"]
     [skipped] = report["skipped_items"]
     assert skipped["reason"].startswith("arguments cannot be read back")
@@ -364,7 +359,7 @@ def test_arguments_that_no_longer_unpickle_are_skipped(
 
 def test_no_snapshot_warms_nothing_and_says_so(engines: Callable[..., CacheWarmingEngine]) -> None:
     """Without a saved snapshot the report is empty and "found" is False."""
-    report = warm_from_snapshot(engines())
+    report = engines().warm_from_snapshot()
     assert report["found"] is False and report["saved_at"] is None
     assert (report["succeeded"], report["failed"], report["skipped"], report["results"]) == (
         0,
@@ -377,13 +372,13 @@ def test_no_snapshot_warms_nothing_and_says_so(engines: Callable[..., CacheWarmi
 def test_top_n_warms_only_the_hottest_items(
     engines: Callable[..., CacheWarmingEngine], snapshots: CacheRegion
 ) -> None:
-    """warm_from_snapshot(top_n=2) warms the two hottest keys of the snapshot."""
+    """top_n.warm_from_snapshot(=2) warms the two hottest keys of the snapshot."""
     before = Shop(engines())
     for product_id, reads in ((1, 1), (2, 3), (3, 2)):
         before.read(before.product, product_id, reads)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
     after = Shop(engines(max_workers=1))
-    warm_from_snapshot(after.engine, snapshots, top_n=2)
+    after.engine.warm_from_snapshot(snapshots, top_n=2)
     assert after.computed == ["product(2)", "product(3)"]
 
 
@@ -394,7 +389,7 @@ def test_on_result_sees_every_key_and_failures_are_reported(
     before = Shop(engines())
     before.read(before.product, 1, 2)
     before.read(before.category, "tea", 1)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
 
     after = engines()
     Shop(after)
@@ -404,7 +399,7 @@ def test_on_result_sees_every_key_and_failures_are_reported(
         raise RuntimeError("catalog database down")
 
     rows: list[dict[str, Any]] = []
-    report = warm_from_snapshot(after, snapshots, on_result=rows.append)
+    report = after.warm_from_snapshot(snapshots, on_result=rows.append)
     assert sorted(r["key"] for r in rows) == ["category|'tea'", "product|1"]
     assert (report["succeeded"], report["failed"]) == (1, 1)
     [failed] = [r for r in report["results"] if not r["success"]]
@@ -418,7 +413,7 @@ def test_rate_limit_spaces_key_starts(
     before = Shop(engines())
     for product_id in range(5):
         before.read(before.product, product_id, 10 - product_id)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
 
     fake = FakeTime()
     after = engines(max_workers=1)
@@ -429,7 +424,10 @@ def test_rate_limit_spaces_key_starts(
         started.append(fake.now)
         return product_id
 
-    report = warm_from_snapshot(after, snapshots, rate_limit=4, clock=fake.clock, sleep=fake.sleep)
+    store = after.regions.store_for(snapshots)
+    report = snapshot.warm_from_snapshot(
+        after.registry, store, after.max_workers, rate_limit=4, clock=fake.clock, sleep=fake.sleep
+    )
     assert report["succeeded"] == 5
     assert started == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert fake.sleeps == [0.25] * 4
@@ -443,7 +441,7 @@ def test_rate_limit_holds_across_worker_threads(
     before = Shop(engines())
     for product_id in range(6):
         before.read(before.product, product_id, 1)
-    save_hot_set(before.engine, region=snapshots)
+    before.engine.save_hot_set(region=snapshots)
 
     after = engines(max_workers=4)
     started: list[float] = []
@@ -456,7 +454,7 @@ def test_rate_limit_holds_across_worker_threads(
         return product_id
 
     t0 = time.monotonic()
-    assert warm_from_snapshot(after, snapshots, rate_limit=50)["succeeded"] == 6
+    assert after.warm_from_snapshot(snapshots, rate_limit=50)["succeeded"] == 6
     # Each key starts no earlier than its slot, t0 + k/50 s (timer slack allowed).
     started.sort()
     late_enough = [t - t0 >= k * 0.02 - 0.002 for k, t in enumerate(started)]

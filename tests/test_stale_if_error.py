@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
 import dogpile_warm
 from dogpile_warm import signals, warmable
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import FakeClock, captured_signals
 
 TTL = 0.3
 
@@ -28,7 +27,9 @@ class Flaky:
         return x * 10 + self.calls
 
 
-def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(backend: str) -> None:
+def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(
+    backend: str, clock: FakeClock
+) -> None:
     flaky = Flaky()
 
     @warmable(ttl=TTL, refresh_ahead=None, stale_if_error=1.0)
@@ -36,7 +37,7 @@ def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(backend: 
         return flaky(x)
 
     first = lookup(1)
-    time.sleep(TTL + 0.05)
+    clock.advance(TTL + 0.05)
     flaky.failing = True
     with captured_signals() as log:
         assert lookup(1) == first  # past its ttl, the database down: the old value
@@ -49,7 +50,7 @@ def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(backend: 
     assert lookup(1) != first  # the next call recomputes and stores a fresh value
 
 
-def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller() -> None:
+def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller(clock: FakeClock) -> None:
     flaky = Flaky()
 
     @warmable(ttl=TTL, refresh_ahead=None, stale_if_error=0.2)
@@ -58,13 +59,13 @@ def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller() -> None:
 
     lookup(1)
     flaky.failing = True
-    time.sleep(TTL + 0.25)
+    clock.advance(TTL + 0.25)
     with pytest.raises(ConnectionError):
         lookup(1)
     assert dogpile_warm.get_warming_stats()["stale_served"] == 0
 
 
-def test_off_by_default_ttl_is_a_promise() -> None:
+def test_off_by_default_ttl_is_a_promise(clock: FakeClock) -> None:
     flaky = Flaky()
 
     @warmable(ttl=TTL, refresh_ahead=None)
@@ -73,7 +74,7 @@ def test_off_by_default_ttl_is_a_promise() -> None:
 
     lookup(1)
     flaky.failing = True
-    time.sleep(TTL + 0.05)
+    clock.advance(TTL + 0.05)
     with pytest.raises(ConnectionError):
         lookup(1)
 

@@ -124,7 +124,9 @@ def test_optimize_schedules_sets_intervals_from_access_frequency(
     intervals = {s["task_id"]: s["interval_minutes"] for s in report["schedules_adjusted"]}
     assert report["tasks_optimized"] == 4
     assert intervals == {"busy": 15, "steady": 30, "idle": 120}  # "calm" stays at 60
-    assert made["busy"].task.interval_minutes == 15
+    busy = engine.registry.get("busy")
+    assert busy is not None and busy.interval_minutes == 15
+    assert made["busy"].task.interval_minutes == 60  # the user's task is left as it was made
 
 
 def test_efficiency_counts_warmed_values_that_were_read(

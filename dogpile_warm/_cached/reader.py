@@ -16,7 +16,6 @@ answer (see :mod:`dogpile_warm._core.memory_index`); everything else goes to
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,8 @@ def make_reader(cached: CachedFunction) -> Reader:
     """Build the read path of ``cached``'s calls (see the module docstring)."""
     memo, build_key = cached.keys.memo, cached.keys.key
     usage = cached.usage
-    queued_hits, wall_clock, clock = usage.queued_hits, usage.wall_clock, usage.clock
-    fresh_for = cached.fresh_for or 0.0  # only read where _memory is set, so not None
+    queued_hits, clock = usage.queued_hits, cached.clock
+    fresh_for = cached.fresh_for or 0.0  # only read where memory_entries is set, so not None
     cache_hit = signals.cache_hit
 
     def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -60,15 +59,15 @@ def make_reader(cached: CachedFunction) -> Reader:
                         break
         if key is None:
             key = build_key(args, kwargs)
-        memory = cached._memory
+        memory = cached.memory_entries
         if memory is not None:
             entry = memory.get(key)
             if entry is not None:
-                now = time.time()
+                now = clock()
                 age = now - entry.created
                 if age <= fresh_for:
-                    # A hit: Usage.hit, then CachedFunction._report's signal.
-                    queued_hits.append((cached, key, now if wall_clock else clock()))
+                    # A hit: Usage.hit, then the signal CachedFunction._report sends.
+                    queued_hits.append((cached, key, now))
                     if cache_hit.receivers:
                         cache_hit.send(cached.sender, key=key, age=age)
                     return entry.value

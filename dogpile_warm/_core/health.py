@@ -31,13 +31,16 @@ import contextvars
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypedDict
 
 from . import forks
 
 __all__ = [
     "CALL_BUDGET",
+    "BackendFigures",
     "BackendHealth",
+    "backend_figures",
     "call_budget",
     "overspent",
     "round_trip_budget",
@@ -45,6 +48,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+class BackendFigures(TypedDict):
+    """The backend part of ``get_stats()``."""
+
+    backend_errors: int
+    backend_unavailable: int
+    values_refused: int
+    values_unreadable: int
+    backend_skipped: int
+    backends_down: list[str]
+
 
 # Owners whose refused value was logged, per region; beyond this the oldest
 # are forgotten (and may be logged again).
@@ -255,3 +270,20 @@ class BackendHealth:
                 "skipped": self.skipped,
                 "open": self.open,
             }
+
+
+def backend_figures(healths: Iterable[BackendHealth]) -> BackendFigures:
+    """The backend failures of an engine's regions, summed over ``healths``: every
+    failure, then by kind; and the regions whose breaker is open now."""
+    figures = [(h.name, h.figures()) for h in healths]
+    unavailable = sum(int(f["unavailable"]) for _, f in figures)
+    refused = sum(int(f["refused"]) for _, f in figures)
+    unreadable = sum(int(f["unreadable"]) for _, f in figures)
+    return {
+        "backend_errors": unavailable + refused + unreadable,
+        "backend_unavailable": unavailable,
+        "values_refused": refused,
+        "values_unreadable": unreadable,
+        "backend_skipped": sum(int(f["skipped"]) for _, f in figures),
+        "backends_down": sorted(name for name, f in figures if f["open"]),
+    }

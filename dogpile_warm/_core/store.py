@@ -27,7 +27,6 @@ import enum
 import logging
 import math
 import os
-import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple, TypeVar
@@ -65,7 +64,7 @@ class Entry(NamedTuple):
     """What dogpile_warm stores under a key (pickled by the backend)."""
 
     value: Any
-    created: float  # wall clock (time.time()) when the computation started
+    created: float  # epoch seconds (the engine's clock) when the computation started
     ttl: float
     tags: TagVersions  # ((tag, version), ...) sorted by tag
     cost: float = 0.0  # seconds the computation took (XFetch uses it)
@@ -351,13 +350,16 @@ class CacheStore:
         except Exception as exc:
             return ValueUnreadable(f"cannot deserialize: {describe_error(exc)}")
 
-    def fresh_value(self, key: str, tags: Sequence[str] = (), ttl: float | None = None) -> Any:
-        """The value under ``key`` if valid and within ``ttl`` (default: its own), else
-        ``NO_VALUE`` (also when the backend does not answer)."""
+    def fresh_value(
+        self, key: str, now: float, tags: Sequence[str] = (), ttl: float | None = None
+    ) -> Any:
+        """The value under ``key`` if valid and within ``ttl`` (default: its own) at ``now``
+        (epoch seconds on the clock that stamped it), else ``NO_VALUE`` (also when the
+        backend does not answer)."""
         entry = self.read(key, tags)
         if not isinstance(entry, Entry):
             return NO_VALUE
-        if time.time() - entry.created > (entry.ttl if ttl is None else ttl):
+        if now - entry.created > (entry.ttl if ttl is None else ttl):
             return NO_VALUE
         return entry.value
 

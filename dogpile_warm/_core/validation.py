@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 __all__ = [
+    "check_bool",
     "check_key",
     "check_positive_int",
     "check_positive_number",
@@ -70,3 +71,9 @@ def check_key(key: Any) -> str:
     if not isinstance(key, str) or not key:
         raise TypeError(f"key must be a non-empty string, got {key!r}")
     return key
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value

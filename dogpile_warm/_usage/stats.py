@@ -1,4 +1,4 @@
-"""The figures the engine keeps: hit and miss counts, and per-task run records.
+"""The figures the engine keeps: hit and miss counts, and what warming bought.
 
 All mutation happens under one lock per object; the figures are read as
 snapshots (plain dicts), never as live structures.
@@ -7,19 +7,13 @@ snapshots (plain dicts), never as live structures.
 from __future__ import annotations
 
 import math
-import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from .._core import forks
+from ..reports import AccessCounts, Performance
 
-if TYPE_CHECKING:
-    from .._cached.cached import CachedFunction
-    from ..task import WarmingTask
-
-__all__ = ["AccessCounters", "TaskRecord", "WarmingFigures"]
+__all__ = ["AccessCounters", "WarmingFigures"]
 
 
 class AccessCounters:
@@ -35,14 +29,8 @@ class AccessCounters:
         with self._lock:
             self.stale_served += 1
 
-    def record(self, hit: bool) -> None:
-        with self._lock:
-            if hit:
-                self.hits += 1
-            else:
-                self.misses += 1
-
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> AccessCounts:
+        """``hits``, ``misses``, ``hit_ratio`` and ``stale_served``, as of now."""
         with self._lock:
             hits, misses, stale = self.hits, self.misses, self.stale_served
         total = hits + misses
@@ -57,54 +45,6 @@ class AccessCounters:
         with self._lock:
             self.hits += hits
             self.misses += misses
-
-    def reset(self) -> None:
-        with self._lock:
-            self.hits = self.misses = self.stale_served = 0
-
-
-@dataclass(eq=False)
-class TaskRecord:
-    """A registered task with what the engine has seen of it."""
-
-    task: WarmingTask
-    critical: bool
-    source: CachedFunction | None = None  # set for tasks made by @warmable
-    runs: int = 0
-    failures: int = 0
-    total_duration_ms: float = 0.0
-    last_run: float | None = None
-    next_run: float | None = None
-    consecutive_failures: int = 0  # scheduled warmings in a row that failed (for backoff)
-    _lock: threading.Lock = field(default_factory=forks.new_lock, repr=False)
-
-    def record_run(self, success: bool, duration_ms: float, now: float) -> None:
-        with self._lock:
-            self.runs += 1
-            if not success:
-                self.failures += 1
-            self.total_duration_ms += duration_ms
-            self.last_run = now
-
-    def details(self) -> dict[str, Any]:
-        task = self.task
-        with self._lock:
-            runs, failures, total = self.runs, self.failures, self.total_duration_ms
-            last_run, next_run = self.last_run, self.next_run
-        return {
-            "task_id": task.task_id,
-            "name": task.name,
-            "priority": task.priority,
-            "tags": sorted(task.tags),
-            "critical": self.critical,
-            "runs": runs,
-            "failures": failures,
-            "avg_duration_ms": total / runs if runs else 0.0,
-            "last_run": last_run,
-            "next_run": next_run,
-            "interval_minutes": task.interval_minutes,
-            "consecutive_failures": self.consecutive_failures,
-        }
 
 
 class WarmingFigures:
@@ -175,7 +115,7 @@ class WarmingFigures:
             del self._unread[key]
         self._wasted += len(expired)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> Performance:
         with self._lock:
             self._expire()
             durations = sorted(self._durations)

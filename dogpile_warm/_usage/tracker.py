@@ -182,10 +182,10 @@ class UsagePatternTracker:
 
     def predict_next_access(self, key: str) -> float | None:
         """Epoch seconds of the expected next access, or None with fewer than two accesses."""
-        known = self._last_and_gap(key)
+        known = self.last_and_gap(key)
         return None if known is None else known[0] + known[1]
 
-    def _last_and_gap(self, key: str) -> tuple[float, float] | None:
+    def last_and_gap(self, key: str) -> tuple[float, float] | None:
         """The last access and the mean gap between accesses, or None with fewer than two."""
         self._flush()
         with self._lock:

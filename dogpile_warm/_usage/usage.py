@@ -11,7 +11,6 @@ sees a count that is behind the calls that returned before it asked.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from itertools import groupby
@@ -62,13 +61,11 @@ class Usage:
         # cuts. Never replaced: the read path holds on to it.
         self.queued_hits: list[tuple[CachedFunction, str, float]] = []
         self._drain_lock = forks.new_lock()
-        # The hit path reads time.time() anyway; an engine on that clock reuses it.
-        self.wall_clock = clock is time.time
         self.tracker.pending = self.task_usage.pending = self.drain
 
     def hit(self, cached: CachedFunction, key: str, now: float) -> None:
-        """Queue one hit at ``now`` (a ``time.time()`` reading): an append, nothing else."""
-        self.queued_hits.append((cached, key, now if self.wall_clock else self.clock()))
+        """Queue one hit at ``now`` (the engine's clock): an append, nothing else."""
+        self.queued_hits.append((cached, key, now))
 
     def miss(self, cached: CachedFunction, key: str, now: float) -> None:
         """Apply one miss at ``now``, after the hits queued before it.
@@ -76,13 +73,12 @@ class Usage:
         Misses are rare and each costs a computation, so they skip the queue:
         the queue then holds only hits, and a batch's hit count is its length.
         """
-        when = now if self.wall_clock else self.clock()
         with self._drain_lock:
             self._apply(self._take_hits())
             self.counters.add(0, 1)
-            self.figures.accessed(key, False, when)
-            self.tracker.record_grouped([(key, [when])])
-            self.task_usage.record_grouped([(cached.task.task_id, [when])])
+            self.figures.accessed(key, False, now)
+            self.tracker.record_grouped([(key, [now])])
+            self.task_usage.record_grouped([(cached.task.task_id, [now])])
 
     def drain(self, wait: bool = True) -> None:
         """Apply queued hits. ``wait=False``: leave them if another thread is at it."""
@@ -136,6 +132,11 @@ class Usage:
             self.calls[key] = (cached, args, kwargs)
             if len(self.calls) > self.tracker.max_keys:
                 self.calls.popitem(last=False)
+
+    def remembered_calls(self) -> dict[str, Call]:
+        """A copy of ``key -> (function, args, kwargs)``, consistent at one instant."""
+        with self._calls_lock:
+            return dict(self.calls)
 
     def task_frequency(self, task_id: str, window_minutes: float) -> float:
         """Reads per minute of any key of the task ``task_id`` in the last ``window_minutes``."""

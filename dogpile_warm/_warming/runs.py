@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.batch import KeyResult, WriteBatch
 from ..errors import describe_error
+from ..reports import ResultRow, WarmReport
 
 if TYPE_CHECKING:
     from .._cached.cached import CachedFunction
-    from .._usage.stats import TaskRecord
+    from .registry import TaskRecord
 
-__all__ = ["WarmJob", "bind_job", "report_jobs", "row", "run_jobs"]
+__all__ = ["OnResult", "WarmJob", "bind_job", "report_jobs", "row", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
 # A warming of one key; given a WriteBatch, it stores its value with the batch.
 WarmJob = Callable[[WriteBatch | None], KeyResult]
-OnResult = Callable[[dict[str, Any]], None]
+OnResult = Callable[[ResultRow], None]
 
 
 def bind_job(
@@ -81,12 +82,12 @@ def run_jobs(jobs: list[WarmJob], max_workers: int) -> list[KeyResult]:
 
 def report_jobs(
     jobs: list[tuple[TaskRecord, WarmJob]],
-    rows: list[dict[str, Any]],
+    rows: list[ResultRow],
     skipped: int,
     t0: float,
     max_workers: int,
     on_result: OnResult | None = None,
-) -> dict[str, Any]:
+) -> WarmReport:
     """Run ``jobs`` and report them, after the ``rows`` already known, in the warm shape.
 
     ``{"succeeded", "failed", "skipped", "total_duration_ms", "results"}``;
@@ -106,7 +107,7 @@ def report_jobs(
     }
 
 
-def row(record: TaskRecord, result: KeyResult) -> dict[str, Any]:
+def row(record: TaskRecord, result: KeyResult) -> ResultRow:
     """One entry of a warm report's ``results``."""
     return {
         "task_id": record.task.task_id,

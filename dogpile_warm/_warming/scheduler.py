@@ -17,7 +17,8 @@ Every ``check_every`` seconds the thread runs one *cycle*:
    more often.
    The warming takes the key's dogpile mutex without waiting: a key already
    being recomputed (by a caller or a refresh, in any process) is left alone.
-3. With pattern warming, :meth:`CacheWarmingEngine.optimize_schedules`.
+3. With pattern warming, the interval policy
+   (:meth:`~dogpile_warm._warming.registry.TaskRegistry.adapt_intervals`).
 
 Resource limits: at most ``max_keys_per_cycle`` keys per cycle (due tasks
 first, highest priority first, then the hottest keys); a key the scheduler
@@ -50,11 +51,13 @@ from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
 from .._core.store import CacheStore, Entry
 from .._core.validation import check_positive_int, check_positive_number
+from ..reports import CycleReport, SchedulerFigures
 
 if TYPE_CHECKING:
     from .._cached.cached import CachedFunction
-    from .._usage.stats import TaskRecord
-    from ..engine import CacheWarmingEngine
+    from .._usage.usage import Usage
+    from .planner import WarmingPlanner
+    from .registry import TaskRecord
 
 __all__ = ["Scheduler"]
 
@@ -79,14 +82,17 @@ Job = Callable[[], KeyResult | None]
 class Scheduler:
     """Runs an engine's warming cycles in one daemon thread plus a worker pool.
 
-    Created and driven by :meth:`CacheWarmingEngine.start` / ``stop``.
-    :meth:`run_cycle` runs one cycle in the calling thread (no claim), which
-    is how tests drive it on a fake clock.
+    ``planner`` knows the tasks and how to warm them, ``usage`` which keys
+    are read, ``clock`` is the engine's. Created and driven by the engine's
+    ``start`` / ``stop``. :meth:`run_cycle` runs one cycle in the calling
+    thread (no claim), which is how tests drive it on a fake clock.
     """
 
     def __init__(
         self,
-        engine: CacheWarmingEngine,
+        planner: WarmingPlanner,
+        usage: Usage,
+        clock: Callable[[], float],
         *,
         pattern_warming: bool = True,
         critical_warming: bool = True,
@@ -96,7 +102,9 @@ class Scheduler:
         rng: random.Random | None = None,
         restart_after_fork: bool = True,
     ) -> None:
-        self.engine = engine
+        self.planner = planner
+        self.usage = usage
+        self.clock = clock
         self.restart_after_fork = restart_after_fork
         self.pattern_warming = pattern_warming
         self.critical_warming = critical_warming
@@ -115,11 +123,11 @@ class Scheduler:
         self._pool: ThreadPoolExecutor | None = None
         # key -> time.monotonic() of the scheduler's last warming of it
         self._warmed_at: OrderedDict[str, float] = OrderedDict()
-        # key -> creation time (wall clock) last seen: a value only gets newer,
+        # key -> creation time (engine clock) last seen: a value only gets newer,
         # so the backend need not be asked again until this one is due.
         self._created: OrderedDict[str, float] = OrderedDict()
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self) -> SchedulerFigures:
         """What ``get_stats()["scheduler"]`` shows."""
         return {
             "cycles": self.cycles,
@@ -133,7 +141,9 @@ class Scheduler:
     def copy(self) -> Scheduler:
         """A new, stopped scheduler with the same settings (for a forked child)."""
         return Scheduler(
-            self.engine,
+            self.planner,
+            self.usage,
+            self.clock,
             pattern_warming=self.pattern_warming,
             critical_warming=self.critical_warming,
             check_every=self.check_every,
@@ -156,7 +166,7 @@ class Scheduler:
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(
-            self.engine.max_workers, thread_name_prefix="dogpile_warm-scheduler-pool"
+            self.planner.max_workers, thread_name_prefix="dogpile_warm-scheduler-pool"
         )
         self._thread = threading.Thread(
             target=self._loop, name="dogpile_warm-scheduler", daemon=True
@@ -220,13 +230,13 @@ class Scheduler:
 
     def _fleet_store(self) -> CacheStore | None:
         """A store shared by a fleet (a distributed lock on memcached or Redis), if any."""
-        for store in self.engine._stores_in_use():
+        for store in self.planner.stores_in_use():
             if store.can_claim and getattr(store.region.actual_backend, "distributed_lock", False):
                 return store
         return None
 
     # -- one cycle ---------------------------------------------------------------------
-    def run_cycle(self) -> dict[str, Any]:
+    def run_cycle(self) -> CycleReport:
         """Run one cycle now, in this thread; return what it did.
 
         ``{"tasks_warmed": [task_id, ...], "keys_warmed": n, "keys_prewarmed": [key, ...]}``.
@@ -235,18 +245,18 @@ class Scheduler:
         with self._cycle_lock:
             return self._run_cycle()
 
-    def _run_cycle(self) -> dict[str, Any]:
-        engine = self.engine
-        now = engine.clock()
+    def _run_cycle(self) -> CycleReport:
+        planner = self.planner
+        now = self.clock()
         budget = self.max_keys_per_cycle
         due: list[tuple[TaskRecord, int]] = []
         jobs: list[Job] = []
         batch = WriteBatch()
-        for record in engine._records():
+        for record in planner.registry.records():
             if not self._due(record, now):
                 continue
             try:
-                task_jobs = engine._jobs_for(record)
+                task_jobs = planner.jobs_for(record)
             except Exception as exc:
                 log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
                 self._reschedule(record, now, failed=True)
@@ -269,7 +279,7 @@ class Scheduler:
         prewarmed: list[str] = []
         if self.pattern_warming:
             prewarmed = self._prewarm(max(0, budget - len(jobs)))
-            engine.optimize_schedules()
+            planner.adapt_intervals()
         self.cycles += 1
         self.keys_prewarmed += len(prewarmed)
         self.last_cycle = now
@@ -291,11 +301,11 @@ class Scheduler:
             return False
         if record.critical:
             return True
-        interval = record.task.interval_minutes
-        return self.engine._usage.task_frequency(record.task.task_id, interval) > 0
+        interval = record.interval_minutes
+        return self.usage.task_frequency(record.task.task_id, interval) > 0
 
     def _reschedule(self, record: TaskRecord, now: float, failed: bool) -> None:
-        interval = record.task.interval_minutes * 60.0
+        interval = record.interval_minutes * 60.0
         if failed:
             record.consecutive_failures += 1
             delay = min(interval, _RETRY_BASE * 2.0 ** (record.consecutive_failures - 1))
@@ -328,23 +338,21 @@ class Scheduler:
         """Warm the hot keys whose predicted next read would find them due or gone."""
         if budget <= 0:
             return []
-        engine = self.engine
-        tracker = engine._usage.tracker
-        now = engine.clock()
-        wall = time.time()
+        tracker = self.usage.tracker
+        now = self.clock()
         # Until the next cycle has warmed: it starts within 1.2 periods (jitter),
         # and each value's own recompute time is added where it is known.
         horizon = 1.25 * self.check_every
         by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job]]]] = {}
         considered = 0
         for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
-            call = engine._usage.calls.get(key)
+            call = self.usage.calls.get(key)
             if call is None:
                 continue
             cached, args, kwargs = call
-            if cached.keys.skips_first or cached.task.task_id not in engine._tasks:
+            if cached.keys.skips_first or cached.task.task_id not in self.planner.registry:
                 continue  # a method needs its instance; an unregistered task is gone
-            gap = tracker._last_and_gap(key)
+            gap = tracker.last_and_gap(key)
             if gap is None:
                 continue
             last, mean_gap = gap
@@ -357,10 +365,10 @@ class Scheduler:
                 # and refreshes the value in the background, and nobody waits.
                 continue
             threshold = cached.ttl * (cached.refresh_ahead or 1.0)
-            if not self._may_warm(key, cached, wall + horizon, threshold):
+            if not self._may_warm(key, cached, now + horizon, threshold):
                 continue
             fn = cached.fn
-            needed = _needed(threshold, horizon)
+            needed = _needed(self.clock, threshold, horizon)
             job: Job = _prewarm_job(cached, fn, args, kwargs, key, needed)
             store = cached.store()
             by_store.setdefault(id(store), (store, []))[1].append((key, cached, job))
@@ -377,7 +385,7 @@ class Scheduler:
                 threshold = cached.ttl * (cached.refresh_ahead or 1.0)
                 if entry is not None:
                     self._remember(self._created, key, entry.created)
-                    if wall + horizon + entry.cost - entry.created < threshold:
+                    if now + horizon + entry.cost - entry.created < threshold:
                         continue
                 keys.append(key)
                 jobs.append(job)
@@ -405,9 +413,11 @@ class Scheduler:
             memory.popitem(last=False)
 
 
-def _needed(threshold: float, horizon: float) -> Callable[[Entry | None], bool]:
+def _needed(
+    clock: Callable[[], float], threshold: float, horizon: float
+) -> Callable[[Entry | None], bool]:
     def needed(entry: Entry | None) -> bool:
-        return entry is None or time.time() + horizon + entry.cost - entry.created >= threshold
+        return entry is None or clock() + horizon + entry.cost - entry.created >= threshold
 
     return needed
 

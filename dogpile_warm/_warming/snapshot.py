@@ -33,17 +33,18 @@ from typing import TYPE_CHECKING, Any
 
 from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
-from .._core.store import UNAVAILABLE, Entry
+from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.validation import check_positive_number
 from ..errors import WarmError, describe_error
-from .runs import WarmJob, bind_job, report_jobs
+from ..reports import SkippedItem, SnapshotSaved, SnapshotWarmReport
+from .runs import OnResult, WarmJob, bind_job, report_jobs
 
 if TYPE_CHECKING:
     from dogpile.cache import CacheRegion
 
     from .._cached.cached import CachedFunction
-    from .._usage.stats import TaskRecord
-    from ..engine import CacheWarmingEngine
+    from .._usage.usage import Usage
+    from .registry import TaskRecord, TaskRegistry
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES",
@@ -71,13 +72,15 @@ Loads = Callable[[bytes], Any]
 
 
 def save_hot_set(
-    engine: CacheWarmingEngine,
+    registry: TaskRegistry,
+    usage: Usage,
+    store: CacheStore,
+    now: float,
     top_n: int = 1000,
-    region: CacheRegion | str | None = None,
     *,
     max_bytes: int = MAX_SNAPSHOT_BYTES,
-) -> dict[str, Any]:
-    """Store the ``top_n`` hottest keys of ``engine`` that can be warmed again, hottest first.
+) -> SnapshotSaved:
+    """Store the ``top_n`` hottest keys read through ``usage`` that can be warmed again.
 
     Walks the usage tracker's keys hottest first and keeps those whose
     arguments the engine remembers from a real call, until ``top_n`` are
@@ -87,8 +90,7 @@ def save_hot_set(
     task is gone. The pickled snapshot is at most ``max_bytes``; the coldest
     items beyond it are left out and counted in ``truncated``.
 
-    The snapshot goes to ``region`` (a region, a region name or None for the
-    engine's default region) under :data:`SNAPSHOT_KEY`, replacing the
+    The snapshot, stamped ``now`` (epoch seconds), goes to ``store`` under :data:`SNAPSHOT_KEY`, replacing the
     previous one, except when nothing is left to save: a process that has
     seen no reads yet does not erase the fleet's snapshot.
 
@@ -98,14 +100,12 @@ def save_hot_set(
     """
     _check_count("top_n", top_n, MAX_TOP_N)
     _check_count("max_bytes", max_bytes, None)
-    store = engine._store_for(region)
     codec = _codec(store.region)
-    with engine._lock:  # a consistent copy; real calls keep adding to it
-        calls = dict(engine._usage.calls)
-        tasks = dict(engine._tasks)
+    calls = usage.remembered_calls()  # a consistent copy; real calls keep adding to it
+    tasks = registry.snapshot()
     items: list[dict[str, Any]] = []
-    skipped: list[dict[str, Any]] = []
-    for key, heat in engine._usage.tracker.get_hot_keys(engine._usage.tracker.max_keys):
+    skipped: list[SkippedItem] = []
+    for key, heat in usage.tracker.get_hot_keys(usage.tracker.max_keys):
         if len(items) >= top_n:
             break
         call = calls.get(key)
@@ -135,7 +135,7 @@ def save_hot_set(
         )
     size, kept = _fit(codec[0], items, max_bytes)
     payload = _payload(items[:kept])
-    result = {
+    result: SnapshotSaved = {
         "saved": kept,
         "skipped": skipped,
         "truncated": len(items) - kept,
@@ -145,7 +145,7 @@ def save_hot_set(
     }
     if not kept:
         return result
-    entry = Entry(payload, time.time(), math.inf, ())
+    entry = Entry(payload, now, math.inf, ())
     error = store.write(SNAPSHOT_KEY, entry, "the hot-set snapshot")
     if error is not None:
         raise WarmError(
@@ -163,15 +163,16 @@ def save_hot_set(
 
 
 def warm_from_snapshot(
-    engine: CacheWarmingEngine,
-    region: CacheRegion | str | None = None,
+    registry: TaskRegistry,
+    store: CacheStore,
+    max_workers: int,
     rate_limit: float | None = None,
     top_n: int | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: OnResult | None = None,
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], object] = time.sleep,
-) -> dict[str, Any]:
+) -> SnapshotWarmReport:
     """Recompute and store the keys of the saved snapshot now, hottest first.
 
     Among keys of equal heat the higher priority goes first (the priority of
@@ -180,7 +181,7 @@ def warm_from_snapshot(
     ``rate_limit`` (keys per second) their starts are spaced
     ``1 / rate_limit`` seconds apart; ``clock`` and ``sleep`` drive that
     spacing (tests pass fakes). Tasks are found by ``task_id`` among the
-    engine's registered ones: unknown tasks, per-user functions, methods and
+    tasks of ``registry``: unknown tasks, per-user functions, methods and
     arguments that no longer unpickle or fit the function are skipped.
 
     Same shape as ``warm_critical_data`` (``on_result`` as in ``warm_tasks``),
@@ -193,7 +194,6 @@ def warm_from_snapshot(
     if top_n is not None:
         _check_count("top_n", top_n, None)
     t0 = time.perf_counter()
-    store = engine._store_for(region)
     codec = _codec(store.region)
     entry = store.read(SNAPSHOT_KEY)
     if entry is UNAVAILABLE:
@@ -202,8 +202,7 @@ def warm_from_snapshot(
             "its backend is unavailable"
         )
     items = _items(entry)
-    with engine._lock:
-        tasks = dict(engine._tasks)
+    tasks = registry.snapshot()
 
     def priority(item: dict[str, Any]) -> int:
         record = tasks.get(item["task_id"])
@@ -214,7 +213,7 @@ def warm_from_snapshot(
         items = items[:top_n]
     pace = _Pacer(rate_limit, clock, sleep) if rate_limit is not None else None
     jobs: list[tuple[TaskRecord, WarmJob]] = []
-    skipped: list[dict[str, Any]] = []
+    skipped: list[SkippedItem] = []
     for item in items:
         record = tasks.get(item["task_id"])
         reason = _unwarmable(record)
@@ -223,15 +222,18 @@ def warm_from_snapshot(
             assert record is not None and record.source is not None
             job, reason = _job(record, item, codec, pace)
         if job is None:
-            skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": reason})
+            why = reason or "cannot be warmed"
+            skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": why})
             continue
         assert record is not None
         jobs.append((record, job))
-    report = report_jobs(jobs, [], len(skipped), t0, engine.max_workers, on_result)
-    report["found"] = entry is not None
-    report["saved_at"] = entry.created if entry is not None else None
-    report["skipped_items"] = skipped
-    return report
+    report = report_jobs(jobs, [], len(skipped), t0, max_workers, on_result)
+    return {
+        **report,
+        "found": entry is not None,
+        "saved_at": entry.created if entry is not None else None,
+        "skipped_items": skipped,
+    }
 
 
 # -- helpers ------------------------------------------------------------------------

@@ -34,10 +34,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__, signals
-from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY, save_hot_set, warm_from_snapshot
+from .._warming.runs import OnResult
+from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY
 from ..default import get_warming_engine
 from ..engine import CacheWarmingEngine
 from ..errors import UnknownRegionError, WarmError, describe_error
+from ..reports import WarmReport
 from .demo import DemoTable, run_demo
 from .render import (
     HAVE_RICH,
@@ -119,7 +121,7 @@ def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
         what, run = _warming(engine, args)
         with Bar(console, f"warming {what}", None).shown() as bar:
             report = run(bar.on_result)
-    if args.from_snapshot and not report["found"]:
+    if args.from_snapshot and not report.get("found", True):
         print_line(console, f"no snapshot under {SNAPSHOT_KEY!r} in the region: nothing to warm")
         return EXIT_OK
     failed = print_warm_report(
@@ -128,15 +130,15 @@ def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
     return _status(failed)
 
 
-_Run = Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]
+_Run = Callable[[OnResult], WarmReport]
 
 
 def _warming(engine: CacheWarmingEngine, args: argparse.Namespace) -> tuple[str, _Run]:
     """What ``warm`` warms (for titles) and the call that does it, given ``on_result``."""
 
-    def run(on_result: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    def run(on_result: OnResult) -> WarmReport:
         if args.from_snapshot:
-            return warm_from_snapshot(engine, args.region, args.rate, args.top, on_result)
+            return engine.warm_from_snapshot(args.region, args.rate, args.top, on_result)
         if args.all:
             return engine.warm_tasks(on_result=on_result)
         if args.tags:
@@ -176,7 +178,7 @@ def _warm_users(engine: CacheWarmingEngine, args: argparse.Namespace, console: C
 # -- snapshot, stats, hot-keys ---------------------------------------------------------
 def _cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
-        result = save_hot_set(engine, args.top, args.region)
+        result = engine.save_hot_set(args.top, args.region)
     print_snapshot_result(console, result, verbose=args.verbose)
     return EXIT_OK
 
@@ -340,7 +342,7 @@ def _parser() -> argparse.ArgumentParser:
             "arguments, access counts and priorities) under the snapshot key in the "
             "backend, for `dogpile-warm warm MODULE --from-snapshot` after a restart. "
             "A fresh process has read nothing unless MODULE reads at import: a running "
-            "application saves its own hot set with dogpile_warm._warming.snapshot.save_hot_set. "
+            "application saves its own hot set with engine.save_hot_set(). "
             "Nothing read: the previous snapshot is kept."
         ),
     )

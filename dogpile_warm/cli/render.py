@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -134,7 +134,7 @@ class Bar:
             self._failed += 0 if ok else 1
             self._progress.update(self._task, advance=1, failed=self._failed)
 
-    def on_result(self, row: dict[str, Any]) -> None:
+    def on_result(self, row: Mapping[str, Any]) -> None:
         """``warm_tasks``' ``on_result``: one result row done."""
         self.step(bool(row["success"]))
 
@@ -149,7 +149,7 @@ class Bar:
 
 # -- the commands' reports ---------------------------------------------------------------
 def print_warm_report(
-    console: Console, what: str, report: dict[str, Any], *, verbose: bool, from_snapshot: bool
+    console: Console, what: str, report: Mapping[str, Any], *, verbose: bool, from_snapshot: bool
 ) -> int:
     """Print what ``warm`` did (``report`` from ``warm_tasks``/``warm_from_snapshot``).
 
@@ -184,7 +184,7 @@ def print_warm_report(
 
 
 def print_user_reports(
-    console: Console, reports: Sequence[dict[str, Any]], errors: dict[str, str | None]
+    console: Console, reports: Sequence[Mapping[str, Any]], errors: dict[str, str | None]
 ) -> int:
     """Print ``warm --user``: ``reports`` from ``warm_user_data``, ``errors`` by failed key.
 
@@ -212,7 +212,7 @@ def _print_failures(console: Console, rows: list[list[Any]], first: str = "task"
     return len(rows)
 
 
-def _print_skipped(console: Console, skipped: list[dict[str, Any]], verbose: bool) -> None:
+def _print_skipped(console: Console, skipped: Sequence[Mapping[str, Any]], verbose: bool) -> None:
     shown = skipped if verbose else skipped[:_MAX_LISTED]
     more = len(skipped) - len(shown)
     print_table(
@@ -224,7 +224,7 @@ def _print_skipped(console: Console, skipped: list[dict[str, Any]], verbose: boo
     )
 
 
-def print_snapshot_result(console: Console, result: dict[str, Any], *, verbose: bool) -> None:
+def print_snapshot_result(console: Console, result: Mapping[str, Any], *, verbose: bool) -> None:
     """Print what ``snapshot`` saved (``result`` from ``save_hot_set``) and skipped."""
     print_table(
         console,
@@ -249,7 +249,7 @@ def print_snapshot_result(console: Console, result: dict[str, Any], *, verbose: 
         print_line(console, f"nothing saved: {why} (the previous snapshot, if any, is kept)")
 
 
-def print_stats(console: Console, stats: dict[str, Any], performance: dict[str, Any]) -> None:
+def print_stats(console: Console, stats: Mapping[str, Any], performance: Mapping[str, Any]) -> None:
     """Print ``get_stats()`` (its figures and its tasks) and ``get_performance()``."""
     figures = {k: v for k, v in stats.items() if k != "task_details" and not isinstance(v, dict)}
     figures["hit_ratio"] = f"{stats['hit_ratio']:.0%}"

@@ -17,7 +17,7 @@ never does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -340,7 +340,7 @@ class _EngineCollector:
         return self._families(self.engine.get_stats(), self.engine.get_performance())
 
     def _families(
-        self, stats: dict[str, Any] | None, performance: dict[str, Any] | None
+        self, stats: Mapping[str, Any] | None, performance: Mapping[str, Any] | None
     ) -> Iterator[Metric]:
         """The metric families, filled from ``stats`` and ``performance`` when given."""
         p = self.prefix

@@ -1,0 +1,195 @@
+"""Computing, tagging and storing one key: the one way a value gets into a region.
+
+A read that misses, a background refresh, ``refresh()``, a warm run, a
+pattern pre-warm and a plain :class:`~dogpile_warm.task.WarmingTask` all go
+through :class:`Computation`: tag versions are read before the computation
+starts (so an invalidation during it makes the value stale at once), the
+value is computed with the key marked as being computed by this thread, and
+the entry is stored. Exceptions from the computation reach the caller and
+store nothing, so the last good value stays; backend failures come back as
+values from the store (see :mod:`dogpile_warm._core.store`), never raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._core import health
+from .._core.batch import KeyResult, WriteBatch
+from .._core.locks import begin_compute, check_not_computing, end_compute
+from .._core.store import UNAVAILABLE, CacheStore, Entry
+from ..errors import WarmError, describe_error
+
+if TYPE_CHECKING:
+    from .._warming.outcomes import Outcomes
+    from ..task import WarmingTask
+
+__all__ = ["Computation"]
+
+
+class Computation:
+    """How the values of one function (or one plain task) are computed and stored.
+
+    ``name`` names the values in errors and lock ownership; ``clock`` (epoch
+    seconds) stamps each entry's creation; ``task`` is what warm outcomes are
+    reported for (None: a ``warm_cache`` value); ``should_cache_fn(value)``
+    returning False keeps a value out of the cache, as in dogpile.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        ttl: float,
+        tags: frozenset[str],
+        clock: Callable[[], float],
+        outcomes: Outcomes,
+        task: WarmingTask | None,
+        should_cache_fn: Callable[[Any], bool] | None = None,
+    ) -> None:
+        self.name = name
+        self.ttl = ttl
+        self.tags = tags
+        self.sorted_tags = tuple(sorted(tags))
+        self.clock = clock
+        self.task = task
+        self.should_cache_fn = should_cache_fn
+        self._outcomes = outcomes
+        # Seconds a computation takes, smoothed (None until one ran): lock waits fit it.
+        self.cost_estimate: float | None = None
+
+    def run(self, store: CacheStore, key: str, compute: Callable[[], Any]) -> tuple[Any, float]:
+        """Run ``compute()`` as the computation of ``key``; return its value and seconds.
+
+        Marks the key as computed by this thread meanwhile (a call asking for
+        it raises ReentrantCallError), and folds the time into
+        :attr:`cost_estimate`. The computation runs outside the caller's
+        round-trip budget: cached calls it makes are theirs to account for.
+        """
+        token = begin_compute(store, key, self.name)
+        no_budget = health.round_trip_budget.set(None)
+        t0 = time.perf_counter()
+        try:
+            value = compute()
+        finally:
+            health.round_trip_budget.reset(no_budget)
+            end_compute(token)
+        cost = time.perf_counter() - t0
+        previous = self.cost_estimate
+        self.cost_estimate = cost if previous is None else 0.8 * previous + 0.2 * cost
+        return value, cost
+
+    def new_entry(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, BaseException | None]:
+        """Compute now; return the entry and why it may not be stored (None: it may)."""
+        versions = store.tag_versions(self.sorted_tags)
+        started = self.clock()
+        value, cost = self.run(store, key, compute)
+        if isinstance(versions, BaseException):
+            return Entry(value, started, self.ttl, (), cost), versions
+        entry = Entry(value, started, self.ttl, versions, cost)
+        if self.should_cache_fn is not None and not self.should_cache_fn(value):
+            return entry, WarmError(f"should_cache_fn refused the value of {key!r}")
+        return entry, None
+
+    def store_new(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, BaseException | None]:
+        """Compute now and store; return the entry and why it was not stored (None: stored)."""
+        entry, unstorable = self.new_entry(store, key, compute)
+        if unstorable is not None:
+            return entry, unstorable
+        return entry, store.write(key, entry, self.name)
+
+    def store_new_locked(
+        self, store: CacheStore, key: str, compute: Callable[[], Any]
+    ) -> tuple[Entry, BaseException | None]:
+        """:meth:`store_new` under the key's lock (computed anyway if the backend fails)."""
+        check_not_computing(store, key, self.name)
+        mutex = store.lock(key, expected=self.cost_estimate)
+        mutex.acquire()
+        try:
+            return self.store_new(store, key, compute)
+        finally:
+            mutex.release()
+
+    def set(self, store: CacheStore, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` as if computed now (nothing stored if the tag
+        versions cannot be read)."""
+        versions = store.tag_versions(self.sorted_tags)
+        if not isinstance(versions, BaseException):
+            store.write(key, Entry(value, self.clock(), self.ttl, versions), self.name)
+
+    # -- warming: compute and store now, report the outcome, never raise -----------------
+    def warm(
+        self,
+        store: CacheStore,
+        key: str,
+        compute: Callable[[], Any],
+        batch: WriteBatch | None = None,
+    ) -> KeyResult:
+        """Compute and store ``key`` now; report, signal and log the outcome, never raise.
+
+        Alone, under the key's lock. With ``batch`` (a warm run), the value is
+        computed without it and stored with the batch, which completes the
+        returned result (see :mod:`dogpile_warm._core.batch`). While the
+        backend is being skipped, nothing is computed and the result says so.
+        """
+        t0 = time.perf_counter()
+        if store.health.open:  # nothing could be stored: nothing is computed
+            return self._warmed(key, t0, store.skipped(key, "warm"))
+        try:
+            if batch is None:
+                _, error = self.store_new_locked(store, key, compute)
+                return self._warmed(key, t0, error)
+            entry, unstorable = self.new_entry(store, key, compute)
+        except Exception as exc:
+            return self._warmed(key, t0, exc)
+        if unstorable is not None:
+            return self._warmed(key, t0, unstorable)
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        batch.put(store, key, entry, lambda error: self._complete(result, error), self.name)
+        return result
+
+    def prewarm(
+        self,
+        store: CacheStore,
+        key: str,
+        compute: Callable[[], Any],
+        needed: Callable[[Entry | None], bool],
+    ) -> KeyResult | None:
+        """Warm ``key`` ahead of a predicted read, unless someone is already on it.
+
+        Takes the key's lock without waiting: a holder (a caller or a
+        background refresh, in any process) is already computing the value.
+        Under the lock the value is read again and computed only if
+        ``needed(entry)`` still holds (``entry`` None when missing or stale by
+        tag). Returns None when nothing was computed; never raises.
+        """
+        mutex = store.lock(key)
+        if not mutex.acquire(False):
+            return None
+        try:
+            entry = store.read(key, self.sorted_tags)
+            if entry is UNAVAILABLE or not needed(entry):
+                return None
+            t0 = time.perf_counter()
+            try:
+                _, error = self.store_new(store, key, compute)
+            except Exception as exc:
+                return self._warmed(key, t0, exc)
+            return self._warmed(key, t0, error)
+        finally:
+            mutex.release()
+
+    def _warmed(self, key: str, t0: float, error: BaseException | None) -> KeyResult:
+        result = KeyResult(key, False, (time.perf_counter() - t0) * 1000.0, None, final=False)
+        self._complete(result, error)
+        return result
+
+    def _complete(self, result: KeyResult, error: BaseException | None) -> None:
+        """Settle ``result`` (stored when ``error`` is None) and report it."""
+        result.complete(error is None, describe_error(error))
+        self._outcomes.warmed(self.task, result, error, self.ttl, self.tags)

@@ -1,0 +1,173 @@
+"""From tasks to warm jobs: the one way every kind of task becomes keys to compute.
+
+A plain :class:`~dogpile_warm.task.WarmingTask` warms its ``cache_key``; a
+``@warmable`` function warms one key per argument set (none for a function
+that needs arguments and has no ``warm_args``); a per-user function warms one
+key per user, on login; a hot key warms with the arguments remembered from a
+real call. Each job computes and stores through the function's (or task's)
+:class:`~dogpile_warm._cached.computation.Computation`, and
+:mod:`dogpile_warm._warming.runs` runs the jobs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .._cached.computation import Computation
+from .._core.batch import KeyResult
+from .._core.regions import RegionRegistry
+from .._core.store import CacheStore
+from ..errors import describe_error
+from ..reports import ScheduleReport, WarmReport
+from .runs import OnResult, WarmJob, bind_job, report_jobs, row, run_jobs
+
+if TYPE_CHECKING:
+    from .._cached.cached import CachedFunction
+    from .._usage.usage import Usage
+    from ..task import WarmingTask
+    from .outcomes import Outcomes
+    from .registry import TaskRecord, TaskRegistry
+
+__all__ = ["WarmingPlanner", "calls_to_warm"]
+
+log = logging.getLogger(__name__)
+
+Call = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+class WarmingPlanner:
+    """Plans and runs the warm runs of one engine; at most ``max_workers`` keys at once."""
+
+    def __init__(
+        self,
+        registry: TaskRegistry,
+        regions: RegionRegistry,
+        usage: Usage,
+        outcomes: Outcomes,
+        clock: Callable[[], float],
+        max_workers: int,
+    ) -> None:
+        self.registry = registry
+        self.max_workers = max_workers
+        self._regions = regions
+        self._usage = usage
+        self._outcomes = outcomes
+        self._clock = clock
+
+    def stores_in_use(self) -> list[CacheStore]:
+        """The stores of the default region and of every region a task names."""
+        return self._regions.stores_in_use(self.registry.regions())
+
+    def adapt_intervals(self) -> ScheduleReport:
+        """Set each task's interval from its reads per minute over the last hour."""
+        task_frequency = self._usage.task_frequency
+        return self.registry.adapt_intervals(lambda task_id: task_frequency(task_id, 60))
+
+    def computation(
+        self, name: str, ttl: float, tags: frozenset[str], task: WarmingTask | None
+    ) -> Computation:
+        """How a plain task's (or a ``warm_cache`` value's) key is computed and stored."""
+        return Computation(name, ttl, tags, self._clock, self._outcomes, task)
+
+    def jobs_for(self, record: TaskRecord) -> list[WarmJob] | None:
+        """The keys a warming of ``record`` computes, as jobs; None when it cannot be warmed
+        outside a call (per-user functions, methods, functions needing arguments)."""
+        source = record.source
+        if source is None:
+            task = record.task
+            store = self._regions.store_for(task.region)
+            computation = self.computation(task.task_id, task.ttl, task.tags, task)
+            key, compute = task.cache_key, task.compute_fn
+            return [lambda batch: computation.warm(store, key, compute, batch)]
+        if source.user_arg is not None:
+            return None  # warmed per user by warm_user_data
+        calls = calls_to_warm(source)
+        if calls is None:
+            return None
+        return [
+            bind_job(source, source.fn, args, kwargs, source.key_for(args, kwargs))
+            for args, kwargs in calls
+        ]
+
+    def warm_records(
+        self, records: list[TaskRecord], on_result: OnResult | None = None
+    ) -> WarmReport:
+        """Warm ``records``' keys now, in order, and report them (see :func:`report_jobs`)."""
+        t0 = time.perf_counter()
+        jobs: list[tuple[TaskRecord, WarmJob]] = []
+        skipped = 0
+        failed = []
+        for record in records:
+            try:
+                task_jobs = self.jobs_for(record)
+            except Exception as exc:  # e.g. a warm_args callable that raised
+                log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
+                failed.append(
+                    row(record, KeyResult(record.task.task_id, False, 0.0, describe_error(exc)))
+                )
+                continue
+            if task_jobs is None:
+                skipped += 1
+                continue
+            jobs.extend((record, job) for job in task_jobs)
+        if on_result is not None:
+            for failure in failed:
+                on_result(failure)
+        return report_jobs(jobs, failed, skipped, t0, self.max_workers, on_result)
+
+    def warm_user(self, user_id: Any, preload_forms: bool) -> list[KeyResult]:
+        """Warm every per-user function for ``user_id`` now (``preload_forms=False``: not
+        those tagged "forms"); the final result of each key."""
+        jobs: list[WarmJob] = []
+        for record in self.registry.records():
+            source = record.source
+            if source is None or source.user_arg is None or source.keys.skips_first:
+                continue
+            if not preload_forms and "forms" in record.task.tags:
+                continue
+            kwargs = {source.user_arg: user_id}
+            jobs.append(bind_job(source, source.fn, (), kwargs, source.key_for((), kwargs)))
+        return run_jobs(jobs, self.max_workers)
+
+    def warm_hot_keys(self, top_n: int) -> WarmReport:
+        """Recompute the ``top_n`` hottest keys with their remembered arguments; keys whose
+        arguments are not remembered, or that need an instance, count as skipped."""
+        t0 = time.perf_counter()
+        jobs: list[tuple[TaskRecord, WarmJob]] = []
+        skipped = 0
+        for key, _count in self._usage.tracker.get_hot_keys(top_n):
+            call = self._usage.calls.get(key)
+            record = self.registry.get(call[0].task.task_id) if call else None
+            if call is None or record is None or call[0].keys.skips_first:
+                skipped += 1
+                continue
+            cached, args, kwargs = call
+            jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))
+        return report_jobs(jobs, [], skipped, t0, self.max_workers)
+
+
+def calls_to_warm(source: CachedFunction) -> list[Call] | None:
+    """The argument sets warming computes for ``source``, or None when warming cannot
+    call it (a method needs an instance; required arguments need ``warm_args``)."""
+    if source.keys.skips_first:
+        return None
+    warm_args = source.warm_args
+    if warm_args is None:
+        try:
+            source.keys.bind((), {})
+        except TypeError:
+            return None
+        return [((), {})]
+    spec = warm_args() if callable(warm_args) else warm_args
+    return [_as_call(item, source.name) for item in spec]
+
+
+def _as_call(item: Any, name: str) -> Call:
+    if isinstance(item, Mapping):
+        return (), dict(item)
+    if isinstance(item, tuple):
+        return item, {}
+    raise TypeError(f"warm_args of {name} must hold tuples or dicts, got {item!r}")
