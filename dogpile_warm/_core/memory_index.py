@@ -76,10 +76,6 @@ class MemoryIndex:
         self._removed = 0  # entries removed since the dict was last compacted
         self._lock = forks.new_lock()
 
-    def lookup(self, key: str) -> Entry | None:
-        """The verified entry of ``key``, or None."""
-        return self.entries.get(key)
-
     def stamp(self, key: str) -> tuple[int, int]:
         """Taken before a verifying read, and handed to :meth:`verified` after it."""
         return self.generation, self.writes
