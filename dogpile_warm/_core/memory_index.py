@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_STAMPS", "MemoryIndex", "index_for"]
 
-# Keys whose last write is remembered at most (about 100 bytes each).
+# Keys whose last write is remembered at most (a dict slot, the key and an int each).
 MAX_STAMPS = 10_000
 # Entries removed, beyond half of those kept, before the dict is compacted.
 _COMPACT_AFTER = 1024
