@@ -523,7 +523,7 @@ def test_the_top_level_options_are_on_the_page() -> None:
 
 
 # -- the page stays inside the repository --------------------------------------------------------
-@pytest.mark.parametrize("doc", ["docs/contract.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/contract.md"])
 def test_links_point_to_files_in_the_repository(doc: str) -> None:
     """Every relative link of the page resolves to a file or folder of the repository."""
     path = ROOT / doc
