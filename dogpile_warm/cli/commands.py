@@ -343,7 +343,7 @@ def _parser() -> argparse.ArgumentParser:
             "arguments, access counts and priorities) under the snapshot key in the "
             "backend, for `dogpile-warm warm MODULE --from-snapshot` after a restart. "
             "A fresh process has read nothing unless MODULE reads at import: a running "
-            "application saves its own hot set with dogpile_warm._warming.snapshot.save_hot_set. "
+            "application saves its own hot set with engine.save_hot_set(). "
             "Nothing read: the previous snapshot is kept."
         ),
     )
