@@ -76,7 +76,7 @@ def contenders() -> Iterator[dict[str, Callable[[int], Any]]]:
         engine.close()
 
 
-# The issue's goals, as ratios to dogpile's decorator (built-in tracking on).
+# Goals, as ratios to dogpile's decorator (built-in tracking on).
 GOALS = {"dogpile_warm": 0.15, "dogpile_warm + 1 receiver": 0.30}
 
 
@@ -84,7 +84,7 @@ def measure(calls: int, repeat: int = REPEAT) -> dict[str, float]:
     """Best-of-``repeat`` seconds per hit for each contender.
 
     Two phases, each with dogpile's decorator as the baseline: first with no
-    blinker receiver connected at all (the issue's "nobody else connected"),
+    blinker receiver connected at all (signals nobody listens to),
     then with one receiver on ``cache_hit`` for the "+ 1 receiver" function.
     """
     received: list[object] = []

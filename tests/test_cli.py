@@ -133,6 +133,26 @@ def test_rate_without_from_snapshot_is_a_usage_error(tmp_path: Path) -> None:
     assert "--rate, --top and --region go with --from-snapshot" in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["hot-keys", "app", "--top", "0"], "--top: N must be at least 1, got 0"),
+        (["hot-keys", "app", "--top", "1.5"], "--top: not a whole number: '1.5'"),
+        (["warm", "app", "--from-snapshot", "--rate", "0"], "--rate: N must be positive"),
+        (["warm", "app", "--from-snapshot", "--rate", "inf"], "--rate: N must be a finite number"),
+        (["warm", "app", "--from-snapshot", "--rate", "x"], "--rate: not a number: 'x'"),
+    ],
+)
+def test_counts_and_rates_out_of_range_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--top takes a whole number from 1, --rate a finite number above 0: else exit 2, naming it."""
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_missing_rich_says_how_to_install_it_and_exits_2() -> None:
     """Without rich, the command prints one line naming dogpile_warm[cli] and exits 2."""
     code = (

@@ -16,8 +16,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dogpile_warm._backends.traits import classify
 from dogpile_warm._core.health import BackendHealth, call_budget, overspent, spend
+from dogpile_warm._core.store import CacheStore
+from dogpile_warm.errors import BackendError, BackendUnavailable, ValueRefused, ValueUnreadable
 from dogpile_warm.testing import FakeClock
 
 
@@ -49,17 +50,31 @@ def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 )
 def test_connection_errors_mean_unavailable_whatever_the_operation(exc: Exception) -> None:
     """Refused, reset, closed and timed-out connections are outages on reads and writes."""
-    assert classify(exc, "read") == classify(exc, "write") == "unavailable"
+    assert isinstance(failed(exc, "read"), BackendUnavailable)
+    assert isinstance(failed(exc, "write"), BackendUnavailable)
 
 
-def test_other_errors_mean_unreadable_on_reads_and_refused_on_writes() -> None:
+@pytest.mark.parametrize(
+    ("exc", "operation", "kind"),
+    [
+        (pickle.UnpicklingError("bad"), "read", ValueUnreadable),
+        (EOFError(), "read", ValueUnreadable),
+        (MemcacheServerError("object too large for cache"), "write", ValueRefused),
+        (TypeError("cannot pickle '_thread.lock' object"), "write", ValueRefused),
+        (ResponseError("OOM"), "write", ValueRefused),
+        (RuntimeError("?"), "delete", BackendUnavailable),
+    ],
+)
+def test_other_errors_mean_unreadable_on_reads_and_refused_on_writes(
+    exc: Exception, operation: str, kind: type[BackendError]
+) -> None:
     """What the server answered with is about the value, not the backend's health."""
-    assert classify(pickle.UnpicklingError("bad"), "read") == "unreadable"
-    assert classify(EOFError(), "read") == "unreadable"
-    assert classify(MemcacheServerError("object too large for cache"), "write") == "refused"
-    assert classify(TypeError("cannot pickle '_thread.lock' object"), "write") == "refused"
-    assert classify(ResponseError("OOM"), "write") == "refused"
-    assert classify(RuntimeError("?"), "other") == "unavailable"
+    assert type(failed(exc, operation)) is kind
+
+
+def failed(exc: Exception, operation: str) -> BackendError:
+    """What the store makes of ``exc`` raised by ``operation`` (its one failure policy)."""
+    return CacheStore(make_region().configure("dogpile.cache.memory")).failed(exc, "k", operation)
 
 
 def test_the_breaker_opens_on_a_failure_and_lets_one_probe_through_after_retry_after(
@@ -194,7 +209,6 @@ def test_a_lock_lost_on_release_is_no_backend_failure() -> None:
     LockLost, not counted, and opens nothing."""
     from redis.exceptions import LockNotOwnedError
 
-    from dogpile_warm._core.store import CacheStore
     from dogpile_warm.errors import LockLost
 
     store = CacheStore(make_region().configure("dogpile.cache.memory"))

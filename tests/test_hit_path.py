@@ -151,11 +151,11 @@ def test_a_verification_begun_before_a_write_is_not_remembered() -> None:
     stamp = index.stamp("k")
     index.written("k")  # a write lands while the read is in flight
     index.verified("k", stale, stamp)
-    assert index.lookup("k") is None
+    assert index.entries.get("k") is None
     index.verified("k", Entry("new", 0.0, 60.0, ()), index.stamp("k"))
-    assert index.lookup("k").value == "new"  # type: ignore[union-attr]
+    assert index.entries["k"].value == "new"
     index.invalidated()
-    assert index.lookup("k") is None
+    assert index.entries.get("k") is None
 
 
 def test_reconfiguring_the_region_sends_reads_to_the_new_one(engine: CacheWarmingEngine) -> None:

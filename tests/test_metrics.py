@@ -297,7 +297,8 @@ def test_distinct_keys_add_no_label_sets(
         lookup(n)
         lookup(n)
     # The other 99k keys are sent as the function itself sends them (a real
-    # miss costs ~50 us, too slow for a unit test at this count).
+    # miss runs the whole read path and stores a value: too slow for a unit
+    # test at this count).
     for n in range(1000, 100_000):
         signals.cache_miss.send(lookup, key=lookup.key_for(n), duration_ms=0.1)
         signals.cache_hit.send(lookup, key=lookup.key_for(n), age=0.0)

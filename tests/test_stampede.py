@@ -180,7 +180,7 @@ def test_a_fleet_stampede_on_a_cold_key_computes_it_once(
     assert all(v == values[0] for v in values) and values[0]["count"] == 1
 
 
-# The bound: with configure's defaults, a killed holder delays others by at most a
+# The bound held: with configure's defaults, a killed holder delays others by at most a
 # few seconds (its lease: 4 s after its last renewal), whatever the computation's length.
 RECOVERY_BOUND = 8.0
 

@@ -4,8 +4,8 @@ The store talks to every region through dogpile's API. What that API cannot
 express is done here, per backend family, looked up by duck type so that
 nothing here imports a client library:
 
-- :func:`classify` / :func:`is_unavailable`: whether an exception means the
-  backend is unavailable, refused a value, or returned one that cannot be read;
+- :func:`is_unavailable`: whether an exception means the backend did not
+  answer (the store decides what any other failure means);
 - :func:`is_remote`: whether round trips to it cross a network;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
@@ -30,15 +30,13 @@ import encodings.idna  # noqa: F401
 import logging
 import math
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import BackendUnavailable
 
 __all__ = [
-    "Kind",
     "can_claim",
     "claim",
-    "classify",
     "endless_lock_setting",
     "is_remote",
     "is_unavailable",
@@ -50,8 +48,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-Kind = Literal["unavailable", "refused", "unreadable"]
 
 # Exception classes, by (module, name), that mean "the server did not answer".
 # OSError covers refused and reset connections and socket timeouts of every
@@ -71,24 +67,6 @@ _UNAVAILABLE = frozenset(
         ("pylibmc", "WriteError"),
     }
 )
-
-
-def classify(exc: BaseException, operation: Literal["read", "write", "other"]) -> Kind:
-    """What a backend exception means.
-
-    Connection-level errors are *unavailable* whatever the operation. Any
-    other failure of a read is *unreadable* (the server answered with
-    something that cannot be deserialized), of a write *refused* (a value
-    too large or that cannot be serialized), of anything else (locks, tag
-    versions) *unavailable*.
-    """
-    if is_unavailable(exc):
-        return "unavailable"
-    if operation == "read":
-        return "unreadable"
-    if operation == "write":
-        return "refused"
-    return "unavailable"
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -2,7 +2,7 @@
 and the circuit breaker that lets callers skip a backend that does not answer.
 
 The store reports every backend failure here, classified by
-:func:`dogpile_warm._backends.traits.classify`:
+:meth:`CacheStore.failed <dogpile_warm._core.store.CacheStore.failed>`:
 
 *unavailable* (refused, reset or timed out; or a caller's call spent more
 than its budget on round trips, see :func:`call_budget`)

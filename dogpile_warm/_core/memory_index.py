@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_STAMPS", "MemoryIndex", "index_for"]
 
-# Keys whose last write is remembered at most (about 100 bytes each).
+# Keys whose last write is remembered at most (a dict slot, the key and an int each).
 MAX_STAMPS = 10_000
 # Entries removed, beyond half of those kept, before the dict is compacted.
 _COMPACT_AFTER = 1024
@@ -75,10 +75,6 @@ class MemoryIndex:
         self.generation = 0  # tag invalidations so far
         self._removed = 0  # entries removed since the dict was last compacted
         self._lock = forks.new_lock()
-
-    def lookup(self, key: str) -> Entry | None:
-        """The verified entry of ``key``, or None."""
-        return self.entries.get(key)
 
     def stamp(self, key: str) -> tuple[int, int]:
         """Taken before a verifying read, and handed to :meth:`verified` after it."""

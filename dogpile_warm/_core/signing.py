@@ -181,8 +181,9 @@ def _serializer_pair(serializer: Any) -> tuple[Dumps, Loads]:
     )
 
 
-# What a region stores: an entry (format marker, value, times, tag versions).
-_SAMPLE = ["dogpile_warm/1", {"id": 1}, 1.5, 60.0, [["tag", "0123abcd"]], 0.01]
+# What a region stores: an entry (format marker, key, value, created, ttl, tag
+# versions, cost), as dogpile_warm._core.store writes it.
+_SAMPLE = ["dogpile_warm/2", "k", {"id": 1}, 1.5, 60.0, [["tag", "0123abcd"]], 0.01]
 
 
 def _probe(dumps: Dumps, loads: Loads) -> None:

@@ -80,14 +80,14 @@ UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 
 # How an Entry is kept in a backend that serializes: a plain tuple behind a
 # format marker. Pickling a NamedTuple names its class, and every unpickling
-# then looks the class up through the import system (about 2.5 us a read on
-# memcached). The key the entry was stored under comes second: a read checks
+# then looks the class up through the import system, on every read that is
+# not a memory hit. The key the entry was stored under comes second: a read checks
 # it, so a value copied under another key (signed, in a signed region) is
 # refused there rather than served as another call's value. dogpile's memory
 # backend keeps the Entry itself: one object per key, shared with the memory
 # index.
 _FORMAT = "dogpile_warm/2"
-_OLD_FORMAT = "dogpile_warm/1"  # before the key was stored: read as a plain miss
+_OLD_FORMAT = "dogpile_warm/1"  # an entry without its key: read as a plain miss
 
 # What a failure that is not a connection error means, by operation: a read
 # got something it cannot read back, a write was refused, a lock released or
@@ -285,7 +285,7 @@ class CacheStore:
             _, _, value, created, ttl, tags, cost = found
             return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
         if isinstance(found, tuple | list) and len(found) == 6 and found[0] == _OLD_FORMAT:
-            return None  # written by an earlier version: recomputed, nothing wrong
+            return None  # the format without the key: recomputed and stored anew, not counted
         if isinstance(found, tuple | list) and len(found) == 7 and found[0] == _FORMAT:
             reason = f"an entry stored under another key ({str(found[1])[:80]!r})"
         elif isinstance(found, ValueUnreadable):
@@ -426,7 +426,8 @@ class CacheStore:
     def _set_in_memory(self, entries: dict[str, Entry]) -> None:
         """Store entries (under backend keys) in dogpile's memory backend, as ``region.set``
         would, but with one metadata dict shared by all: dogpile_warm's reads never look
-        at it, and a dict per key would cost 88 bytes per key."""
+        at it, and a dict per key would be one more object per live key
+        (``benchmarks/key_memory.py`` measures what a key costs)."""
         self.region.backend.set_multi(
             {key: CachedValue(entry, _MEMORY_METADATA) for key, entry in entries.items()}
         )

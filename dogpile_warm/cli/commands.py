@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__, signals
+from .._core.validation import check_positive_int, check_positive_number
 from .._warming.runs import OnResult
 from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY
 from ..default import get_warming_engine
@@ -231,9 +232,10 @@ def _positive_int(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    try:
+        return check_positive_int("N", value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -241,9 +243,10 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
+    try:
+        return check_positive_number("N", value)
+    except (TypeError, ValueError) as exc:  # TypeError: infinity or NaN
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _tag_list(text: str) -> list[str]:
