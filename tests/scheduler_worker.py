@@ -50,7 +50,7 @@ def main(backend: str, address: str, seconds: float, check_every: float) -> int:
     engine.start(interval_minutes=60, check_every=check_every)
     scheduler = engine._scheduler
     assert scheduler is not None
-    time.sleep(seconds)
+    time.sleep(seconds)  # real time: the scheduler runs its cycles for this long
     skipped = scheduler.cycles_skipped
     dogpile_warm.stop_cache_warming(timeout=5)
     with out:

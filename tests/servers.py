@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dogpile.cache import CacheRegion
 
 __all__ = [
     "ClientCloser",
@@ -353,9 +354,9 @@ class ClientCloser:
         self._closers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
-    def watch(self, region: Any) -> Any:
+    def watch(self, region: CacheRegion) -> CacheRegion:
         """Track ``region``'s connections from now on; return the region."""
-        backend = region.actual_backend
+        backend: Any = region.actual_backend
         create = getattr(backend, "_create_client", None)
         if create is not None:  # memcached: one client per thread
 

@@ -13,7 +13,7 @@ from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
 from dogpile_warm.testing import captured_signals
 
 
-class CountingProxy(ProxyBackend):  # type: ignore[misc]  # dogpile's proxy is untyped
+class CountingProxy(ProxyBackend):
     """Counts the region's single and multiple writes; can fail the multiple ones."""
 
     def __init__(self) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dogpile.cache import make_region
+from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
@@ -58,8 +58,14 @@ def server(kind: str) -> Iterator[servers.Server]:
         server.stop()
 
 
-def configure(engine: CacheWarmingEngine, kind: str, server: servers.Server, **extra: Any) -> Any:
-    """The engine's default region on ``server``, through configure's defaults."""
+def configure(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server | servers.SlowProxy,
+    **extra: Any,
+) -> CacheRegion:
+    """The engine's default region on ``server`` (or a slow proxy in front of one), through
+    configure's defaults."""
     if kind == "memcached":
         arguments = {"url": server.url, "distributed_lock": True, **extra}
         return engine.configure_region("default", "dogpile.cache.pymemcache", arguments=arguments)
@@ -223,7 +229,7 @@ def test_a_slow_backend_costs_a_miss_a_bounded_time(
     Caching resumes when the server is fast again."""
     proxy = servers.SlowProxy(server)
     try:
-        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+        client_closer.watch(configure(engine, kind, proxy))
 
         @dogpile_warm.warmable(ttl=60, tags={"t"})
         def double(x: int) -> int:
@@ -578,7 +584,7 @@ def test_a_computation_reading_many_cached_values_spends_no_budget_of_its_caller
     all), charges them to those reads, not to the miss: nothing counts as an outage."""
     proxy = servers.SlowProxy(server)
     try:
-        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+        client_closer.watch(configure(engine, kind, proxy))
 
         @dogpile_warm.warmable(ttl=60)
         def part(i: int) -> int:

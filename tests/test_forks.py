@@ -6,11 +6,14 @@ Children report through their exit status and never return into pytest.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ import pytest
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core import forks
 from dogpile_warm._core.health import BackendHealth
-from dogpile_warm.testing import FakeClock
+from dogpile_warm.testing import FakeClock, wait_until
 from tests import servers
 from tests.conftest import configure_backend
 
@@ -32,13 +35,13 @@ CHILDREN = 4
 CALLS = 300
 
 
-def run_child(body: object) -> int:
+def run_child(body: Callable[[], object]) -> int:
     """Fork; the child runs ``body()`` (True: success) and exits; return its exit code."""
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            status = 0 if body() else 3  # type: ignore[operator]
+            status = 0 if body() else 3
         finally:
             os._exit(status)
     return pid
@@ -46,24 +49,23 @@ def run_child(body: object) -> int:
 
 def wait_all(pids: list[int], timeout: float = 30.0) -> list[int]:
     """Exit codes of ``pids``; a child still running after ``timeout`` is killed (code -9)."""
-    import time
-
-    deadline = time.monotonic() + timeout
     codes: dict[int, int] = {}
-    while len(codes) < len(pids):
+
+    def all_reaped() -> bool:
         for pid in pids:
-            if pid in codes:
-                continue
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                codes[pid] = os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            for pid in pids:
-                if pid not in codes:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
-                    codes[pid] = -9
-        time.sleep(0.01)
+            if pid not in codes:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+        return len(codes) == len(pids)
+
+    with contextlib.suppress(AssertionError):  # timed out: the rest are killed below
+        wait_until(all_reaped, timeout)
+    for pid in pids:
+        if pid not in codes:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            codes[pid] = -9
     return [codes[pid] for pid in pids]
 
 
@@ -170,7 +172,7 @@ FORK_AT_FIRST_CONNECTION = textwrap.dedent(
         return 1
 
     dogpile_warm.start_cache_warming(check_every=0.01)  # connects from its own thread
-    time.sleep(%(delay)f)
+    time.sleep(%(delay)f)  # real time: each process forks a little later into the connect
     pid = os.fork()
     if pid == 0:
         code = 0 if critical() == 1 else 3
