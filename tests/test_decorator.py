@@ -353,6 +353,7 @@ def test_refresh_ahead_serves_the_cached_value_and_refreshes_in_background(
     assert [s.kwargs["key"] for s in sent] == [stamp.key_for()]
 
 
+@pytest.mark.slow
 def test_importing_the_package_starts_no_thread() -> None:
     """A fresh interpreter importing dogpile_warm has one thread and no default engine."""
     import subprocess

@@ -8,6 +8,7 @@ Each test runs servers of its own (the session's must stay up) and pauses
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -24,6 +25,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmError
 from dogpile_warm._core.keys import safe_key
 from dogpile_warm._core.tags import tag_key
+from dogpile_warm.testing import wait_until
 from tests import servers
 
 pytestmark = pytest.mark.slow
@@ -120,6 +122,10 @@ class Load:
             threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
         ]
 
+    def under_way(self, calls: int = 20) -> None:
+        """Wait until the threads have made ``calls`` calls between them."""
+        wait_until(lambda: len(self.calls) >= calls, message=f"{calls} calls under load")
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -156,14 +162,15 @@ class Load:
 def wait_until_cached(fn: Any, first_key: int, within: float) -> float:
     """Call ``fn`` on fresh keys until one is stored; the seconds that took."""
     t0 = time.monotonic()
-    key = first_key
-    while True:
+    keys = itertools.count(first_key)
+
+    def one_cached() -> bool:
+        key = next(keys)
         fn(key)
-        if fn.get(key) is not NO_VALUE:
-            return time.monotonic() - t0
-        assert time.monotonic() - t0 < within, f"nothing was cached {within}s after recovery"
-        key += 1
-        time.sleep(0.02)
+        return fn.get(key) is not NO_VALUE
+
+    wait_until(one_cached, within, interval=0.02, message="a value cached after recovery")
+    return time.monotonic() - t0
 
 
 @pytest.mark.parametrize("fault", ["pause", "kill"])
@@ -180,22 +187,25 @@ def test_a_hung_or_dead_backend_costs_callers_little_and_caching_resumes(
 
     @dogpile_warm.warmable(ttl=60, tags={"t"})
     def double(x: int) -> int:
-        time.sleep(0.005)
+        time.sleep(0.005)  # real time: a computation that costs something
         return 2 * x
 
     for x in range(40):
         double(x)
     with Load(double) as load:
-        time.sleep(0.3)
+        load.under_way()
         fault_at = time.monotonic()
         server.pause() if fault == "pause" else server.kill()
-        time.sleep(FAULT_SECONDS)
+        time.sleep(FAULT_SECONDS)  # real time: the outage the callers live through
         back_at = time.monotonic()
         server.resume() if fault == "pause" else server.start()
         resumed_in = wait_until_cached(double, 1000, RESUME_WITHIN)
-        deadline = time.monotonic() + END_LOGGED_WITHIN
-        while not health_warnings("answers again") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: health_warnings("answers again"),
+            END_LOGGED_WITHIN,
+            interval=0.05,
+            message="the end of the outage logged",
+        )
     during = load.between(fault_at, back_at)
     slowest = max(c.seconds for c in load.calls)
     errors = [c.error for c in load.calls if c.error is not None]
@@ -233,14 +243,14 @@ def test_a_slow_backend_costs_a_miss_a_bounded_time(
 
         @dogpile_warm.warmable(ttl=60, tags={"t"})
         def double(x: int) -> int:
-            time.sleep(0.005)
+            time.sleep(0.005)  # real time: a computation that costs something
             return 2 * x
 
         with Load(double, keys=5000) as load:  # mostly misses
-            time.sleep(0.3)
+            load.under_way()
             slow_at = time.monotonic()
             proxy.delay = 0.4
-            time.sleep(SLOW_SERVER_SECONDS)
+            time.sleep(SLOW_SERVER_SECONDS)  # real time: the slow spell the callers live through
             fast_at = time.monotonic()
             proxy.delay = 0.0
             resumed_in = wait_until_cached(double, 100_000, RESUME_WITHIN)
@@ -358,11 +368,14 @@ def test_each_outage_is_logged_once_at_each_end(
             double(i)
         server.start()
         wait_until_cached(double, 100 * (outage + 1), RESUME_WITHIN)
-        deadline = time.monotonic() + END_LOGGED_WITHIN
-        while len(health_warnings("answers again")) <= outage:
-            assert time.monotonic() < deadline, "the end of the outage was not logged"
-            double(1)
-            time.sleep(0.05)
+
+        def end_logged(outage: int = outage) -> bool:
+            if len(health_warnings("answers again")) > outage:
+                return True
+            double(1)  # calls go on meanwhile
+            return False
+
+        wait_until(end_logged, END_LOGGED_WITHIN, interval=0.05, message="the end logged")
 
     assert len(health_warnings("is unavailable")) == 2
     assert len(health_warnings("answers again")) == 2
@@ -391,14 +404,17 @@ def test_one_of_three_memcached_servers_down_logs_one_outage(
             return 2 * x
 
         with Load(double, threads=8, keys=200) as load:
-            time.sleep(0.3)
+            load.under_way()
             fleet[1].kill()
-            time.sleep(2.0)
+            time.sleep(2.0)  # real time: the outage the callers live through
             fleet[1].start()
             wait_until_cached(double, 10_000, RESUME_WITHIN)
-            deadline = time.monotonic() + END_LOGGED_WITHIN
-            while not health_warnings("answers again") and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(
+                lambda: health_warnings("answers again"),
+                END_LOGGED_WITHIN,
+                interval=0.05,
+                message="the end of the outage logged",
+            )
         errors = [c.error for c in load.calls if c.error is not None]
         assert errors == [] and load.wrong == []
         assert len(health_warnings("is unavailable")) == 1
@@ -508,7 +524,7 @@ def test_a_value_whose_write_hung_past_its_ttl_is_not_returned(
         @dogpile_warm.warmable(ttl=1.0, refresh_ahead=None, region=region)
         def stamp() -> float:
             started = time.time()
-            time.sleep(0.2)  # the server is paused meanwhile: the write will hang
+            time.sleep(0.2)  # real time: the server is paused meanwhile, so the write will hang
             return started
 
         timer = threading.Timer(0.1, server.pause)

@@ -137,6 +137,7 @@ def test_a_child_forked_while_threads_compute_starts_with_free_locks(
     assert codes == [0]
 
 
+@pytest.mark.slow
 def test_a_lock_of_ours_held_by_another_thread_is_free_in_a_forked_child() -> None:
     """What makes the test above hold for every lock of the package, not just the ones it
     happens to meet: a lock from dogpile_warm._core.forks, held elsewhere, is free after fork."""
@@ -205,6 +206,7 @@ def test_a_fork_while_the_scheduler_makes_its_first_connection_never_hangs_the_c
     assert hung == []
 
 
+@pytest.mark.slow
 def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
     """The idna codec is imported with the package, never first by one of its threads
     (a fork while a thread imports leaves the child without the import lock)."""
@@ -212,6 +214,7 @@ def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_child_forked_during_a_breaker_probe_may_probe_at_once() -> None:
     """The parent's probe in flight does not exist in the child: the child's first
     operation may try the backend instead of waiting out the probe timeout."""

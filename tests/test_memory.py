@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core.memory_index import MAX_STAMPS
 from dogpile_warm._core.store import Entry
 
 
+@pytest.mark.slow
 def test_computing_and_invalidating_many_keys_leaves_only_bounded_structures(
     engine: CacheWarmingEngine,
 ) -> None:

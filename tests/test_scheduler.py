@@ -440,6 +440,7 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.slow
 def test_a_scheduler_started_without_restart_after_fork_stays_in_the_parent(
     engine: CacheWarmingEngine,
 ) -> None:
@@ -460,6 +461,7 @@ def test_a_scheduler_started_without_restart_after_fork_stays_in_the_parent(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.slow
 def test_a_forked_child_runs_the_scheduler_again_with_the_same_settings(
     engine: CacheWarmingEngine,
 ) -> None:

@@ -310,6 +310,7 @@ def test_warm_from_snapshot_in_a_fresh_engine_sharing_memcached(
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_a_snapshot_at_the_size_cap_fits_memcached(
     on_memcached: Callable[..., CacheWarmingEngine],
 ) -> None:
@@ -485,6 +486,7 @@ if {reads!r}:
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_cli_saves_in_one_process_and_warms_in_another(
     memcached_server: Server, client_closer: ClientCloser, tmp_path: Path
 ) -> None:

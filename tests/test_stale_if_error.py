@@ -9,9 +9,16 @@ import pytest
 
 import dogpile_warm
 from dogpile_warm import signals, warmable
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import FakeClock, captured_signals
 
 TTL = 0.3
+
+
+def wall_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """A settable clock over time.time, which ages are measured with (memory backend)."""
+    wall = FakeClock(time.time())
+    monkeypatch.setattr(time, "time", wall)
+    return wall
 
 
 class Flaky:
@@ -36,7 +43,7 @@ def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(backend: 
         return flaky(x)
 
     first = lookup(1)
-    time.sleep(TTL + 0.05)
+    time.sleep(TTL + 0.05)  # real time: the ttl passes on a real server too
     flaky.failing = True
     with captured_signals() as log:
         assert lookup(1) == first  # past its ttl, the database down: the old value
@@ -49,7 +56,10 @@ def test_a_failed_recompute_serves_the_old_value_counted_and_signalled(backend: 
     assert lookup(1) != first  # the next call recomputes and stores a fresh value
 
 
-def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller() -> None:
+def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wall = wall_clock(monkeypatch)
     flaky = Flaky()
 
     @warmable(ttl=TTL, refresh_ahead=None, stale_if_error=0.2)
@@ -58,13 +68,14 @@ def test_past_ttl_plus_stale_if_error_the_error_reaches_the_caller() -> None:
 
     lookup(1)
     flaky.failing = True
-    time.sleep(TTL + 0.25)
+    wall.advance(TTL + 0.25)
     with pytest.raises(ConnectionError):
         lookup(1)
     assert dogpile_warm.get_warming_stats()["stale_served"] == 0
 
 
-def test_off_by_default_ttl_is_a_promise() -> None:
+def test_off_by_default_ttl_is_a_promise(monkeypatch: pytest.MonkeyPatch) -> None:
+    wall = wall_clock(monkeypatch)
     flaky = Flaky()
 
     @warmable(ttl=TTL, refresh_ahead=None)
@@ -73,7 +84,7 @@ def test_off_by_default_ttl_is_a_promise() -> None:
 
     lookup(1)
     flaky.failing = True
-    time.sleep(TTL + 0.05)
+    wall.advance(TTL + 0.05)
     with pytest.raises(ConnectionError):
         lookup(1)
 

@@ -21,9 +21,9 @@ def test_wait_until_fails_naming_what_it_waited_for() -> None:
     def server_is_up() -> bool:
         return False
 
-    with pytest.raises(AssertionError, match="0.05 s waiting for the refresh"):
+    with pytest.raises(AssertionError, match=r"0\.05 s waiting for the refresh"):
         wait_until(lambda: False, timeout=0.05, message="the refresh")
-    with pytest.raises(AssertionError, match="waiting for .*server_is_up"):
+    with pytest.raises(AssertionError, match=r"waiting for .*server_is_up"):
         wait_until(server_is_up, timeout=0.05)
     with pytest.raises(AssertionError, match="waiting for the log: empty"):
         wait_until(lambda: False, timeout=0.05, message=lambda: "the log: empty")
