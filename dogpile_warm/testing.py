@@ -122,13 +122,13 @@ def captured_signals(*names: str) -> Iterator[SignalLog]:
 
 
 def wait_until(
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float = 5.0,
     interval: float = 0.01,
     message: str | Callable[[], str] = "",
 ) -> T:
     """Call ``condition()`` every ``interval`` seconds until it returns a truthy value,
-    and return that value.
+    and return that value (never None: a condition typed ``X | None`` gives an ``X``).
 
     After ``timeout`` seconds (of real time, whatever the test did to ``time``) it raises
     ``AssertionError`` naming what it waited for: ``message``, or the result of calling
