@@ -187,7 +187,7 @@ def test_a_wait_for_another_process_fits_its_compute_time(
         holder.join(10)
     print(
         f"\n[{kind}] waiter took median {statistics.median(waits) * 1000:.1f} ms, "
-        f"max {max(waits) * 1000:.1f} ms for a 30 ms computation started 5 ms earlier"
+        f"max {max(waits) * 1000:.1f} ms for a 30 ms computation under way"
     )
     assert counter == list(range(15))  # one computation per key
     assert statistics.median(waits) < 0.100
