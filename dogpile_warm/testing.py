@@ -3,6 +3,7 @@
 - :class:`FakeClock`: a settable clock for ``CacheWarmingEngine(clock=...)``.
 - :func:`isolated_engine`: a fresh default engine for the duration of a block.
 - :func:`captured_signals`: record what dogpile_warm's signals send.
+- :func:`wait_until`: poll a condition until it holds, failing after a timeout.
 
 Example (pytest)::
 
@@ -15,10 +16,11 @@ Example (pytest)::
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from blinker import Signal
 
@@ -26,7 +28,14 @@ from . import signals as _signals
 from .default import set_warming_engine
 from .engine import CacheWarmingEngine
 
-__all__ = ["CapturedSignal", "FakeClock", "captured_signals", "isolated_engine"]
+__all__ = ["CapturedSignal", "FakeClock", "captured_signals", "isolated_engine", "wait_until"]
+
+T = TypeVar("T")
+
+# Read once: a test that patches time.monotonic or time.sleep (a fake clock) does not
+# change how long wait_until really waits.
+_monotonic = time.monotonic
+_sleep = time.sleep
 
 
 class FakeClock:
@@ -110,3 +119,31 @@ def captured_signals(*names: str) -> Iterator[SignalLog]:
     finally:
         for signal, receiver in connected:
             signal.disconnect(receiver)
+
+
+def wait_until(
+    condition: Callable[[], T | None],
+    timeout: float = 5.0,
+    interval: float = 0.01,
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Call ``condition()`` every ``interval`` seconds until it returns a truthy value,
+    and return that value (never None: a condition typed ``X | None`` gives an ``X``).
+
+    After ``timeout`` seconds (of real time, whatever the test did to ``time``) it raises
+    ``AssertionError`` naming what it waited for: ``message``, or the result of calling
+    it (so that output gathered at that moment, a server's log, can be shown), or else
+    the condition's name. The last try comes after the deadline has passed.
+    """
+    deadline = _monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if _monotonic() >= deadline:
+            break
+        _sleep(interval)
+    what = message() if callable(message) else message
+    if not what:
+        what = getattr(condition, "__qualname__", None) or repr(condition)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

@@ -17,6 +17,7 @@ from typing import Any
 from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
+from dogpile_warm.reports import UserWarmReport
 from dogpile_warm.testing import FakeClock
 
 # The engine's clock drives the preload window; a settable one lets this
@@ -43,12 +44,12 @@ def recent_forms(user_id: Any, limit: int = 5) -> list[str]:
     return [f"form-{user_id}-{n}" for n in range(limit)]
 
 
-def on_login(user_id: Any, *, mobile: bool = False, force: bool = False) -> dict[str, Any]:
+def on_login(user_id: Any, *, mobile: bool = False, force: bool = False) -> UserWarmReport:
     """What a login handler would call: warm this user's data before the first page."""
     return engine.warm_user_data(user_id, force=force, preload_forms=not mobile)
 
 
-def show(label: str, result: dict[str, Any]) -> None:
+def show(label: str, result: UserWarmReport) -> None:
     print(
         f"{label:<42} skipped={result['skipped']!s:<5} "
         f"warmed={len(result['keys_warmed'])} failed={len(result['failed'])}"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from dogpile_warm import CacheWarmingEngine
+from dogpile_warm._core.locks import KeyLock
 from dogpile_warm.testing import FakeClock, isolated_engine
 
 
@@ -57,8 +60,11 @@ def redis_server() -> Iterator[servers.Server]:
         server.stop()
 
 
-def configure_backend(engine: CacheWarmingEngine, name: str, server: servers.Server) -> None:
-    """Point ``engine``'s default region at ``server`` (``name``: memcached or redis)."""
+def configure_backend(
+    engine: CacheWarmingEngine, name: str, server: servers.Server | servers.SlowProxy
+) -> None:
+    """Point ``engine``'s default region at ``server`` (``name``: memcached or redis), or at
+    a :class:`~tests.servers.SlowProxy` in front of one."""
     if name == "memcached":
         engine.configure_region(
             "default",
@@ -88,6 +94,26 @@ def backend(
         client_closer.watch(engine.region)
     yield name
     engine.close()  # background refreshes finish before their connections close
+
+
+@pytest.fixture
+def lock_requests(
+    backend: str, engine: CacheWarmingEngine, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """The names of the threads that asked the default region's store for a key's lock, in
+    order (recorded just before they take it): a test waits on this, not on a sleep, to know
+    that its callers reached the lock."""
+    store = engine.regions.store_for(None)
+    lock = store.lock
+    asked: list[str] = []
+
+    def lock_and_record(key: str, *args: Any, **kwargs: Any) -> KeyLock:
+        mutex = lock(key, *args, **kwargs)
+        asked.append(threading.current_thread().name)
+        return mutex
+
+    monkeypatch.setattr(store, "lock", lock_and_record)
+    return asked
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ with ``@ `` (anything else on stdout is diagnostics):
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import dogpile_warm
+from dogpile_warm.testing import wait_until
 
 FUNCTION_NAME = "fleet:read_source"
 TAG = "fleet"
@@ -53,9 +53,7 @@ def main(url: str, source_path: str) -> int:
         computations += 1
         text = source.read_text()
         answer(f"computing {text}")
-        deadline = time.monotonic() + HOLD_TIMEOUT
-        while hold.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: not hold.exists(), HOLD_TIMEOUT, interval=0.005, message=f"{hold} gone")
         return text
 
     answer("ready")

@@ -147,8 +147,7 @@ def health_route() -> Response:
 
 @app.get("/stats")
 def stats_route() -> Response:
-    stats = dogpile_warm.get_warming_stats()
-    stats["pid"] = os.getpid()
+    stats = {**dogpile_warm.get_warming_stats(), "pid": os.getpid()}
     return Response(json.dumps(stats, default=str), mimetype="application/json")
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dogpile.cache import CacheRegion
+
+from dogpile_warm.testing import wait_until
 
 __all__ = [
     "ClientCloser",
@@ -131,11 +134,13 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         _running.add(self)
-        deadline = time.monotonic() + START_TIMEOUT
+        process = self._process
         request, expected = self._ping
         last_error: Exception | None = None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
+
+        def answers() -> bool:
+            nonlocal last_error
+            if process.poll() is not None:
                 output = self._output()
                 self.stop()
                 pytest.fail(
@@ -144,11 +149,14 @@ class Server:
                     pytrace=False,
                 )
             try:
-                if _ask(self.port, request).startswith(expected):
-                    return self
+                return _ask(self.port, request).startswith(expected)
             except OSError as exc:
                 last_error = exc
-            time.sleep(0.02)
+                return False
+
+        with contextlib.suppress(AssertionError):  # timed out: failed below, with the output
+            wait_until(answers, START_TIMEOUT, interval=0.02)
+            return self
         output = self._output()
         self.stop()
         pytest.fail(
@@ -163,10 +171,8 @@ class Server:
         self._process.send_signal(signal.SIGSTOP)
         # The signal reaches a thread running on another core a moment later: wait
         # until every thread is stopped, or a request sent now may still be answered.
-        deadline = time.monotonic() + 2.0
-        while not _all_threads_stopped(self._process.pid):
-            assert time.monotonic() < deadline, f"{self.name} did not stop"
-            time.sleep(0.001)
+        pid = self._process.pid
+        wait_until(lambda: _all_threads_stopped(pid), 2.0, 0.001, message=f"{self.name} to stop")
 
     def resume(self) -> None:
         """Let a paused server run again (SIGCONT), with everything it held."""
@@ -353,9 +359,9 @@ class ClientCloser:
         self._closers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
-    def watch(self, region: Any) -> Any:
+    def watch(self, region: CacheRegion) -> CacheRegion:
         """Track ``region``'s connections from now on; return the region."""
-        backend = region.actual_backend
+        backend: Any = region.actual_backend
         create = getattr(backend, "_create_client", None)
         if create is not None:  # memcached: one client per thread
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import dogpile_warm
 from dogpile_warm import warmable
+from dogpile_warm.testing import wait_until
 
 WAIT_LIMIT = 30.0  # seconds any wait in a worker may last
 STAMPEDE_SLEEP = 0.3  # seconds one compute of stampede.fn takes
@@ -80,12 +81,11 @@ def increment(backend: str, host: str, port: int, key: str) -> int:
 
 
 def wait_for_file(path: str) -> bool:
-    deadline = time.monotonic() + WAIT_LIMIT
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            return True
-        time.sleep(0.001)
-    return False
+    try:
+        wait_until(lambda: os.path.exists(path), WAIT_LIMIT, interval=0.001, message=path)
+    except AssertionError:
+        return False
+    return True
 
 
 def stampede(args: argparse.Namespace) -> int:
@@ -94,7 +94,7 @@ def stampede(args: argparse.Namespace) -> int:
     @warmable(ttl=60, name="stampede.fn")
     def fn() -> dict[str, Any]:
         count = increment(args.backend, args.host, args.port, args.counter)
-        time.sleep(STAMPEDE_SLEEP)
+        time.sleep(STAMPEDE_SLEEP)  # real time: a computation the other callers must wait for
         return {"pid": os.getpid(), "count": count}
 
     go = threading.Event()

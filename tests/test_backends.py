@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from dogpile.cache import make_region
+from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import captured_signals, wait_until
 from tests.servers import ClientCloser, Server
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -156,14 +156,14 @@ def test_none_is_cached_like_any_value(calls: Calls) -> None:
     assert calls.total == 1
 
 
-def test_concurrent_cold_callers_compute_once(calls: Calls) -> None:
+def test_concurrent_cold_callers_compute_once(calls: Calls, lock_requests: list[str]) -> None:
     """16 threads calling one cold key run the function once and all get its value."""
     barrier = threading.Barrier(16)
 
     @dogpile_warm.warmable(ttl=60)
     def slow() -> str:
         calls()
-        time.sleep(0.3)  # long enough for every other thread to reach the lock
+        wait_until(lambda: len(lock_requests) >= 16, message="every caller at the lock")
         return "computed once"
 
     results = _run_threads(16, lambda: (barrier.wait(5), slow())[1])
@@ -172,14 +172,16 @@ def test_concurrent_cold_callers_compute_once(calls: Calls) -> None:
     assert calls.total == 1
 
 
-def test_concurrent_cold_callers_send_one_miss_and_hits(calls: Calls) -> None:
+def test_concurrent_cold_callers_send_one_miss_and_hits(
+    calls: Calls, lock_requests: list[str]
+) -> None:
     """Of 16 concurrent callers of a cold key, exactly one sends ``cache_miss``, 15 ``cache_hit``."""
     barrier = threading.Barrier(16)
 
     @dogpile_warm.warmable(ttl=60)
     def slow() -> int:
         calls()
-        time.sleep(0.3)  # long enough for every other thread to reach the lock
+        wait_until(lambda: len(lock_requests) >= 16, message="every caller at the lock")
         return 7
 
     with captured_signals("cache_hit", "cache_miss") as sent:
@@ -423,11 +425,11 @@ def test_refresh_ahead_serves_the_old_value_and_refreshes_in_the_background(call
         return calls()
 
     assert value() == 1
-    time.sleep(0.6)  # past the 0.5 s refresh point, well within the 2 s ttl
+    time.sleep(0.6)  # real time: past the 0.5 s refresh point, well within the 2 s ttl
 
     with captured_signals("refreshed", "cache_hit", "cache_miss") as sent:
         assert value() == 1  # at once: the refresh runs in the background
-        _wait_for(lambda: sent.named("refreshed"), what="the background refresh")
+        wait_until(lambda: sent.named("refreshed"), message="the background refresh")
 
     assert value.get() == 2
     # The refresh may finish before the caller sends its hit: order is not specified.
@@ -613,7 +615,7 @@ class TestRegionsTheUserConfigured:
         return "memory"
 
     @pytest.fixture
-    def user_region(self, memcached_server: Server, client_closer: ClientCloser) -> Any:
+    def user_region(self, memcached_server: Server, client_closer: ClientCloser) -> CacheRegion:
         """A pymemcache region the way a user configures it: no key mangler, default arguments."""
         memcached_server.flush()
         region = make_region(name="users_own").configure(
@@ -623,7 +625,7 @@ class TestRegionsTheUserConfigured:
 
     @pytest.mark.memcached
     def test_awkward_keys_work_on_a_user_memcached_region(
-        self, user_region: Any, calls: Calls
+        self, user_region: CacheRegion, calls: Calls
     ) -> None:
         """A passed-in pymemcache region without key mangler caches awkward-key calls, distinctly."""
 
@@ -639,7 +641,7 @@ class TestRegionsTheUserConfigured:
         assert calls.counts == dict.fromkeys(AWKWARD_ARGUMENTS, 1)
 
     @pytest.mark.memcached
-    def test_user_region_is_not_modified(self, user_region: Any) -> None:
+    def test_user_region_is_not_modified(self, user_region: CacheRegion) -> None:
         """Using a passed-in region leaves its backend, key mangler and async runner as they were."""
         region = user_region
         before = _region_setup(region)
@@ -657,11 +659,13 @@ class TestRegionsTheUserConfigured:
         assert region.key_mangler is None
 
     @pytest.mark.memcached
-    def test_user_region_keeps_serving_the_users_own_functions(self, user_region: Any) -> None:
+    def test_user_region_keeps_serving_the_users_own_functions(
+        self, user_region: CacheRegion
+    ) -> None:
         """The user's own ``cache_on_arguments`` function on the passed-in region works as before."""
         own_calls = Calls()
 
-        @user_region.cache_on_arguments()  # type: ignore[untyped-decorator]  # dogpile is untyped
+        @user_region.cache_on_arguments()
         def users_own(x: int) -> int:
             own_calls(x)
             return x * 3
@@ -702,12 +706,9 @@ class TestRegionsTheUserConfigured:
 
         with captured_signals("refreshed") as sent:
             first = stamp()
-            time.sleep(0.6)  # inside the refresh window
+            time.sleep(0.6)  # real time (the user's own Redis region): inside the refresh window
             assert stamp() == first  # served at once, refreshed behind it
-            deadline = time.monotonic() + 5
-            while not sent.named("refreshed") and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert sent.named("refreshed"), "the background refresh never ran"
+            wait_until(lambda: sent.named("refreshed"), message="the background refresh")
             assert stamp() != first  # the refreshed value, and no lock left behind
             engine.close()
         assert len(computed) == 2
@@ -783,12 +784,3 @@ def _run_threads(n: int, target: Callable[[], Any]) -> list[Any]:
     if errors:
         raise errors[0]
     return results
-
-
-def _wait_for(condition: Callable[[], object], what: str, timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)

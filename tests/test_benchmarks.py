@@ -91,6 +91,7 @@ def test_a_benchmark_runs_as_a_script() -> None:
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_memcached_hit_compares_with_a_raw_get_on_its_own_server() -> None:
     """memcached_hit.run starts memcached and rates each contender against the raw get."""
     rows = memcached_hit.run(quick=True)
@@ -136,6 +137,7 @@ def test_skewed_load_reports_every_contender_and_keeps_the_ttl_promise(tmp_path:
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_warm_throughput_rates_both_backends_against_the_ideal() -> None:
     """warm_throughput.run warms into memory and memcached; neither can beat the ideal."""
     rows = warm_throughput.run(quick=True)
@@ -148,6 +150,7 @@ def test_warm_throughput_rates_both_backends_against_the_ideal() -> None:
     assert "round trips per key" in rows[1].detail
 
 
+@pytest.mark.slow
 def test_tracker_cost_reports_time_and_flat_memory() -> None:
     """tracker_cost.run times record_access and finds its memory bounded past max_keys."""
     rows = tracker_cost.run(quick=True)
@@ -159,6 +162,7 @@ def test_tracker_cost_reports_time_and_flat_memory() -> None:
     assert memory.met  # bounded memory is the tracker's contract, not a timing
 
 
+@pytest.mark.slow
 def test_key_memory_compares_with_dogpile_on_the_same_backend() -> None:
     """key_memory.run gives bytes per live key over dogpile's, and what is left behind."""
     rows = key_memory.run(quick=True)

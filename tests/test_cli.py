@@ -97,6 +97,7 @@ def figures(output: str, title: str) -> dict[str, str]:
 
 
 # -- help and usage ---------------------------------------------------------------------
+@pytest.mark.slow
 def test_help_lists_every_command() -> None:
     """`dogpile-warm --help` exits 0 and names demo, warm, snapshot, stats and hot-keys."""
     done = run_cli("--help")
@@ -107,6 +108,7 @@ def test_help_lists_every_command() -> None:
 
 
 @pytest.mark.parametrize("command", ["demo", "warm", "snapshot", "stats", "hot-keys"])
+@pytest.mark.slow
 def test_every_command_has_help(command: str) -> None:
     """`dogpile-warm COMMAND --help` exits 0 with that command's usage line."""
     done = run_cli(command, "--help")
@@ -114,11 +116,13 @@ def test_every_command_has_help(command: str) -> None:
     assert f"usage: dogpile-warm {command}" in done.stdout
 
 
+@pytest.mark.slow
 def test_demo_help_describes_the_demo() -> None:
     """`dogpile-warm demo --help` says the demo needs no server."""
     assert "Needs no server" in run_cli("demo", "--help").stdout
 
 
+@pytest.mark.slow
 def test_no_command_is_a_usage_error() -> None:
     """Running without a subcommand exits 2 with argparse's usage message."""
     done = run_cli()
@@ -126,6 +130,7 @@ def test_no_command_is_a_usage_error() -> None:
     assert "usage: dogpile-warm" in done.stderr
 
 
+@pytest.mark.slow
 def test_rate_without_from_snapshot_is_a_usage_error(tmp_path: Path) -> None:
     """--rate only goes with --from-snapshot: exit 2 saying so."""
     done = run_cli("warm", "app", "--rate", "5", cwd=write_app(tmp_path))
@@ -153,6 +158,7 @@ def test_counts_and_rates_out_of_range_are_usage_errors(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_missing_rich_says_how_to_install_it_and_exits_2() -> None:
     """Without rich, the command prints one line naming dogpile_warm[cli] and exits 2."""
     code = (
@@ -170,6 +176,7 @@ def test_missing_rich_says_how_to_install_it_and_exits_2() -> None:
 
 
 # -- demo ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_demo_exits_zero_with_tasks_warmings_and_hit_ratio() -> None:
     """The demo exits 0 and prints tasks by priority, critical warmings, preloads and a hit ratio."""
     done = run_cli("demo")
@@ -218,6 +225,7 @@ def test_demo_runs_in_process_and_leaves_default_engine_alone(
     assert dogpile_warm.get_warming_stats()["tasks"] == 0
 
 
+@pytest.mark.slow
 def test_the_installed_script_runs_the_demo() -> None:
     """The `dogpile-warm` console script (from pyproject's entry point) runs the demo."""
     assert SCRIPT.exists(), f"{SCRIPT} missing: install with pip install -e '.[dev]'"
@@ -229,6 +237,7 @@ def test_the_installed_script_runs_the_demo() -> None:
 
 
 # -- warm ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_warm_critical_tasks_succeeds_with_a_summary(tmp_path: Path) -> None:
     """`warm app:engine` warms the critical tasks, shows a finished progress bar and exits 0."""
     done = run_cli("warm", "app:engine", "-v", cwd=write_app(tmp_path))
@@ -245,6 +254,7 @@ def test_warm_critical_tasks_succeeds_with_a_summary(tmp_path: Path) -> None:
     assert "Failures" not in done.stdout
 
 
+@pytest.mark.slow
 def test_warm_with_a_failing_task_exits_1_and_lists_it(tmp_path: Path) -> None:
     """A task that raises makes `warm` exit 1 with the task and its error in a failures table."""
     done = run_cli("warm", "app:engine", cwd=write_app(tmp_path, broken=True))
@@ -255,6 +265,7 @@ def test_warm_with_a_failing_task_exits_1_and_lists_it(tmp_path: Path) -> None:
     assert figures(done.stdout, "Summary: critical tasks")["succeeded"] == "2"
 
 
+@pytest.mark.slow
 def test_warm_tags_and_all_choose_the_tasks(tmp_path: Path) -> None:
     """--tags warms the tagged tasks' keys; --all warms every task, per-user ones skipped."""
     app = write_app(tmp_path)
@@ -269,6 +280,7 @@ def test_warm_tags_and_all_choose_the_tasks(tmp_path: Path) -> None:
     assert (summary["succeeded"], summary["skipped"]) == ("4", "1")
 
 
+@pytest.mark.slow
 def test_warm_users_forces_each_user(tmp_path: Path) -> None:
     """--user 7 8 --id-type int runs warm_user_data(7, force=True) and (8, ...)."""
     done = run_cli(
@@ -279,6 +291,7 @@ def test_warm_users_forces_each_user(tmp_path: Path) -> None:
     assert [row[:3] for row in rows] == [["7", "1", "0"], ["8", "1", "0"]]
 
 
+@pytest.mark.slow
 def test_warm_users_lists_a_failing_users_key_with_its_error(tmp_path: Path) -> None:
     """A per-user function failing for one user: exit 1, that user's key and error listed."""
     app = write_app(tmp_path)
@@ -301,6 +314,7 @@ def test_warm_users_lists_a_failing_users_key_with_its_error(tmp_path: Path) -> 
     ]
 
 
+@pytest.mark.slow
 def test_warm_uses_the_default_engine_without_attr(tmp_path: Path) -> None:
     """Without :ATTR the module's functions registered on the default engine are warmed."""
     (tmp_path / "plain.py").write_text(
@@ -320,6 +334,7 @@ def test_warm_uses_the_default_engine_without_attr(tmp_path: Path) -> None:
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_warm_stores_in_the_modules_memcached_region(
     memcached_server: Server, client_closer: ClientCloser, tmp_path: Path
 ) -> None:
@@ -354,6 +369,7 @@ def test_warm_stores_in_the_modules_memcached_region(
 
 
 # -- modules that cannot be used --------------------------------------------------------
+@pytest.mark.slow
 def test_a_module_that_is_missing_exits_2_naming_it(tmp_path: Path) -> None:
     """An unknown module: exit 2, one line on stderr naming the module and the ImportError."""
     done = run_cli("warm", "no_such_app", cwd=tmp_path)
@@ -365,6 +381,7 @@ def test_a_module_that_is_missing_exits_2_naming_it(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_a_module_that_raises_on_import_exits_2_with_the_error(tmp_path: Path) -> None:
     """A module raising while importing: exit 2 with the exception's type and message."""
     (tmp_path / "crashing.py").write_text("raise RuntimeError('no DATABASE_URL set')\n")
@@ -385,6 +402,7 @@ def test_a_module_that_raises_on_import_exits_2_with_the_error(tmp_path: Path) -
         ),
     ],
 )
+@pytest.mark.slow
 def test_a_bad_attr_exits_2(tmp_path: Path, target: str, message: str) -> None:
     """:ATTR that is missing or not an engine: exit 2 with a one-line message."""
     done = run_cli("hot-keys", target, cwd=write_app(tmp_path))
@@ -393,6 +411,7 @@ def test_a_bad_attr_exits_2(tmp_path: Path, target: str, message: str) -> None:
 
 
 # -- stats and hot-keys --------------------------------------------------------------------
+@pytest.mark.slow
 def test_stats_json_is_one_object_with_stats_and_performance(tmp_path: Path) -> None:
     """`stats --json` prints one JSON object holding get_stats() and get_performance()."""
     done = run_cli("stats", "app:engine", "--json", cwd=write_app(tmp_path, reads=True))
@@ -404,6 +423,7 @@ def test_stats_json_is_one_object_with_stats_and_performance(tmp_path: Path) -> 
     assert "efficiency_score" in data["performance"]
 
 
+@pytest.mark.slow
 def test_stats_prints_figures_tasks_and_performance_tables(tmp_path: Path) -> None:
     """`stats` prints the engine's figures, a task table and the performance table."""
     done = run_cli("stats", "app:engine", cwd=write_app(tmp_path, reads=True))
@@ -415,6 +435,7 @@ def test_stats_prints_figures_tasks_and_performance_tables(tmp_path: Path) -> No
     assert figures(done.stdout, "Warming performance (get_performance)")["total_warmings"] == "0"
 
 
+@pytest.mark.slow
 def test_hot_keys_lists_the_hottest_keys_with_counts(tmp_path: Path) -> None:
     """`hot-keys --top 2` lists the two most read keys, hottest first, with their counts."""
     done = run_cli("hot-keys", "app:engine", "--top", "2", cwd=write_app(tmp_path, reads=True))
@@ -424,6 +445,7 @@ def test_hot_keys_lists_the_hottest_keys_with_counts(tmp_path: Path) -> None:
     assert all(row[4] != "-" for row in rows)  # two or more reads: a predicted next access
 
 
+@pytest.mark.slow
 def test_hot_keys_json_and_an_engine_that_read_nothing(tmp_path: Path) -> None:
     """`hot-keys --json` is machine-readable; with no reads the table explains why it is empty."""
     app = write_app(tmp_path, reads=True)
@@ -444,6 +466,7 @@ def test_hot_keys_json_and_an_engine_that_read_nothing(tmp_path: Path) -> None:
 
 
 # -- snapshot (memory region: a save within one process) ------------------------------------
+@pytest.mark.slow
 def test_snapshot_command_reports_saved_and_skipped_keys(tmp_path: Path) -> None:
     """`snapshot` saves the module's hot keys and lists the per-user ones it skipped."""
     app = write_app(tmp_path, reads=True)
@@ -457,6 +480,7 @@ def test_snapshot_command_reports_saved_and_skipped_keys(tmp_path: Path) -> None
     assert skipped[:2] == ["profile", "profile|7"]
 
 
+@pytest.mark.slow
 def test_snapshot_with_nothing_read_keeps_the_previous_one(tmp_path: Path) -> None:
     """`snapshot` in a process that read nothing stores nothing and says so (exit 0)."""
     done = run_cli("snapshot", "app:engine", cwd=write_app(tmp_path))
@@ -464,6 +488,7 @@ def test_snapshot_with_nothing_read_keeps_the_previous_one(tmp_path: Path) -> No
     assert "nothing saved: no key read in this process" in done.stdout
 
 
+@pytest.mark.slow
 def test_warm_from_snapshot_without_one_warms_nothing(tmp_path: Path) -> None:
     """`warm --from-snapshot` with no snapshot in the backend says so and exits 0."""
     done = run_cli("warm", "app:engine", "--from-snapshot", cwd=write_app(tmp_path))

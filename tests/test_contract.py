@@ -111,10 +111,14 @@ SIGNATURES = [entry for _, body in marked_blocks("signatures") for entry in entr
 
 def documented_parameters(text: str) -> list[tuple[str, inspect._ParameterKind, ast.expr | None]]:
     args = ast.parse(f"def _({text}): pass").body[0].args  # type: ignore[attr-defined]
-    positional = [(a, inspect.Parameter.POSITIONAL_ONLY) for a in args.posonlyargs]
+    positional: list[tuple[ast.arg, inspect._ParameterKind]] = [
+        (a, inspect.Parameter.POSITIONAL_ONLY) for a in args.posonlyargs
+    ]
     positional += [(a, inspect.Parameter.POSITIONAL_OR_KEYWORD) for a in args.args]
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    params = [(a.arg, kind, d) for (a, kind), d in zip(positional, defaults, strict=True)]
+    params: list[tuple[str, inspect._ParameterKind, ast.expr | None]] = [
+        (a.arg, kind, d) for (a, kind), d in zip(positional, defaults, strict=True)
+    ]
     if args.vararg:
         params.append((args.vararg.arg, inspect.Parameter.VAR_POSITIONAL, None))
     params += [
@@ -130,7 +134,8 @@ def actual_default(obj: Any, param: inspect.Parameter) -> Any:
     """The parameter's default; a dataclass field's ``default_factory()`` for ``<factory>``."""
     if repr(param.default) == "<factory>" and dataclasses.is_dataclass(obj):
         field = next(f for f in dataclasses.fields(obj) if f.name == param.name)
-        return field.default_factory()  # type: ignore[misc]
+        factory: Callable[[], Any] = field.default_factory  # type: ignore[assignment]
+        return factory()
     return param.default
 
 
@@ -220,7 +225,7 @@ def mismatches(value: Any, node: ast.expr, path: str) -> list[str]:
     if isinstance(node, ast.Dict):
         if not isinstance(value, dict):
             return [f"{path}: a dict documented, got {value!r}"]
-        keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+        keys = [str(k.value) for k in node.keys if isinstance(k, ast.Constant)]
         problems = []
         if set(keys) != set(value):
             problems.append(
@@ -447,7 +452,7 @@ def test_each_signal_is_sent_with_the_documented_keyword_arguments(
         clock.advance(20)
         failing[0] = True
         flaky()  # past its ttl, the recompute raises: served stale
-        flaky.warm()  # type: ignore[attr-defined]  # warm_failed
+        flaky.warm()  # warm_failed
         engine.warm_cache("k", lambda: 1)  # warmed, by the engine
         engine.invalidate_by_tags("catalog")
     documented = documented_signals()

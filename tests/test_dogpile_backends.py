@@ -38,7 +38,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
 from dogpile_warm._core.keys import safe_key
 from dogpile_warm._core.tags import tag_key
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import captured_signals, wait_until
 from tests.servers import ClientCloser, Server
 from tests.test_locks import remaining_seconds
 
@@ -165,7 +165,8 @@ def _closer_of(client: Any) -> Callable[[], None]:
                     connection.close()
 
         return close
-    return client.disconnect_all  # type: ignore[no-any-return]  # pylibmc: one C client
+    disconnect_all: Callable[[], None] = client.disconnect_all  # pylibmc: one C client
+    return disconnect_all
 
 
 def configured(
@@ -262,15 +263,6 @@ def caller() -> Iterator[Caller]:
     thread.stop()
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = REFRESH_TIMEOUT) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
 class Versions:
     """A function body: returns 1, 2, 3, ... and records the thread of each computation."""
 
@@ -324,11 +316,11 @@ def test_refresh_ahead_returns_the_cached_value_and_refreshes_in_the_background(
 
     try:
         assert caller(prices) == 1
-        time.sleep(0.6)  # inside the refresh window (0.5 s to 1 s)
+        time.sleep(0.6)  # real time (dogpile's backends): inside the refresh window (0.5 s to 1 s)
         with captured_signals("refreshed") as sent:
             assert caller(prices) == 1  # returned while its refresh was still held back
             caller_returned.set()
-            wait_for(lambda: sent.named("refreshed"), "the background refresh")
+            wait_until(lambda: sent.named("refreshed"), REFRESH_TIMEOUT, message="the refresh")
         assert caller(prices) == 2
         assert body.threads[1] != caller.ident  # refreshed in another thread
     finally:
@@ -348,7 +340,7 @@ def test_a_value_past_its_ttl_is_recomputed_in_the_caller(
         return body()
 
     assert caller(stock) == 1
-    time.sleep(0.7)  # past the ttl
+    time.sleep(0.7)  # real time (dogpile's backends): past the ttl
     with captured_signals("cache_hit", "cache_miss", "refreshed") as sent:
         assert caller(stock) == 2
 
@@ -390,11 +382,11 @@ def test_the_first_call_past_ttl_after_a_background_refresh_returns(
         return body()
 
     assert caller(menu) == 1
-    time.sleep(0.15)  # inside the refresh window (0.06 s to 0.6 s)
+    time.sleep(0.15)  # real time: inside the refresh window (0.06 s to 0.6 s)
     with captured_signals("refreshed") as sent:
         assert caller(menu) == 1
-        wait_for(lambda: sent.named("refreshed"), "the background refresh")
-    time.sleep(0.75)  # past the refreshed value's ttl (it was stored before the signal)
+        wait_until(lambda: sent.named("refreshed"), REFRESH_TIMEOUT, message="the refresh")
+    time.sleep(0.75)  # real time: past the refreshed value's ttl (stored before the signal)
 
     assert caller(menu) == 3  # within CALL_TIMEOUT: the lock was free
     assert body.threads[2] == caller.ident
@@ -467,7 +459,7 @@ def two_processes_on(region: CacheRegion, seconds: float, counter: list[int]) ->
         @dogpile_warm.warmable(region=region, ttl=60, name="backends.long", engine=engine)
         def long() -> int:
             counter.append(1)
-            time.sleep(seconds)
+            time.sleep(seconds)  # real time: longer than the lock's lease
             return len(counter)
 
         functions.append(long)
@@ -491,7 +483,7 @@ def test_a_computation_longer_than_lock_timeout_keeps_its_lock(
     try:
         computing = threading.Thread(target=holder)
         computing.start()
-        time.sleep(0.2)
+        wait_until(lambda: counter == [1], message="the holder's computation")  # it holds the lock
         assert waiter() == 1
         computing.join(10)
         stats = [fn.engine.get_stats() for fn in (holder, waiter)]

@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from dogpile.testing.fixtures import (
+    _GenericBackendFixture,
     _GenericBackendTestSuite,
     _GenericMutexTestSuite,
     _GenericSerializerTestSuite,
@@ -70,14 +71,17 @@ def on_the_suites_memcached(
     yield
 
 
-class _ClosesItsClients:
+class _ClosesItsClients(_GenericBackendFixture):
     """Closes, after each test, every pymemcache client its backends created, in any thread.
 
     The suites never close theirs; a socket the garbage collector closes is
     a ``ResourceWarning``, an error in this suite.
     """
 
-    config_args: ClassVar[dict[str, Any]]
+    # dogpile's fixtures declare region_args and config_args as plain (instance) attributes
+    # that each suite class overrides: annotated as ClassVar they would clash with them
+    # (mypy), so the classes below keep ruff's RUF012 quiet line by line instead.
+    config_args: dict[str, Any]
 
     def setup_method(self, method: Any) -> None:
         self._clients: list[Any] = []
@@ -85,7 +89,7 @@ class _ClosesItsClients:
 
     def teardown_method(self, method: Any) -> None:
         try:
-            super().teardown_method(method)  # type: ignore[misc]  # deletes the test's keys
+            super().teardown_method(method)  # deletes the test's keys
         finally:
             for client in self._clients:
                 client.close()
@@ -103,32 +107,32 @@ class _ClosesItsClients:
         return backend
 
     def _region(self, *args: Any, **kwargs: Any) -> Any:
-        region = super()._region(*args, **kwargs)  # type: ignore[misc]
+        region = super()._region(*args, **kwargs)
         self._watch(region.actual_backend)
         return region
 
     def _backend(self) -> Any:
-        return self._watch(super()._backend())  # type: ignore[misc]
+        return self._watch(super()._backend())
 
 
 @slow_where_time_intensive
 class _DistributedSuite(_ClosesItsClients, _GenericBackendTestSuite):
     backend = BACKEND
-    region_args: ClassVar[dict[str, Any]] = {"key_mangler": lambda key: key.replace(" ", "_")}
-    config_args: ClassVar[dict[str, Any]] = {"arguments": {**DEFAULTS, "distributed_lock": True}}
+    region_args: dict[str, Any] = {"key_mangler": lambda key: key.replace(" ", "_")}  # noqa: RUF012
+    config_args: dict[str, Any] = {"arguments": {**DEFAULTS, "distributed_lock": True}}  # noqa: RUF012
 
 
 @slow_where_time_intensive
 class _NonDistributedSuite(_ClosesItsClients, _GenericBackendTestSuite):
     backend = BACKEND
-    region_args: ClassVar[dict[str, Any]] = {"key_mangler": lambda key: key.replace(" ", "_")}
-    config_args: ClassVar[dict[str, Any]] = {"arguments": {**DEFAULTS, "distributed_lock": False}}
+    region_args: dict[str, Any] = {"key_mangler": lambda key: key.replace(" ", "_")}  # noqa: RUF012
+    config_args: dict[str, Any] = {"arguments": {**DEFAULTS, "distributed_lock": False}}  # noqa: RUF012
 
 
 @slow_where_time_intensive
 class _DistributedMutexSuite(_ClosesItsClients, _GenericMutexTestSuite):
     backend = BACKEND
-    config_args: ClassVar[dict[str, Any]] = {"arguments": {**DEFAULTS, "distributed_lock": True}}
+    config_args: dict[str, Any] = {"arguments": {**DEFAULTS, "distributed_lock": True}}  # noqa: RUF012
 
 
 class TestWarmPyMemcacheDistributed(_DistributedSuite):

@@ -24,12 +24,14 @@ def run_example(name: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("*.py")))
+@pytest.mark.slow
 def test_every_example_exits_zero(script: str) -> None:
     """Every script in examples/ runs to completion, so none can rot unnoticed."""
     done = run_example(script)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
 
 
+@pytest.mark.slow
 def test_quickstart_warms_critical_data_and_invalidates_by_tag() -> None:
     """quickstart.py warms its critical tasks in priority order, then reports hits and invalidation."""
     done = run_example("quickstart.py")
@@ -46,6 +48,7 @@ def test_quickstart_warms_critical_data_and_invalidates_by_tag() -> None:
     assert lines[-1] == "quickstart OK"
 
 
+@pytest.mark.slow
 def test_user_login_shows_skip_window_force_and_forms() -> None:
     """user_login.py shows a skipped second login, force, the window passing and preload_forms=False."""
     done = run_example("user_login.py")
@@ -66,6 +69,7 @@ def test_user_login_shows_skip_window_force_and_forms() -> None:
     assert done.stdout.splitlines()[-1] == "user_login OK"
 
 
+@pytest.mark.slow
 def test_the_command_warms_and_reports_the_shop_example() -> None:
     """The README's command lines work on examples/shop.py, run from examples/."""
 

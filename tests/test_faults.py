@@ -8,6 +8,7 @@ Each test runs servers of its own (the session's must stay up) and pauses
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import threading
@@ -17,13 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from dogpile.cache import make_region
+from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmError
 from dogpile_warm._core.keys import safe_key
 from dogpile_warm._core.tags import tag_key
+from dogpile_warm.testing import wait_until
 from tests import servers
 
 pytestmark = pytest.mark.slow
@@ -58,8 +60,14 @@ def server(kind: str) -> Iterator[servers.Server]:
         server.stop()
 
 
-def configure(engine: CacheWarmingEngine, kind: str, server: servers.Server, **extra: Any) -> Any:
-    """The engine's default region on ``server``, through configure's defaults."""
+def configure(
+    engine: CacheWarmingEngine,
+    kind: str,
+    server: servers.Server | servers.SlowProxy,
+    **extra: Any,
+) -> CacheRegion:
+    """The engine's default region on ``server`` (or a slow proxy in front of one), through
+    configure's defaults."""
     if kind == "memcached":
         arguments = {"url": server.url, "distributed_lock": True, **extra}
         return engine.configure_region("default", "dogpile.cache.pymemcache", arguments=arguments)
@@ -114,6 +122,10 @@ class Load:
             threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)
         ]
 
+    def under_way(self, calls: int = 20) -> None:
+        """Wait until the threads have made ``calls`` calls between them."""
+        wait_until(lambda: len(self.calls) >= calls, message=f"{calls} calls under load")
+
     def __enter__(self) -> Load:
         for thread in self._threads:
             thread.start()
@@ -150,14 +162,15 @@ class Load:
 def wait_until_cached(fn: Any, first_key: int, within: float) -> float:
     """Call ``fn`` on fresh keys until one is stored; the seconds that took."""
     t0 = time.monotonic()
-    key = first_key
-    while True:
+    keys = itertools.count(first_key)
+
+    def one_cached() -> bool:
+        key = next(keys)
         fn(key)
-        if fn.get(key) is not NO_VALUE:
-            return time.monotonic() - t0
-        assert time.monotonic() - t0 < within, f"nothing was cached {within}s after recovery"
-        key += 1
-        time.sleep(0.02)
+        return fn.get(key) is not NO_VALUE
+
+    wait_until(one_cached, within, interval=0.02, message="a value cached after recovery")
+    return time.monotonic() - t0
 
 
 @pytest.mark.parametrize("fault", ["pause", "kill"])
@@ -174,22 +187,25 @@ def test_a_hung_or_dead_backend_costs_callers_little_and_caching_resumes(
 
     @dogpile_warm.warmable(ttl=60, tags={"t"})
     def double(x: int) -> int:
-        time.sleep(0.005)
+        time.sleep(0.005)  # real time: a computation that costs something
         return 2 * x
 
     for x in range(40):
         double(x)
     with Load(double) as load:
-        time.sleep(0.3)
+        load.under_way()
         fault_at = time.monotonic()
         server.pause() if fault == "pause" else server.kill()
-        time.sleep(FAULT_SECONDS)
+        time.sleep(FAULT_SECONDS)  # real time: the outage the callers live through
         back_at = time.monotonic()
         server.resume() if fault == "pause" else server.start()
         resumed_in = wait_until_cached(double, 1000, RESUME_WITHIN)
-        deadline = time.monotonic() + END_LOGGED_WITHIN
-        while not health_warnings("answers again") and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: health_warnings("answers again"),
+            END_LOGGED_WITHIN,
+            interval=0.05,
+            message="the end of the outage logged",
+        )
     during = load.between(fault_at, back_at)
     slowest = max(c.seconds for c in load.calls)
     errors = [c.error for c in load.calls if c.error is not None]
@@ -223,18 +239,18 @@ def test_a_slow_backend_costs_a_miss_a_bounded_time(
     Caching resumes when the server is fast again."""
     proxy = servers.SlowProxy(server)
     try:
-        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+        client_closer.watch(configure(engine, kind, proxy))
 
         @dogpile_warm.warmable(ttl=60, tags={"t"})
         def double(x: int) -> int:
-            time.sleep(0.005)
+            time.sleep(0.005)  # real time: a computation that costs something
             return 2 * x
 
         with Load(double, keys=5000) as load:  # mostly misses
-            time.sleep(0.3)
+            load.under_way()
             slow_at = time.monotonic()
             proxy.delay = 0.4
-            time.sleep(SLOW_SERVER_SECONDS)
+            time.sleep(SLOW_SERVER_SECONDS)  # real time: the slow spell the callers live through
             fast_at = time.monotonic()
             proxy.delay = 0.0
             resumed_in = wait_until_cached(double, 100_000, RESUME_WITHIN)
@@ -314,7 +330,7 @@ def test_warming_while_down_reports_failure_and_logs_no_line_per_key(
     report = dogpile_warm.warm_critical_data()
 
     assert (report["succeeded"], report["failed"]) == (0, 20)
-    assert all("BackendUnavailable" in row["error"] for row in report["results"])
+    assert all("BackendUnavailable" in str(row["error"]) for row in report["results"])
     assert dogpile_warm.warm_cache("report", lambda: 1, ttl=60) is False
     assert dogpile_warm.get_cached("report") is NO_VALUE
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
@@ -352,11 +368,14 @@ def test_each_outage_is_logged_once_at_each_end(
             double(i)
         server.start()
         wait_until_cached(double, 100 * (outage + 1), RESUME_WITHIN)
-        deadline = time.monotonic() + END_LOGGED_WITHIN
-        while len(health_warnings("answers again")) <= outage:
-            assert time.monotonic() < deadline, "the end of the outage was not logged"
-            double(1)
-            time.sleep(0.05)
+
+        def end_logged(outage: int = outage) -> bool:
+            if len(health_warnings("answers again")) > outage:
+                return True
+            double(1)  # calls go on meanwhile
+            return False
+
+        wait_until(end_logged, END_LOGGED_WITHIN, interval=0.05, message="the end logged")
 
     assert len(health_warnings("is unavailable")) == 2
     assert len(health_warnings("answers again")) == 2
@@ -385,14 +404,17 @@ def test_one_of_three_memcached_servers_down_logs_one_outage(
             return 2 * x
 
         with Load(double, threads=8, keys=200) as load:
-            time.sleep(0.3)
+            load.under_way()
             fleet[1].kill()
-            time.sleep(2.0)
+            time.sleep(2.0)  # real time: the outage the callers live through
             fleet[1].start()
             wait_until_cached(double, 10_000, RESUME_WITHIN)
-            deadline = time.monotonic() + END_LOGGED_WITHIN
-            while not health_warnings("answers again") and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(
+                lambda: health_warnings("answers again"),
+                END_LOGGED_WITHIN,
+                interval=0.05,
+                message="the end of the outage logged",
+            )
         errors = [c.error for c in load.calls if c.error is not None]
         assert errors == [] and load.wrong == []
         assert len(health_warnings("is unavailable")) == 1
@@ -502,7 +524,7 @@ def test_a_value_whose_write_hung_past_its_ttl_is_not_returned(
         @dogpile_warm.warmable(ttl=1.0, refresh_ahead=None, region=region)
         def stamp() -> float:
             started = time.time()
-            time.sleep(0.2)  # the server is paused meanwhile: the write will hang
+            time.sleep(0.2)  # real time: the server is paused meanwhile, so the write will hang
             return started
 
         timer = threading.Timer(0.1, server.pause)
@@ -578,7 +600,7 @@ def test_a_computation_reading_many_cached_values_spends_no_budget_of_its_caller
     all), charges them to those reads, not to the miss: nothing counts as an outage."""
     proxy = servers.SlowProxy(server)
     try:
-        client_closer.watch(configure(engine, kind, proxy))  # type: ignore[arg-type]
+        client_closer.watch(configure(engine, kind, proxy))
 
         @dogpile_warm.warmable(ttl=60)
         def part(i: int) -> int:

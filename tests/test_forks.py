@@ -6,11 +6,14 @@ Children report through their exit status and never return into pytest.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ import pytest
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core import forks
 from dogpile_warm._core.health import BackendHealth
-from dogpile_warm.testing import FakeClock
+from dogpile_warm.testing import FakeClock, wait_until
 from tests import servers
 from tests.conftest import configure_backend
 
@@ -32,13 +35,13 @@ CHILDREN = 4
 CALLS = 300
 
 
-def run_child(body: object) -> int:
+def run_child(body: Callable[[], object]) -> int:
     """Fork; the child runs ``body()`` (True: success) and exits; return its exit code."""
     pid = os.fork()
     if pid == 0:
         status = 1
         try:
-            status = 0 if body() else 3  # type: ignore[operator]
+            status = 0 if body() else 3
         finally:
             os._exit(status)
     return pid
@@ -46,24 +49,23 @@ def run_child(body: object) -> int:
 
 def wait_all(pids: list[int], timeout: float = 30.0) -> list[int]:
     """Exit codes of ``pids``; a child still running after ``timeout`` is killed (code -9)."""
-    import time
-
-    deadline = time.monotonic() + timeout
     codes: dict[int, int] = {}
-    while len(codes) < len(pids):
+
+    def all_reaped() -> bool:
         for pid in pids:
-            if pid in codes:
-                continue
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                codes[pid] = os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            for pid in pids:
-                if pid not in codes:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
-                    codes[pid] = -9
-        time.sleep(0.01)
+            if pid not in codes:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    codes[pid] = os.waitstatus_to_exitcode(status)
+        return len(codes) == len(pids)
+
+    with contextlib.suppress(AssertionError):  # timed out: the rest are killed below
+        wait_until(all_reaped, timeout)
+    for pid in pids:
+        if pid not in codes:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            codes[pid] = -9
     return [codes[pid] for pid in pids]
 
 
@@ -135,6 +137,7 @@ def test_a_child_forked_while_threads_compute_starts_with_free_locks(
     assert codes == [0]
 
 
+@pytest.mark.slow
 def test_a_lock_of_ours_held_by_another_thread_is_free_in_a_forked_child() -> None:
     """What makes the test above hold for every lock of the package, not just the ones it
     happens to meet: a lock from dogpile_warm._core.forks, held elsewhere, is free after fork."""
@@ -170,7 +173,7 @@ FORK_AT_FIRST_CONNECTION = textwrap.dedent(
         return 1
 
     dogpile_warm.start_cache_warming(check_every=0.01)  # connects from its own thread
-    time.sleep(%(delay)f)
+    time.sleep(%(delay)f)  # real time: each process forks a little later into the connect
     pid = os.fork()
     if pid == 0:
         code = 0 if critical() == 1 else 3
@@ -203,6 +206,7 @@ def test_a_fork_while_the_scheduler_makes_its_first_connection_never_hangs_the_c
     assert hung == []
 
 
+@pytest.mark.slow
 def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
     """The idna codec is imported with the package, never first by one of its threads
     (a fork while a thread imports leaves the child without the import lock)."""
@@ -210,6 +214,7 @@ def test_importing_dogpile_warm_imports_the_codec_host_lookups_need() -> None:
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_child_forked_during_a_breaker_probe_may_probe_at_once() -> None:
     """The parent's probe in flight does not exist in the child: the child's first
     operation may try the backend instead of waiting out the probe timeout."""

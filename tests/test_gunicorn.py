@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from dogpile_warm.testing import wait_until
 from tests import servers
 
 pytestmark = [pytest.mark.slow, pytest.mark.memcached]
@@ -183,19 +184,22 @@ class Gunicorn:
             self.stop()  # the port was taken meanwhile: another one
 
     def _wait_until_both_workers_answer(self) -> bool:
-        assert self.process is not None
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        """True once WORKERS workers answered; False if gunicorn exits or BOOT_TIMEOUT passes."""
+        process = self.process
+        assert process is not None
         answered: set[int] = set()
-        while time.monotonic() < deadline and self.process.poll() is None:
+
+        def settled() -> bool:
             with contextlib.suppress(OSError, http.client.HTTPException):
                 status, body = fetch(self.port, "/health", timeout=2.0)
                 if status == 200:
                     answered.add(json.loads(body)["pid"])
             self.workers()
-            if len(answered) >= WORKERS:
-                return True
-            time.sleep(0.05)
-        return False
+            return len(answered) >= WORKERS or process.poll() is not None
+
+        with contextlib.suppress(AssertionError):  # timed out: the caller reports it
+            wait_until(settled, BOOT_TIMEOUT, interval=0.05)
+        return len(answered) >= WORKERS and process.poll() is None
 
     @property
     def pid(self) -> int:
@@ -257,6 +261,12 @@ class Sample:
     @property
     def took(self) -> float:
         return self.end - self.start
+
+    @property
+    def answer(self) -> dict[str, Any]:
+        """The body of a sample already known to have one."""
+        assert self.body is not None, self
+        return self.body
 
 
 @dataclass
@@ -355,8 +365,8 @@ def computations(markers: Path) -> list[Computation]:
 
 def kill_a_worker_computing_the_catalog(gunicorn: Gunicorn, markers: Path) -> Computation:
     """SIGKILL the worker computing the catalog under its lock, KILL_AT s into the computation."""
-    deadline = time.monotonic() + FIND_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def killed_one() -> Computation | None:
         workers = gunicorn.workers()
         for computation in computations(markers):
             if computation.done or not computation.under_lock or computation.pid not in workers:
@@ -364,44 +374,41 @@ def kill_a_worker_computing_the_catalog(gunicorn: Gunicorn, markers: Path) -> Co
             wait = computation.started + KILL_AT - time.time()
             if wait < -0.2:
                 continue  # too far into it to be sure it is still computing when killed
-            time.sleep(max(0.0, wait))
+            time.sleep(max(0.0, wait))  # real time: killed KILL_AT s into its computation
             done = markers / f"{computation.pid}-{computation.n}.done"
             if done.exists():
                 continue
             os.kill(computation.pid, signal.SIGKILL)
             return computation
-        time.sleep(0.01)
-    pytest.fail(
-        f"no worker computed the catalog under its lock within {FIND_TIMEOUT}s; "
-        f"computations: {computations(markers)}\n{gunicorn.output()}",
-        pytrace=False,
+        return None
+
+    return wait_until(
+        killed_one,
+        FIND_TIMEOUT,
+        message=lambda: (
+            f"a worker computing the catalog under its lock; "
+            f"computations: {computations(markers)}\n{gunicorn.output()}"
+        ),
     )
-
-
-def wait_until(condition: Any, timeout: float, what: str, gunicorn: Gunicorn) -> float:
-    """Poll ``condition()`` until true; the monotonic time it became true. Fails on timeout."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} within {timeout}s\n{gunicorn.output()}", pytrace=False)
-        time.sleep(0.02)
-    return time.monotonic()
 
 
 def stats_of_every_worker(gunicorn: Gunicorn) -> dict[int, dict[str, Any]]:
     """/stats as answered by each current worker (the listening socket picks the worker)."""
     answers: dict[int, dict[str, Any]] = {}
-    deadline = time.monotonic() + STATS_TIMEOUT
-    while time.monotonic() < deadline:
+
+    def everyone_answered() -> bool:
         workers = gunicorn.workers()
         if workers and workers <= set(answers):
-            break
+            return True
         with contextlib.suppress(OSError, http.client.HTTPException):
             status, body = fetch(gunicorn.port, "/stats", timeout=5.0)
             if status == 200:
                 stats = json.loads(body)
                 answers[stats["pid"]] = stats
-        time.sleep(0.01)
+        return False
+
+    with contextlib.suppress(AssertionError):  # timed out: the caller sees who is missing
+        wait_until(everyone_answered, STATS_TIMEOUT)
     return {pid: answers[pid] for pid in gunicorn.workers() if pid in answers}
 
 
@@ -447,11 +454,11 @@ class Report:
         self.failed = [s for s in samples if s.error is not None]
         # Answered by the replacement or the survivor with a catalog computed after the kill.
         self.recomputed = [
-            s for s in self.valued if s.route == "catalog" and s.body["created"] > kill_wall
+            s for s in self.valued if s.route == "catalog" and s.answer["created"] > kill_wall
         ]
         # Seconds from the kill until the first of those computations started.
         self.recompute_after = min(
-            (s.body["created"] - kill_wall for s in self.recomputed if s.body), default=None
+            (s.answer["created"] - kill_wall for s in self.recomputed), default=None
         )
 
     @staticmethod
@@ -552,7 +559,11 @@ def test_every_route_keeps_answering_when_the_worker_computing_the_catalog_is_ki
 
         killed = kill_a_worker_computing_the_catalog(gunicorn, markers)
         kill_mono, kill_wall = time.monotonic(), time.time()
-        wait_until(lambda: not is_alive(killed.pid), 10.0, "the killed worker still runs", gunicorn)
+        wait_until(
+            lambda: not is_alive(killed.pid),
+            10.0,
+            message=lambda: f"the killed worker to exit\n{gunicorn.output()}",
+        )
         # Killed in the middle: its computation never ended.
         assert not (markers / f"{killed.pid}-{killed.n}.done").exists(), gunicorn.output()
 
@@ -561,13 +572,12 @@ def test_every_route_keeps_answering_when_the_worker_computing_the_catalog_is_ki
             served = {s.body["pid"] for s in load.snapshot() if s.body is not None}
             return next(iter(new & served), None)
 
-        replaced_at = wait_until(
-            lambda: replacement() is not None,
+        new_pid = wait_until(
+            replacement,
             REPLACE_TIMEOUT,
-            "no replacement worker answered",
-            gunicorn,
+            message=lambda: f"a replacement worker to answer\n{gunicorn.output()}",
         )
-        new_pid = replacement()
+        replaced_at = time.monotonic()
 
         def recovered() -> bool:
             return any(
@@ -575,13 +585,16 @@ def test_every_route_keeps_answering_when_the_worker_computing_the_catalog_is_ki
                 for s in load.snapshot()
             )
 
-        recovered_at = wait_until(
-            recovered, RECOVER_TIMEOUT, "no catalog computed after the kill was served", gunicorn
+        wait_until(
+            recovered,
+            RECOVER_TIMEOUT,
+            message=lambda: f"a catalog computed after the kill to be served\n{gunicorn.output()}",
         )
+        recovered_at = time.monotonic()
         # At least one catalog ttl of load after the replacement answered, a catalog
         # computed since the kill was served, and the dead worker's lock expired.
         until = max(replaced_at, recovered_at, kill_mono + LOCK_OUTLIVES_HOLDER) + CATALOG_TTL
-        time.sleep(max(0.0, until + 0.5 - time.monotonic()))
+        time.sleep(max(0.0, until + 0.5 - time.monotonic()))  # real time: load past all that
         hung = load.finish()
         loaded_for = time.monotonic() - started
         stats = stats_of_every_worker(gunicorn)
@@ -630,10 +643,12 @@ def test_every_route_keeps_answering_when_the_worker_computing_the_catalog_is_ki
     answered = [s for s in samples if s.body is not None]
     wrong = [(s.path, why) for s in answered if (why := wrong_value(s)) is not None]
     assert not wrong, f"{wrong[:10]}{context}"
-    assert {s.body["pid"] for s in answered} <= gunicorn.workers_seen, context
+    assert {s.answer["pid"] for s in answered} <= gunicorn.workers_seen, context
     # No value older than its ttl when the library returned it.
     too_old = [
-        (s.path, Report.age(s)) for s in report.valued if Report.age(s) > s.body["ttl"] + AGE_SLACK
+        (s.path, Report.age(s))
+        for s in report.valued
+        if Report.age(s) > s.answer["ttl"] + AGE_SLACK
     ]
     assert not too_old, f"{too_old[:10]}{context}"
     # The dead worker's lock held the key up to LOCK_OUTLIVES_HOLDER at most.

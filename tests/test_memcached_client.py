@@ -51,6 +51,7 @@ def test_configured_memcached_regions_use_the_one_server_hasher(
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_a_connection_the_server_closed_is_replaced_once_and_a_refusal_raised(
     engine: CacheWarmingEngine, client_closer: ClientCloser
 ) -> None:

@@ -45,6 +45,7 @@ def series(registry: CollectorRegistry) -> set[str]:
     return {line.rsplit(" ", 1)[0] for line in samples(registry)}
 
 
+@pytest.mark.slow
 def test_importing_dogpile_warm_does_not_import_prometheus_client() -> None:
     """prometheus_client is imported by dogpile_warm.contrib.prometheus only, never by the package."""
     code = (
@@ -88,7 +89,7 @@ def test_each_miss_is_observed_in_the_duration_histogram_in_seconds(
 
     @warmable(name="slow")
     def slow() -> int:
-        time.sleep(0.03)
+        time.sleep(0.03)  # real time: the compute time the histogram measures
         return 1
 
     slow()
@@ -281,6 +282,7 @@ def test_tag_labels_are_capped_with_an_other_overflow(registry: CollectorRegistr
     assert "dogpile_warm_invalidations_total 4.0" in text
 
 
+@pytest.mark.slow
 def test_distinct_keys_add_no_label_sets(
     registry: CollectorRegistry, metrics: PrometheusMetrics
 ) -> None:
@@ -403,6 +405,7 @@ def test_hits_and_misses_are_counted_on_every_backend(
     assert "dogpile_warm_backend_errors_total 0.0" in text
 
 
+@pytest.mark.slow
 def test_metrics_example_prints_a_scrape_excerpt() -> None:
     """examples/metrics.py prints per-task counters and the efficiency score from a scrape."""
     done = run_example("metrics.py")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from dogpile.cache import make_region
@@ -14,7 +15,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._cached.refresh import RefreshBackoff, refresh_due
 from dogpile_warm._core.regions import backend_defaults
-from dogpile_warm.testing import FakeClock, captured_signals
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 
 
 @pytest.fixture
@@ -22,16 +23,6 @@ def wall(clock: FakeClock) -> FakeClock:
     """The engine's clock, set to 1000 s: every age and ttl is measured on it."""
     clock.now = 1_000.0
     return clock
-
-
-def wait_for(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` in real time (a background refresh runs in real time)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.fixture
@@ -56,14 +47,14 @@ def test_a_failing_refresh_never_reaches_the_caller(wall: FakeClock, idle_refres
     wall.now += 6
     with captured_signals("warm_failed", "cache_hit") as sent:
         assert price() == "price@1000"
-        assert wait_for(lambda: sent.named("warm_failed"))
+        wait_until(lambda: sent.named("warm_failed"), message="the failed refresh")
     failure = sent.named("warm_failed")[0]
     assert failure.sender is price.task and isinstance(failure.kwargs["error"], TimeoutError)
     assert len(sent.named("cache_hit")) == 1
 
 
 def test_failing_refreshes_back_off_instead_of_retrying_on_every_read(
-    wall: FakeClock, idle_refreshes: None
+    wall: FakeClock, engine: CacheWarmingEngine
 ) -> None:
     """After a failed refresh, reads inside the backoff start no new refresh."""
     attempts: list[float] = []
@@ -78,10 +69,10 @@ def test_failing_refreshes_back_off_instead_of_retrying_on_every_read(
     report()
     wall.now += 60
     report()
-    assert wait_for(lambda: len(attempts) == 2)
+    wait_until(lambda: len(attempts) == 2, message="the failed refresh")
     for _ in range(20):
         assert report() == "r"
-    time.sleep(0.05)
+    engine.close()  # waits for any refresh those reads started
     assert len(attempts) == 2
 
 
@@ -99,12 +90,16 @@ def test_the_mutex_is_released_when_a_refresh_raises(wall: FakeClock, idle_refre
     fragile()
     wall.now += 6
     fragile()
-    assert wait_for(lambda: len(calls) == 2)
+    wait_until(lambda: len(calls) == 2, message="the raising refresh")
     wall.now += 5  # past ttl: the caller computes, which needs the lock to be free
     done = threading.Event()
     result: list[int] = []
-    worker = threading.Thread(target=lambda: (result.append(fragile()), done.set()))
-    worker.start()
+
+    def call() -> None:
+        result.append(fragile())
+        done.set()
+
+    threading.Thread(target=call).start()
     assert done.wait(5), "the key stayed locked after a failed refresh"
     assert result == [3]
 
@@ -164,11 +159,13 @@ def test_xfetch_functions_refresh_in_the_background(
         assert costly() == "first"
         wall.now += 9
         assert costly() == "first"
-        assert wait_for(lambda: sent)
+        wait_until(lambda: sent, message="the background refresh")
     assert costly() == "second"
 
 
-def test_refresh_ahead_none_never_refreshes_in_the_background(wall: FakeClock) -> None:
+def test_refresh_ahead_none_never_refreshes_in_the_background(
+    wall: FakeClock, engine: CacheWarmingEngine
+) -> None:
     """With refresh_ahead=None a value is served until ttl, then recomputed by the caller."""
     computed: list[float] = []
 
@@ -180,7 +177,7 @@ def test_refresh_ahead_none_never_refreshes_in_the_background(wall: FakeClock) -
     plain()
     wall.now += 9.5
     assert plain() == 1000.0
-    time.sleep(0.05)
+    engine.close()  # waits for a refresh, had the read started one
     assert computed == [1000.0]
 
 
@@ -280,10 +277,10 @@ def test_a_passed_in_region_whose_lock_expires_does_not_warn() -> None:
         ({"should_cache_fn": 3}, "should_cache_fn"),
     ],
 )
-def test_refresh_arguments_are_checked(kwargs: dict[str, object], mentions: str) -> None:
+def test_refresh_arguments_are_checked(kwargs: dict[str, Any], mentions: str) -> None:
     """Bad refresh arguments fail at decoration naming the argument."""
     with pytest.raises((TypeError, ValueError), match=mentions):
-        warmable(**kwargs)  # type: ignore[arg-type]
+        warmable(**kwargs)
 
 
 def test_a_closed_engine_drops_the_async_refreshes_of_its_regions_releasing_once(
@@ -295,7 +292,7 @@ def test_a_closed_engine_drops_the_async_refreshes_of_its_regions_releasing_once
     region = engine.configure_region("own", "dogpile.cache.memory", expiration_time=10)
     calls: list[int] = []
 
-    @region.cache_on_arguments()  # type: ignore[untyped-decorator]  # dogpile is untyped
+    @region.cache_on_arguments()
     def users_own(x: int) -> int:
         calls.append(x)
         return x

@@ -12,22 +12,25 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dogpile.cache import make_region
 
 import dogpile_warm
-from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
+from dogpile_warm import CacheWarmingEngine, WarmableFunction, WarmingTask, warmable
+from dogpile_warm._core.store import Entry
 from dogpile_warm._warming.scheduler import Scheduler
-from dogpile_warm.testing import FakeClock, captured_signals
+from dogpile_warm.reports import SchedulerFigures
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 from tests.servers import ClientCloser, Server
 
 WORKER = Path(__file__).with_name("scheduler_worker.py")
 
 
-def scheduler(engine: CacheWarmingEngine, **options: object) -> Scheduler:
+def scheduler(engine: CacheWarmingEngine, **options: Any) -> Scheduler:
     """A scheduler without a thread, without jitter, driven by ``run_cycle``.
 
     Pattern warming (and with it schedule optimisation) is off unless asked for.
@@ -39,21 +42,19 @@ def scheduler(engine: CacheWarmingEngine, **options: object) -> Scheduler:
         engine.usage,
         engine.clock,
         rng=random.Random(0),
-        **options,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type,unused-ignore]
     )
+
+
+def scheduler_figures(engine: CacheWarmingEngine) -> SchedulerFigures:
+    """``get_stats()["scheduler"]`` of an engine whose scheduler exists."""
+    figures = engine.get_stats()["scheduler"]
+    assert figures is not None
+    return figures
 
 
 def no_scheduler_threads() -> bool:
     return not [t for t in threading.enumerate() if t.name.startswith("dogpile_warm-scheduler")]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
 
 
 # -- due tasks ------------------------------------------------------------------------
@@ -64,7 +65,7 @@ def test_first_cycle_warms_never_warmed_critical_tasks_highest_priority_first(
     order: list[str] = []
     for name, priority in (("low", 100), ("high", 300), ("mid", 200), ("plain", 50)):
         engine.register_task(
-            WarmingTask(name, name, f"k:{name}", lambda n=name: order.append(n), priority=priority),
+            WarmingTask(name, name, f"k:{name}", partial(order.append, name), priority=priority),
             is_critical=priority >= 100,
         )
     done = scheduler(engine).run_cycle()
@@ -102,7 +103,7 @@ def test_jitter_spreads_next_runs_within_ten_percent(
     Scheduler(
         engine.planner, engine.usage, engine.clock, rng=random.Random(1), pattern_warming=False
     ).run_cycle()
-    next_runs = {d["next_run"] - clock() for d in engine.get_stats()["task_details"]}
+    next_runs = {(d["next_run"] or 0.0) - clock() for d in engine.get_stats()["task_details"]}
     assert len(next_runs) == 20
     assert all(54 * 60 <= delay <= 66 * 60 for delay in next_runs)
 
@@ -176,7 +177,7 @@ def test_a_cycle_warms_at_most_its_budget_of_keys(engine: CacheWarmingEngine) ->
     order: list[int] = []
     for i in range(5):
         engine.register_task(
-            WarmingTask(f"t{i}", "t", f"k:{i}", lambda i=i: order.append(i), priority=200 - i),
+            WarmingTask(f"t{i}", "t", f"k:{i}", partial(order.append, i), priority=200 - i),
             is_critical=True,
         )
     cycles = scheduler(engine, max_keys_per_cycle=2)
@@ -206,7 +207,7 @@ def test_the_cycle_optimises_schedules_from_read_frequency(
 # -- pattern warming ------------------------------------------------------------------
 def make_hot_function(
     engine: CacheWarmingEngine, refresh_ahead: float | None = 0.5
-) -> tuple[Callable[[int], int], list[int]]:
+) -> tuple[WarmableFunction[[int], int], list[int]]:
     """ttl 10 s; with refresh_ahead 0.5 its refresh window is 5 s long."""
     computed: list[int] = []
 
@@ -218,16 +219,18 @@ def make_hot_function(
     return square, computed
 
 
-def age_value(fn: Callable[[int], int], x: int, seconds: float) -> None:
+def age_value(fn: WarmableFunction[[int], int], x: int, seconds: float) -> None:
     """Make the cached value of ``fn(x)`` look ``seconds`` old."""
-    store = fn._self_cached.store()  # type: ignore[attr-defined]
-    key = fn.key_for(x)  # type: ignore[attr-defined]
+    store = fn._self_cached.store()
+    key = fn.key_for(x)
     entry = store.read(key)
-    assert entry is not None
-    store.write(key, entry._replace(created=fn.engine.clock() - seconds))  # type: ignore[attr-defined]
+    assert isinstance(entry, Entry)
+    store.write(key, entry._replace(created=fn.engine.clock() - seconds))
 
 
-def read_steadily(fn: Callable[[int], int], x: int, clock: FakeClock, every: float, n: int) -> None:
+def read_steadily(
+    fn: WarmableFunction[[int], int], x: int, clock: FakeClock, every: float, n: int
+) -> None:
     """``n`` reads of ``fn(x)``, ``every`` seconds apart, each finding a value just made."""
     for _ in range(n):
         fn(x)
@@ -257,9 +260,9 @@ def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
     computed.clear()
     with captured_signals() as log:
         done = scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()
-    assert done["keys_prewarmed"] == [square.key_for(3)]  # type: ignore[attr-defined]
+    assert done["keys_prewarmed"] == [square.key_for(3)]
     assert computed == [3]
-    assert [c.kwargs["key"] for c in log.named("warmed")] == [square.key_for(3)]  # type: ignore[attr-defined]
+    assert [c.kwargs["key"] for c in log.named("warmed")] == [square.key_for(3)]
     square(3)
     assert computed == [3]  # the next read is a hit on the new value
 
@@ -307,11 +310,11 @@ def test_a_missing_hot_key_is_warmed(engine: CacheWarmingEngine, clock: FakeCloc
     """A hot key whose value was invalidated is recomputed before its next read."""
     square, computed = make_hot_function(engine)
     read_steadily(square, 4, clock, every=6, n=5)
-    square.invalidate(4)  # type: ignore[attr-defined]
+    square.invalidate(4)
     computed.clear()
     assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == [
         square.key_for(4)
-    ]  # type: ignore[attr-defined]
+    ]
     assert computed == [4]
 
 
@@ -338,8 +341,8 @@ def test_a_key_being_recomputed_elsewhere_is_skipped(
     read_steadily(square, 3, clock, every=6, n=5)
     age_value(square, 3, 4.5)
     computed.clear()
-    cached = square._self_cached  # type: ignore[attr-defined]
-    mutex = cached.store().lock(square.key_for(3))  # type: ignore[attr-defined]
+    cached = square._self_cached
+    mutex = cached.store().lock(square.key_for(3))
     assert mutex.acquire(False)
     try:
         assert scheduler(engine, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
@@ -376,7 +379,7 @@ def test_start_and_stop_are_idempotent_and_leave_no_thread(engine: CacheWarmingE
     threads = [t for t in threading.enumerate() if t.name == "dogpile_warm-scheduler"]
     assert len(threads) == 1 and threads[0].daemon
     assert engine.get_stats()["running"] is True
-    assert wait_for(lambda: engine.get_stats()["scheduler"]["cycles"] >= 3)
+    wait_until(lambda: scheduler_figures(engine)["cycles"] >= 3, message="3 cycles")
     t0 = time.monotonic()
     engine.stop(timeout=2)
     engine.stop(timeout=2)
@@ -392,7 +395,7 @@ def test_module_functions_start_and_stop_the_default_engine(engine: CacheWarming
     dogpile_warm.start_cache_warming(
         interval_minutes=30, enable_pattern_warming=False, check_every=0.05
     )
-    assert wait_for(lambda: runs == [1])
+    wait_until(lambda: runs == [1], message="the critical task's run")
     assert dogpile_warm.get_warming_stats()["task_details"][0]["interval_minutes"] == 30
     dogpile_warm.stop_cache_warming()
     assert not engine.running and no_scheduler_threads()
@@ -414,7 +417,7 @@ def test_stop_returns_within_its_timeout_while_a_computation_runs(
 
     for i in range(20):
         engine.register_task(
-            WarmingTask(f"t{i}", "t", f"k:{i}", lambda i=i: slow(i)), is_critical=True
+            WarmingTask(f"t{i}", "t", f"k:{i}", partial(slow, i)), is_critical=True
         )
     engine.start(check_every=0.05)
     assert started.wait(5)
@@ -424,7 +427,7 @@ def test_stop_returns_within_its_timeout_while_a_computation_runs(
     assert 0.25 <= elapsed < 1.5
     assert "did not stop within" in caplog.text
     release.set()
-    assert wait_for(no_scheduler_threads)
+    wait_until(no_scheduler_threads)
     assert len(computed) <= engine.max_workers  # the rest never started
 
 
@@ -448,7 +451,7 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
     engine.register_task(WarmingTask("broken", "broken", "k:b", broken), is_critical=True)
     engine.start(check_every=0.05)
     try:
-        assert wait_for(lambda: engine.get_stats()["scheduler"]["cycles"] >= 3)
+        wait_until(lambda: scheduler_figures(engine)["cycles"] >= 3, message="3 cycles")
         assert engine.running
     finally:
         engine.stop()
@@ -459,6 +462,7 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.slow
 def test_a_scheduler_started_without_restart_after_fork_stays_in_the_parent(
     engine: CacheWarmingEngine,
 ) -> None:
@@ -479,6 +483,7 @@ def test_a_scheduler_started_without_restart_after_fork_stays_in_the_parent(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.slow
 def test_a_forked_child_runs_the_scheduler_again_with_the_same_settings(
     engine: CacheWarmingEngine,
 ) -> None:
@@ -493,7 +498,7 @@ def test_a_forked_child_runs_the_scheduler_again_with_the_same_settings(
         status = 1
         try:
             os.close(read_fd)
-            ok = engine.running and engine.get_stats()["scheduler"]["check_every"] == 0.05
+            ok = engine.running and scheduler_figures(engine)["check_every"] == 0.05
             ok = ok and engine.warm_critical_data()["succeeded"] == 1
             engine.stop(timeout=2)
             ok = ok and not engine.running
@@ -609,11 +614,11 @@ def test_the_fleet_carries_on_when_a_process_is_killed(
     ],
 )
 def test_start_rejects_bad_settings_naming_them(
-    engine: CacheWarmingEngine, options: dict[str, object], error: type[Exception], named: str
+    engine: CacheWarmingEngine, options: dict[str, Any], error: type[Exception], named: str
 ) -> None:
     """Bad start() arguments raise with the argument's name, and start nothing."""
     with pytest.raises(error, match=named):
-        engine.start(**options)  # type: ignore[arg-type]
+        engine.start(**options)
     assert not engine.running and no_scheduler_threads()
 
 
@@ -642,15 +647,15 @@ def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
 
         @warmable(ttl=1.0, refresh_ahead=0.5, engine=real)
         def slow_square(x: int) -> int:
-            time.sleep(0.02)
+            time.sleep(0.02)  # real time: a computation worth warming ahead
             return x * x
 
         real.start(check_every=0.05)
         for _ in range(10):
             assert slow_square(4) == 16
-            time.sleep(0.3)
+            time.sleep(0.3)  # real time: the scheduler predicts reads from their real times
         stats = real.get_stats()
-        assert stats["scheduler"]["keys_prewarmed"] >= 2
+        assert scheduler_figures(real)["keys_prewarmed"] >= 2
         assert stats["misses"] <= 3  # the first read; a slow machine may add one or two
     finally:
         real.close()
@@ -675,13 +680,10 @@ def test_the_scheduler_on_a_file_region_holds_no_lock_between_cycles(tmp_path: P
 
     try:
         engine.start(check_every=0.05)
-        deadline = time.monotonic() + 10
-        while engine.get_stats()["scheduler"]["cycles"] < 3:
-            assert time.monotonic() < deadline, "the scheduler ran no cycles"
-            time.sleep(0.02)
+        wait_until(lambda: scheduler_figures(engine)["cycles"] >= 3, 10, message="3 cycles")
         t0 = time.monotonic()
         assert other(5) == 5
         assert time.monotonic() - t0 < 2.0
-        assert engine.get_stats()["scheduler"]["cycles_skipped"] == 0
+        assert scheduler_figures(engine)["cycles_skipped"] == 0
     finally:
         engine.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dogpile.cache import CacheRegion
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
@@ -59,7 +60,8 @@ def configure(
     closer: servers.ClientCloser,
     name: str = "default",
     **options: Any,
-) -> Any:
+) -> CacheRegion:
+    arguments: dict[str, Any]
     if kind == "memcached":
         backend, arguments = "dogpile.cache.pymemcache", {"url": server.url}
     else:
@@ -360,6 +362,7 @@ def test_a_snapshot_warms_only_registered_tasks_with_arguments_that_give_their_k
     computed: list[Any] = []
     product = shop(engine, computed)
     dumps = engine.get_region().serializer
+    assert dumps is not None
 
     def item(task_id: str, key: str, args: list[Any]) -> dict[str, Any]:
         call = base64.b64encode(dumps([args, {}])).decode()

@@ -22,6 +22,7 @@ from dogpile.cache.api import NO_VALUE
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._warming import snapshot
 from dogpile_warm._warming.snapshot import MAX_SNAPSHOT_BYTES, MAX_TOP_N, SNAPSHOT_KEY
+from dogpile_warm.reports import ResultRow
 from tests.servers import ClientCloser, Server
 
 
@@ -191,7 +192,7 @@ def test_per_user_and_method_keys_are_not_saved(
             return item
 
     shop.read(shop.basket, 7, 2)
-    Repo().find(1)
+    Repo().find(1)  # type: ignore[arg-type]  # wrapt's stubs: see test_decorator.Catalog
     shop.read(shop.product, 1, 1)
     result = engine.save_hot_set(region=snapshots)
     assert result["saved"] == 1
@@ -305,6 +306,7 @@ def test_warm_from_snapshot_in_a_fresh_engine_sharing_memcached(
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_a_snapshot_at_the_size_cap_fits_memcached(
     on_memcached: Callable[..., CacheWarmingEngine],
 ) -> None:
@@ -398,7 +400,7 @@ def test_on_result_sees_every_key_and_failures_are_reported(
     def product(product_id: int) -> str:
         raise RuntimeError("catalog database down")
 
-    rows: list[dict[str, Any]] = []
+    rows: list[ResultRow] = []
     report = after.warm_from_snapshot(snapshots, on_result=rows.append)
     assert sorted(r["key"] for r in rows) == ["category|'tea'", "product|1"]
     assert (report["succeeded"], report["failed"]) == (1, 1)
@@ -483,6 +485,7 @@ if {reads!r}:
 
 
 @pytest.mark.memcached
+@pytest.mark.slow
 def test_cli_saves_in_one_process_and_warms_in_another(
     memcached_server: Server, client_closer: ClientCloser, tmp_path: Path
 ) -> None:

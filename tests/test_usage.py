@@ -49,6 +49,7 @@ def test_history_per_key_is_bounded(clock: FakeClock) -> None:
     assert tracker.get_access_frequency("k", 1) == 5.0
 
 
+@pytest.mark.slow
 def test_a_flood_of_one_off_keys_keeps_memory_flat_and_hot_keys_right(clock: FakeClock) -> None:
     """200,000 distinct keys stay within max_keys and do not push out the hot key."""
     tracker = UsagePatternTracker(history_size=4, max_keys=1000, clock=clock)
