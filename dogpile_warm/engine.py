@@ -303,7 +303,9 @@ class CacheWarmingEngine:
 
         At most ``max_workers`` keys compute at once. A failing task is
         reported, signalled and logged; it never stops the others and never
-        replaces a previously cached value.
+        replaces a previously cached value. A task warming cannot call is
+        counted in ``"skipped"`` and listed in ``"skipped_tasks"``
+        (``[{"task_id", "reason"}]``).
         """
         return self._warm_records([r for r in self._records() if r.critical])
 
@@ -336,7 +338,7 @@ class CacheWarmingEngine:
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
-        skipped = 0
+        skipped: list[dict[str, str]] = []
         results: list[dict[str, Any]] = []
         for record in records:
             try:
@@ -348,13 +350,15 @@ class CacheWarmingEngine:
                 )
                 continue
             if task_jobs is None:
-                skipped += 1
+                skipped.append({"task_id": record.task.task_id, "reason": _skip_reason(record)})
                 continue
             jobs.extend((record, job) for job in task_jobs)
         if on_result is not None:
             for failed in results:
                 on_result(failed)
-        return report_jobs(jobs, results, skipped, t0, self.max_workers, on_result)
+        report = report_jobs(jobs, results, len(skipped), t0, self.max_workers, on_result)
+        report["skipped_tasks"] = skipped
+        return report
 
     def warm_user_data(
         self, user_id: Any, force: bool = False, preload_forms: bool = True
@@ -671,6 +675,21 @@ class CacheWarmingEngine:
             self._closed = True
         self._refresher.close()
         lease_keeper().settle(self._regions.stores())
+
+
+def _skip_reason(record: TaskRecord) -> str:
+    """Why :meth:`CacheWarmingEngine._jobs_for` has no jobs for ``record``'s task."""
+    from ._warming.snapshot import _unwarmable  # the reasons a snapshot gives, worded once
+
+    reason = _unwarmable(record)
+    if reason is not None:
+        return reason
+    assert record.source is not None  # _unwarmable explains tasks without one
+    try:
+        record.source.keys.bind((), {})
+    except TypeError as exc:
+        return f"needs arguments and has no warm_args: {exc}"
+    return "warming cannot call it"
 
 
 def _interval_for(accesses_per_minute: float) -> int:

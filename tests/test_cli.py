@@ -249,6 +249,34 @@ def test_warm_tags_and_all_choose_the_tasks(tmp_path: Path) -> None:
     assert (summary["succeeded"], summary["skipped"]) == ("4", "1")
 
 
+def test_warm_verbose_names_each_skipped_task_and_why(tmp_path: Path) -> None:
+    """`warm --all -v` lists every skipped task with the reason the engine gave."""
+    app = write_app(tmp_path)
+    with (app / "app.py").open("a") as source:
+        source.write(
+            textwrap.dedent(
+                """
+                @warmable(name="search", engine=engine)
+                def search(prefix):
+                    return []
+
+                class Shop:
+                    @warmable(name="opening_hours", engine=engine)
+                    def opening_hours(self):
+                        return "08:00-18:00"
+                """
+            )
+        )
+    done = run_cli("warm", "app:engine", "--all", "-v", cwd=app)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert figures(done.stdout, "Summary: all tasks")["skipped"] == "3"
+    assert sorted(table(done.stdout, "Skipped tasks (3)")) == [
+        ["opening_hours", "method: warming has no instance to call it on"],
+        ["profile", "per-user function: warm_user_data warms it on login"],
+        ["search", "needs arguments and has no warm_args: missing a required argument: 'prefix'"],
+    ]
+
+
 def test_warm_users_forces_each_user(tmp_path: Path) -> None:
     """--user 7 8 --id-type int runs warm_user_data(7, force=True) and (8, ...)."""
     done = run_cli(

@@ -329,7 +329,10 @@ def _parser() -> argparse.ArgumentParser:
         help="with --from-snapshot: the region holding the snapshot (default: the engine's default region)",
     )
     warm.add_argument(
-        "-v", "--verbose", action="store_true", help="list every key warmed and every key skipped"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list every key warmed, and every task or key skipped with the reason",
     )
 
     snapshot = commands.add_parser(

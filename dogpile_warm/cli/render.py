@@ -153,8 +153,9 @@ def print_warm_report(
 ) -> int:
     """Print what ``warm`` did (``report`` from ``warm_tasks``/``warm_from_snapshot``).
 
-    ``what`` names what was warmed, for the titles. Returns how many keys
-    failed (listed in a failures table).
+    ``what`` names what was warmed, for the titles. ``verbose`` lists every
+    key warmed and every task skipped, with the reason the engine gave.
+    Returns how many keys failed (listed in a failures table).
     """
     if verbose:
         print_table(
@@ -175,6 +176,13 @@ def print_warm_report(
     if from_snapshot:
         figures.append(["snapshot saved at", when(report["saved_at"])])
     print_table(console, f"Summary: {what}", ["figure", "value"], [[k, str(v)] for k, v in figures])
+    if verbose and report.get("skipped_tasks"):
+        print_table(
+            console,
+            f"Skipped tasks ({len(report['skipped_tasks'])})",
+            ["task", "reason"],
+            [[s["task_id"], s["reason"]] for s in report["skipped_tasks"]],
+        )
     if from_snapshot and report["skipped_items"]:
         _print_skipped(console, report["skipped_items"], verbose)
     return _print_failures(
