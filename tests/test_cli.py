@@ -432,6 +432,50 @@ def test_hot_keys_lists_the_hottest_keys_with_counts(tmp_path: Path) -> None:
     assert all(row[4] != "-" for row in rows)  # two or more reads: a predicted next access
 
 
+TIMED_APP = """
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.testing import FakeClock
+
+clock = FakeClock()
+engine = CacheWarmingEngine(clock=clock)
+
+@warmable(name="soon", engine=engine)
+def soon():
+    return 1
+
+@warmable(name="late", engine=engine)
+def late():
+    return 2
+
+soon()
+late()
+clock.advance(1)
+late()  # read at 0 and 1: next read expected at 2
+clock.advance(9)
+soon()  # read at 0 and 10: next read expected at 20
+clock.advance(3)  # now 13
+"""
+
+
+def predicted_next_access(tmp_path: Path) -> dict[str, str]:
+    """`hot-keys` on TIMED_APP: the predicted next access shown for each key."""
+    (tmp_path / "timed.py").write_text(TIMED_APP)
+    done = run_cli("hot-keys", "timed:engine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = table(done.stdout, "Hot keys (top 10; reads seen by this process)")
+    return {row[1]: row[4] for row in rows}
+
+
+def test_hot_keys_shows_a_predicted_access_to_come_as_in(tmp_path: Path) -> None:
+    """A predicted next access still ahead reads "in N s", never "ago"."""
+    assert predicted_next_access(tmp_path)["soon"].endswith("(in 7.0 s)")
+
+
+def test_hot_keys_shows_a_predicted_access_that_passed_as_overdue(tmp_path: Path) -> None:
+    """A predicted next access already past (no read since) reads "overdue by N s"."""
+    assert predicted_next_access(tmp_path)["late"].endswith("(overdue by 11.0 s)")
+
+
 def test_hot_keys_json_and_an_engine_that_read_nothing(tmp_path: Path) -> None:
     """`hot-keys --json` is machine-readable; with no reads the table explains why it is empty."""
     app = write_app(tmp_path, reads=True)
