@@ -58,7 +58,9 @@ def prices():
 """
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in _RICH_ENV}
     return subprocess.run(
         [sys.executable, "-m", "dogpile_warm.cli", *args],
@@ -67,8 +69,16 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         timeout=60,
         check=False,
-        env={**env, "PYTHONIOENCODING": "utf-8"},
+        env={**env, "PYTHONIOENCODING": "utf-8", **(extra_env or {})},
     )
+
+
+def without_rich(tmp_path: Path) -> dict[str, str]:
+    """Environment of a child in which ``import rich`` fails, as when the cli extra is missing."""
+    shadow = tmp_path / "no_rich"
+    shadow.mkdir()
+    (shadow / "rich.py").write_text("raise ImportError('No module named rich')\n")
+    return {"PYTHONPATH": str(shadow)}
 
 
 def write_app(tmp_path: Path, *, reads: bool = False, broken: bool = False) -> Path:
@@ -410,6 +420,15 @@ def test_stats_json_is_one_object_with_stats_and_performance(tmp_path: Path) -> 
     assert (data["stats"]["tasks"], data["stats"]["hits"], data["stats"]["misses"]) == (4, 3, 3)
     assert [d["task_id"] for d in data["stats"]["task_details"]][:2] == ["catalog", "navigation"]
     assert "efficiency_score" in data["performance"]
+
+
+@pytest.mark.parametrize(("command", "key"), [("stats", "stats"), ("hot-keys", "hot_keys")])
+def test_json_output_needs_no_rich(tmp_path: Path, command: str, key: str) -> None:
+    """`stats --json` and `hot-keys --json` print their JSON where rich cannot be imported."""
+    app = write_app(tmp_path, reads=True)
+    done = run_cli(command, "app:engine", "--json", cwd=app, extra_env=without_rich(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert key in json.loads(done.stdout)
 
 
 def test_stats_prints_figures_tasks_and_performance_tables(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ success, 1 when a key failed to warm (the failures are listed), 2 for usage
 errors, a module that does not import, or a missing ``rich`` (the ``cli``
 extra: ``pip install 'dogpile_warm[cli]'``). Output is drawn with rich; when
 stdout is not a terminal it carries no ANSI codes and is 120 columns wide
-(or ``$COLUMNS``).
+(or ``$COLUMNS``). ``--json`` output (``stats``, ``hot-keys``) is plain JSON
+and needs no rich.
 
 This module parses the arguments and runs the commands; what they draw is
 in :mod:`dogpile_warm.cli.render`, what the demo does in :mod:`dogpile_warm.cli.demo`.
@@ -181,17 +182,28 @@ def _cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
+def _stats(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``get_stats()`` and ``get_performance()`` of the target's engine."""
     with _loaded(args.target) as engine:
-        stats, performance = engine.get_stats(), engine.get_performance()
-    if args.json:
-        print(json.dumps({"stats": stats, "performance": performance}, indent=2, default=str))
-        return EXIT_OK
-    print_stats(console, stats, performance)
+        return engine.get_stats(), engine.get_performance()
+
+
+def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
+    print_stats(console, *_stats(args))
     return EXIT_OK
 
 
-def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
+def _json_stats(args: argparse.Namespace) -> int:
+    stats, performance = _stats(args)
+    print(json.dumps({"stats": stats, "performance": performance}, indent=2, default=str))
+    return EXIT_OK
+
+
+_HotKey = tuple[str, int, float, float | None]
+
+
+def _hot_keys(args: argparse.Namespace) -> tuple[list[_HotKey], float]:
+    """The ``--top`` hot keys as (key, accesses, per minute, predicted next access), and now."""
     with _loaded(args.target) as engine:
         tracker = engine.usage_tracker
         now = tracker.clock()
@@ -199,14 +211,22 @@ def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
             (key, count, tracker.get_access_frequency(key, 60), tracker.predict_next_access(key))
             for key, count in tracker.get_hot_keys(args.top)
         ]
-    if args.json:
-        keys = [
-            {"key": k, "accesses": n, "per_minute": f, "predicted_next_access": p}
-            for k, n, f, p in rows
-        ]
-        print(json.dumps({"hot_keys": keys}, indent=2))
-        return EXIT_OK
+    return rows, now
+
+
+def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
+    rows, now = _hot_keys(args)
     print_hot_keys(console, args.top, rows, now)
+    return EXIT_OK
+
+
+def _json_hot_keys(args: argparse.Namespace) -> int:
+    rows, _ = _hot_keys(args)
+    keys = [
+        {"key": k, "accesses": n, "per_minute": f, "predicted_next_access": p}
+        for k, n, f, p in rows
+    ]
+    print(json.dumps({"hot_keys": keys}, indent=2))
     return EXIT_OK
 
 
@@ -372,7 +392,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("target", metavar="MODULE[:ATTR]", help=_TARGET_HELP)
     stats.add_argument(
-        "--json", action="store_true", help='one JSON object with "stats" and "performance"'
+        "--json",
+        action="store_true",
+        help='one JSON object with "stats" and "performance" (needs no rich)',
     )
 
     hot = commands.add_parser(
@@ -388,7 +410,9 @@ def _parser() -> argparse.ArgumentParser:
     hot.add_argument(
         "--top", type=_positive_int, default=10, metavar="N", help="how many keys (default 10)"
     )
-    hot.add_argument("--json", action="store_true", help='one JSON object with "hot_keys"')
+    hot.add_argument(
+        "--json", action="store_true", help='one JSON object with "hot_keys" (needs no rich)'
+    )
     return parser
 
 
@@ -398,6 +422,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "snapshot": _cmd_snapshot,
     "stats": _cmd_stats,
     "hot-keys": _cmd_hot_keys,
+}
+# --json: plain JSON on stdout, without rich.
+_JSON_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "stats": _json_stats,
+    "hot-keys": _json_hot_keys,
 }
 
 
@@ -413,10 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.users = [int(u) for u in args.users]
             except ValueError:
                 args.subparser.error(f"--id-type int: not whole numbers: {' '.join(args.users)}")
-    if not HAVE_RICH:
-        print(_NO_RICH, file=sys.stderr)
-        return EXIT_USAGE
     try:
+        if getattr(args, "json", False):
+            return _JSON_COMMANDS[args.command](args)
+        if not HAVE_RICH:
+            print(_NO_RICH, file=sys.stderr)
+            return EXIT_USAGE
         return _COMMANDS[args.command](args, make_console())
     except (_UsageError, UnknownRegionError) as exc:
         print(f"dogpile-warm: {exc}", file=sys.stderr)
