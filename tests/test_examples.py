@@ -12,7 +12,9 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(name: str) -> subprocess.CompletedProcess[str]:
+def run_example(
+    name: str, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name)],
         cwd=EXAMPLES.parent,
@@ -20,6 +22,7 @@ def run_example(name: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, **(extra_env or {})},
     )
 
 
@@ -64,6 +67,19 @@ def test_user_login_shows_skip_window_force_and_forms() -> None:
     }
     assert "first pages of 1 and 2 served from the cache, each user's own values" in done.stdout
     assert done.stdout.splitlines()[-1] == "user_login OK"
+
+
+def test_metrics_without_prometheus_client_names_the_extra_to_install(tmp_path: Path) -> None:
+    """metrics.py where prometheus_client cannot be imported exits 1 with one line naming the extra."""
+    (tmp_path / "prometheus_client.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'prometheus_client'\", name='prometheus_client')\n"
+    )
+    done = run_example("metrics.py", extra_env={"PYTHONPATH": str(tmp_path)})
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.splitlines() == [
+        "examples/metrics.py: dogpile_warm.contrib.prometheus needs prometheus-client: "
+        "pip install 'dogpile_warm[prometheus]'"
+    ]
 
 
 def test_the_command_warms_and_reports_the_shop_example() -> None:
