@@ -540,3 +540,22 @@ def test_warm_from_snapshot_without_one_warms_nothing(tmp_path: Path) -> None:
     done = run_cli("warm", "app:engine", "--from-snapshot", cwd=write_app(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "no snapshot under 'dogpile_warm:snapshot:v1'" in done.stdout
+
+
+def test_snapshot_on_an_in_memory_region_says_it_ends_with_the_process(tmp_path: Path) -> None:
+    """`snapshot` into the embedded memory region says no later process will see it."""
+    done = run_cli("snapshot", "app:engine", cwd=write_app(tmp_path, reads=True))
+    assert done.returncode == 0, done.stderr
+    assert "the region is in memory: the snapshot ends with this process; snapshots need a " in (
+        " ".join(done.stdout.split())
+    )
+
+
+def test_warm_from_snapshot_on_an_in_memory_region_says_why_none_is_found(tmp_path: Path) -> None:
+    """`warm --from-snapshot` finding nothing in a memory region says snapshots need a shared backend."""
+    done = run_cli("warm", "app:engine", "--from-snapshot", cwd=write_app(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "the region is in memory: no other process stored one here; snapshots need a backend "
+        "shared between processes (memcached, Redis)"
+    ) in " ".join(done.stdout.split())

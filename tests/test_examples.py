@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.servers import Server
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+README = EXAMPLES.parent / "README.md"
+
+
+def readme_block(first_line: str) -> list[str]:
+    """The README's indented command block that starts with ``first_line``, unindented."""
+    lines = README.read_text().splitlines()
+    start = lines.index(f"    {first_line}")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return block
 
 
 def run_example(
@@ -101,6 +117,30 @@ def test_the_command_warms_and_reports_the_shop_example() -> None:
     stats = command("stats", "shop", "--json")
     assert stats.returncode == 0, stats.stderr
     assert '"tasks": 4' in stats.stdout
+
+
+@pytest.mark.memcached
+def test_the_readme_snapshot_commands_carry_the_hot_set_to_another_process(
+    memcached_server: Server,
+) -> None:
+    """README's snapshot lines, run as written from examples/ (on the suite's memcached):
+    `warm --from-snapshot` in a new process warms the keys `snapshot` saved."""
+    memcached_server.flush()
+    block = readme_block("export SHOP_MEMCACHED_URL=127.0.0.1:11211")
+    script = "\n".join(block).replace("127.0.0.1:11211", memcached_server.url)
+    bin_dir = str(Path(sys.executable).parent)  # where pip put the dogpile-warm script
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    summary = done.stdout[done.stdout.index("Summary: keys of the snapshot") :]
+    assert re.search(r"│ succeeded +│ 2 ", summary), done.stdout
 
 
 @pytest.mark.slow

@@ -34,6 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dogpile.cache.backends.memory import MemoryBackend
+
 from .. import __version__, signals
 from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY, save_hot_set, warm_from_snapshot
 from ..default import get_warming_engine
@@ -60,6 +62,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NO_RICH = "dogpile-warm needs rich for its output: pip install 'dogpile_warm[cli]'"
+_SHARED = "snapshots need a backend shared between processes (memcached, Redis)"
 
 
 class _UsageError(Exception):
@@ -112,6 +115,12 @@ def _load_engine(target: str) -> CacheWarmingEngine:
     return found
 
 
+def _in_memory(engine: CacheWarmingEngine, region: str | None) -> bool:
+    """Whether ``region`` (None: the engine's default) keeps its values in this process."""
+    found = engine.get_region(region) if region else engine.region
+    return isinstance(found.backend, MemoryBackend)
+
+
 # -- warm -----------------------------------------------------------------------------
 def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
@@ -120,8 +129,13 @@ def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
         what, run = _warming(engine, args)
         with Bar(console, f"warming {what}", None).shown() as bar:
             report = run(bar.on_result)
+        in_memory = args.from_snapshot and _in_memory(engine, args.region)
     if args.from_snapshot and not report["found"]:
         print_line(console, f"no snapshot under {SNAPSHOT_KEY!r} in the region: nothing to warm")
+        if in_memory:
+            print_line(
+                console, f"the region is in memory: no other process stored one here; {_SHARED}"
+            )
         return EXIT_OK
     failed = print_warm_report(
         console, what, report, verbose=args.verbose, from_snapshot=args.from_snapshot
@@ -178,7 +192,12 @@ def _warm_users(engine: CacheWarmingEngine, args: argparse.Namespace, console: C
 def _cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
         result = save_hot_set(engine, args.top, args.region)
+        in_memory = _in_memory(engine, args.region)
     print_snapshot_result(console, result, verbose=args.verbose)
+    if in_memory and result["stored"]:
+        print_line(
+            console, f"the region is in memory: the snapshot ends with this process; {_SHARED}"
+        )
     return EXIT_OK
 
 
