@@ -6,14 +6,58 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from dogpile_warm import CacheWarmingEngine, signals
 from tests.servers import Server
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 README = EXAMPLES.parent / "README.md"
+
+
+def readme_python(section: str) -> list[str]:
+    """The ```python blocks of the README's ``## section``, in order."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+
+
+class StandInDb:
+    """The ``db`` the README's Usage snippets read from."""
+
+    def fetch_catalog(self) -> list[str]:
+        return ["espresso", "latte"]
+
+    def recent_forms(self, user_id: int, limit: int) -> list[str]:
+        return [f"form {n} of {user_id}" for n in range(limit)]
+
+
+@pytest.fixture
+def readme_usage(engine: CacheWarmingEngine) -> Iterator[dict[str, Any]]:
+    """The namespace after running the README's Usage snippets as written (with a ``db``),
+    in order, on this test's default engine; the one that configures memcached left out."""
+    namespace: dict[str, Any] = {"__name__": "readme", "db": StandInDb()}
+    for block in readme_python("Usage"):
+        if "dogpile_warm.configure(" not in block:
+            exec(compile(block, "README.md", "exec"), namespace)
+    yield namespace
+    signals.cache_miss.disconnect(namespace["log_miss"])
+
+
+def test_the_readme_usage_snippets_run_as_written(readme_usage: dict[str, Any]) -> None:
+    """The README's Usage snippets run in order, and warm_critical_data warms load_catalog."""
+    assert readme_usage["report"]["succeeded"] == 1
+    assert readme_usage["report"]["results"][0]["key"].endswith("load_catalog")
+
+
+def test_the_readme_user_snippet_warms_the_users_keys(readme_usage: dict[str, Any]) -> None:
+    """README's warm_user_data_optimized(7) warms recent_forms for user 7, as its comment says."""
+    result = readme_usage["result"]
+    assert result["skipped"] is False
+    assert result["keys_warmed"] == ["readme:recent_forms|7,10"]  # limit=10 by default
 
 
 def readme_block(first_line: str) -> list[str]:
