@@ -17,6 +17,7 @@ __all__ = [
     "ScheduleReport",
     "SchedulerFigures",
     "SkippedItem",
+    "SkippedTask",
     "SnapshotSaved",
     "SnapshotWarmReport",
     "Stats",
@@ -45,14 +46,26 @@ class ResultRow(TypedDict):
     error: str | None
 
 
+class SkippedTask(TypedDict):
+    """A task a warm run could not warm outside a call, and why."""
+
+    task_id: str
+    reason: str
+
+
 class WarmReport(TypedDict):
-    """What a warm run did: ``warm_critical_data``, ``warm_tasks``, ``warm_hot_keys``."""
+    """What a warm run did: ``warm_critical_data``, ``warm_tasks``, ``warm_hot_keys``.
+
+    ``skipped`` counts the tasks (or, for hot keys and snapshots, the keys) left out;
+    ``skipped_tasks`` names the tasks among them, with the reason.
+    """
 
     succeeded: int
     failed: int
     skipped: int
     total_duration_ms: float
     results: list[ResultRow]
+    skipped_tasks: list[SkippedTask]
 
 
 class SkippedItem(TypedDict):

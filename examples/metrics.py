@@ -1,7 +1,7 @@
 """Prometheus metrics: count hits, misses and warm-ups per task, then scrape them.
 
-Run it: ``python examples/metrics.py`` (needs ``pip install dogpile_warm[prometheus]``;
-in-memory region, no server). In a real service you would keep the default
+Run it: ``python examples/metrics.py`` (needs ``pip install 'dogpile_warm[prometheus]'``,
+and says so when prometheus-client is missing; in-memory region, no server). In a real service you would keep the default
 registry and serve it, e.g. with ``prometheus_client.start_http_server(9100)``;
 this script uses a registry of its own and prints an excerpt of one scrape.
 Every claim it prints is also asserted, so the script fails loudly if the
@@ -10,11 +10,17 @@ library breaks.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+import sys
 
 import dogpile_warm
 from dogpile_warm import warmable
-from dogpile_warm.contrib.prometheus import PrometheusMetrics
+
+try:
+    from dogpile_warm.contrib.prometheus import PrometheusMetrics
+except ImportError as exc:  # prometheus-client is missing: the message names the extra
+    sys.exit(f"examples/metrics.py: {exc}")
+
+from prometheus_client import CollectorRegistry, generate_latest
 
 registry = CollectorRegistry()
 # Counts the default engine's functions and tasks from now on.

@@ -2,15 +2,29 @@
 
     cd examples && dogpile-warm warm shop --all && dogpile-warm stats shop
 
-Importing it registers four warmable functions on the default engine (an
-in-memory region) and reads a few keys, standing in for the traffic a real
-application would see. Run as a script, it warms its critical data and
-prints the report.
+Importing it registers four warmable functions on the default engine and
+reads a few keys, standing in for the traffic a real application would see.
+Run as a script, it warms its critical data and prints the report.
+
+The default region is in memory, so it dies with each command's process.
+With ``SHOP_MEMCACHED_URL=host:port`` set it is memcached instead: values and
+snapshots (``dogpile-warm snapshot shop``, then ``dogpile-warm warm shop
+--from-snapshot`` in another process) are shared between processes.
 """
 
 from __future__ import annotations
 
+import os
+
+import dogpile_warm
 from dogpile_warm import warm_critical_data, warmable
+
+if os.environ.get("SHOP_MEMCACHED_URL"):
+    dogpile_warm.configure(
+        "default",
+        "dogpile.cache.pymemcache",
+        arguments={"url": os.environ["SHOP_MEMCACHED_URL"], "distributed_lock": True},
+    )
 
 
 @warmable(priority=150, tags={"catalog"}, name="shop:catalog")

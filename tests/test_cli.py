@@ -58,7 +58,9 @@ def prices():
 """
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, extra_env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in _RICH_ENV}
     return subprocess.run(
         [sys.executable, "-m", "dogpile_warm.cli", *args],
@@ -67,8 +69,16 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
         text=True,
         timeout=60,
         check=False,
-        env={**env, "PYTHONIOENCODING": "utf-8"},
+        env={**env, "PYTHONIOENCODING": "utf-8", **(extra_env or {})},
     )
+
+
+def without_rich(tmp_path: Path) -> dict[str, str]:
+    """Environment of a child in which ``import rich`` fails, as when the cli extra is missing."""
+    shadow = tmp_path / "no_rich"
+    shadow.mkdir()
+    (shadow / "rich.py").write_text("raise ImportError('No module named rich')\n")
+    return {"PYTHONPATH": str(shadow)}
 
 
 def write_app(tmp_path: Path, *, reads: bool = False, broken: bool = False) -> Path:
@@ -281,6 +291,35 @@ def test_warm_tags_and_all_choose_the_tasks(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_warm_verbose_names_each_skipped_task_and_why(tmp_path: Path) -> None:
+    """`warm --all -v` lists every skipped task with the reason the engine gave."""
+    app = write_app(tmp_path)
+    with (app / "app.py").open("a") as source:
+        source.write(
+            textwrap.dedent(
+                """
+                @warmable(name="search", engine=engine)
+                def search(prefix):
+                    return []
+
+                class Shop:
+                    @warmable(name="opening_hours", engine=engine)
+                    def opening_hours(self):
+                        return "08:00-18:00"
+                """
+            )
+        )
+    done = run_cli("warm", "app:engine", "--all", "-v", cwd=app)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert figures(done.stdout, "Summary: all tasks")["skipped"] == "3"
+    assert sorted(table(done.stdout, "Skipped tasks (3)")) == [
+        ["opening_hours", "method: warming has no instance to call it on"],
+        ["profile", "per-user function: warm_user_data warms it on login"],
+        ["search", "needs arguments and has no warm_args: missing a required argument: 'prefix'"],
+    ]
+
+
+@pytest.mark.slow
 def test_warm_users_forces_each_user(tmp_path: Path) -> None:
     """--user 7 8 --id-type int runs warm_user_data(7, force=True) and (8, ...)."""
     done = run_cli(
@@ -424,6 +463,17 @@ def test_stats_json_is_one_object_with_stats_and_performance(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("command", "key"), [("stats", "stats"), ("hot-keys", "hot_keys")])
+@pytest.mark.slow
+def test_json_output_needs_no_rich(tmp_path: Path, command: str, key: str) -> None:
+    """`stats --json` and `hot-keys --json` print their JSON where rich cannot be imported."""
+    app = write_app(tmp_path, reads=True)
+    done = run_cli(command, "app:engine", "--json", cwd=app, extra_env=without_rich(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert key in json.loads(done.stdout)
+
+
+@pytest.mark.slow
 def test_stats_prints_figures_tasks_and_performance_tables(tmp_path: Path) -> None:
     """`stats` prints the engine's figures, a task table and the performance table."""
     done = run_cli("stats", "app:engine", cwd=write_app(tmp_path, reads=True))
@@ -443,6 +493,52 @@ def test_hot_keys_lists_the_hottest_keys_with_counts(tmp_path: Path) -> None:
     rows = table(done.stdout, "Hot keys (top 2; reads seen by this process)")
     assert [row[:3] for row in rows] == [["1", "catalog", "3"], ["2", "product|2", "2"]]
     assert all(row[4] != "-" for row in rows)  # two or more reads: a predicted next access
+
+
+TIMED_APP = """
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm.testing import FakeClock
+
+clock = FakeClock()
+engine = CacheWarmingEngine(clock=clock)
+
+@warmable(name="soon", engine=engine)
+def soon():
+    return 1
+
+@warmable(name="late", engine=engine)
+def late():
+    return 2
+
+soon()
+late()
+clock.advance(1)
+late()  # read at 0 and 1: next read expected at 2
+clock.advance(9)
+soon()  # read at 0 and 10: next read expected at 20
+clock.advance(3)  # now 13
+"""
+
+
+def predicted_next_access(tmp_path: Path) -> dict[str, str]:
+    """`hot-keys` on TIMED_APP: the predicted next access shown for each key."""
+    (tmp_path / "timed.py").write_text(TIMED_APP)
+    done = run_cli("hot-keys", "timed:engine", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = table(done.stdout, "Hot keys (top 10; reads seen by this process)")
+    return {row[1]: row[4] for row in rows}
+
+
+@pytest.mark.slow
+def test_hot_keys_shows_a_predicted_access_to_come_as_in(tmp_path: Path) -> None:
+    """A predicted next access still ahead reads "in N s", never "ago"."""
+    assert predicted_next_access(tmp_path)["soon"].endswith("(in 7.0 s)")
+
+
+@pytest.mark.slow
+def test_hot_keys_shows_a_predicted_access_that_passed_as_overdue(tmp_path: Path) -> None:
+    """A predicted next access already past (no read since) reads "overdue by N s"."""
+    assert predicted_next_access(tmp_path)["late"].endswith("(overdue by 11.0 s)")
 
 
 @pytest.mark.slow
@@ -494,3 +590,22 @@ def test_warm_from_snapshot_without_one_warms_nothing(tmp_path: Path) -> None:
     done = run_cli("warm", "app:engine", "--from-snapshot", cwd=write_app(tmp_path))
     assert done.returncode == 0, done.stderr
     assert "no snapshot under 'dogpile_warm:snapshot:v1'" in done.stdout
+
+
+def test_snapshot_on_an_in_memory_region_says_it_ends_with_the_process(tmp_path: Path) -> None:
+    """`snapshot` into the embedded memory region says no later process will see it."""
+    done = run_cli("snapshot", "app:engine", cwd=write_app(tmp_path, reads=True))
+    assert done.returncode == 0, done.stderr
+    assert "the region is in memory: the snapshot ends with this process; snapshots need a " in (
+        " ".join(done.stdout.split())
+    )
+
+
+def test_warm_from_snapshot_on_an_in_memory_region_says_why_none_is_found(tmp_path: Path) -> None:
+    """`warm --from-snapshot` finding nothing in a memory region says snapshots need a shared backend."""
+    done = run_cli("warm", "app:engine", "--from-snapshot", cwd=write_app(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert (
+        "the region is in memory: no other process stored one here; snapshots need a backend "
+        "shared between processes (memcached, Redis)"
+    ) in " ".join(done.stdout.split())

@@ -159,6 +159,39 @@ def test_decorated_critical_functions_warm_their_warm_args(engine: CacheWarmingE
     assert page.get(2) == "page 2" and lazy.get(3) == 3
 
 
+def test_a_warm_report_names_each_skipped_task_and_why(engine: CacheWarmingEngine) -> None:
+    """warm_tasks lists every task it cannot call in "skipped_tasks", with the reason."""
+
+    @warmable(name="basket", user_arg="user_id")
+    def basket(user_id: int) -> list[str]:
+        return []
+
+    @warmable(name="product")
+    def product(product_id: int) -> int:
+        return product_id
+
+    class Shop:
+        @warmable(name="menu")
+        def menu(self) -> list[str]:
+            return []
+
+    @warmable(name="catalog")
+    def catalog() -> list[str]:
+        return []
+
+    report = engine.warm_tasks()
+    assert (report["succeeded"], report["skipped"]) == (1, 3)
+    assert sorted(report["skipped_tasks"], key=lambda s: s["task_id"]) == [
+        {"task_id": "basket", "reason": "per-user function: warm_user_data warms it on login"},
+        {"task_id": "menu", "reason": "method: warming has no instance to call it on"},
+        {
+            "task_id": "product",
+            "reason": "needs arguments and has no warm_args: missing a required argument: "
+            "'product_id'",
+        },
+    ]
+
+
 def test_critical_defaults_to_priority_100_or_more(engine: CacheWarmingEngine) -> None:
     """critical=None means priority >= 100; critical=True/False overrides it."""
 

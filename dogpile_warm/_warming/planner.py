@@ -21,8 +21,8 @@ from .._core.batch import KeyResult
 from .._core.regions import RegionRegistry
 from .._core.store import CacheStore
 from ..errors import describe_error
-from ..reports import ScheduleReport, WarmReport
-from .runs import OnResult, WarmJob, bind_job, report_jobs, row, run_jobs
+from ..reports import ScheduleReport, SkippedTask, WarmReport
+from .runs import OnResult, WarmJob, bind_job, report_jobs, report_row, row, run_jobs
 
 if TYPE_CHECKING:
     from .._cached.cached import CachedFunction
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .outcomes import Outcomes
     from .registry import TaskRecord, TaskRegistry
 
-__all__ = ["WarmingPlanner", "calls_to_warm"]
+__all__ = ["METHOD", "PER_USER", "WarmingPlanner", "calls_to_warm"]
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ class WarmingPlanner:
         """How a plain task's (or a ``warm_cache`` value's) key is computed and stored."""
         return Computation(name, ttl, tags, self._clock, self._outcomes, task)
 
-    def jobs_for(self, record: TaskRecord) -> list[WarmJob] | None:
-        """The keys a warming of ``record`` computes, as jobs; None when it cannot be warmed
-        outside a call (per-user functions, methods, functions needing arguments)."""
+    def jobs_for(self, record: TaskRecord) -> list[WarmJob] | str:
+        """The keys a warming of ``record`` computes, as jobs; or, when it cannot be warmed
+        outside a call (per-user functions, methods, functions needing arguments), why."""
         source = record.source
         if source is None:
             task = record.task
@@ -82,11 +82,9 @@ class WarmingPlanner:
             computation = self.computation(task.task_id, task.ttl, task.tags, task)
             key, compute = task.cache_key, task.compute_fn
             return [lambda batch: computation.warm(store, key, compute, batch)]
-        if source.user_arg is not None:
-            return None  # warmed per user by warm_user_data
         calls = calls_to_warm(source)
-        if calls is None:
-            return None
+        if isinstance(calls, str):
+            return calls
         return [
             bind_job(source, source.fn, args, kwargs, source.key_for(args, kwargs))
             for args, kwargs in calls
@@ -98,7 +96,7 @@ class WarmingPlanner:
         """Warm ``records``' keys now, in order, and report them (see :func:`report_jobs`)."""
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
-        skipped = 0
+        skipped: list[SkippedTask] = []
         failed = []
         for record in records:
             try:
@@ -109,14 +107,16 @@ class WarmingPlanner:
                     row(record, KeyResult(record.task.task_id, False, 0.0, describe_error(exc)))
                 )
                 continue
-            if task_jobs is None:
-                skipped += 1
+            if isinstance(task_jobs, str):
+                skipped.append({"task_id": record.task.task_id, "reason": task_jobs})
                 continue
             jobs.extend((record, job) for job in task_jobs)
         if on_result is not None:
             for failure in failed:
-                on_result(failure)
-        return report_jobs(jobs, failed, skipped, t0, self.max_workers, on_result)
+                report_row(on_result, failure)
+        return report_jobs(
+            jobs, failed, len(skipped), t0, self.max_workers, on_result, skipped_tasks=skipped
+        )
 
     def warm_user(self, user_id: Any, preload_forms: bool) -> list[KeyResult]:
         """Warm every per-user function for ``user_id`` now (``preload_forms=False``: not
@@ -149,17 +149,24 @@ class WarmingPlanner:
         return report_jobs(jobs, [], skipped, t0, self.max_workers)
 
 
-def calls_to_warm(source: CachedFunction) -> list[Call] | None:
-    """The argument sets warming computes for ``source``, or None when warming cannot
-    call it (a method needs an instance; required arguments need ``warm_args``)."""
+PER_USER = "per-user function: warm_user_data warms it on login"
+METHOD = "method: warming has no instance to call it on"
+
+
+def calls_to_warm(source: CachedFunction) -> list[Call] | str:
+    """The argument sets warming computes for ``source``, or why warming cannot call it
+    (a per-user function waits for its user; a method needs an instance; required
+    arguments need ``warm_args``)."""
+    if source.user_arg is not None:
+        return PER_USER
     if source.keys.skips_first:
-        return None
+        return METHOD
     warm_args = source.warm_args
     if warm_args is None:
         try:
             source.keys.bind((), {})
-        except TypeError:
-            return None
+        except TypeError as exc:
+            return f"needs arguments and has no warm_args: {exc}"
         return [((), {})]
     spec = warm_args() if callable(warm_args) else warm_args
     return [_as_call(item, source.name) for item in spec]

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from .._core.batch import KeyResult, WriteBatch
 from ..errors import describe_error
-from ..reports import ResultRow, WarmReport
+from ..reports import ResultRow, SkippedTask, WarmReport
 
 if TYPE_CHECKING:
     from .._cached.cached import CachedFunction
     from .registry import TaskRecord
 
-__all__ = ["OnResult", "WarmJob", "bind_job", "report_jobs", "row", "run_jobs"]
+__all__ = ["OnResult", "WarmJob", "bind_job", "report_jobs", "report_row", "row", "run_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def report_jobs(
     t0: float,
     max_workers: int,
     on_result: OnResult | None = None,
+    *,
+    skipped_tasks: list[SkippedTask] | None = None,
 ) -> WarmReport:
     """Run ``jobs`` and report them, after the ``rows`` already known, in the warm shape.
 
@@ -104,6 +106,7 @@ def report_jobs(
         "skipped": skipped,
         "total_duration_ms": (time.perf_counter() - t0) * 1000.0,
         "results": rows,
+        "skipped_tasks": skipped_tasks or [],
     }
 
 
@@ -126,12 +129,18 @@ def _run_job(job: WarmJob, batch: WriteBatch | None) -> KeyResult:
         return KeyResult("?", False, 0.0, describe_error(exc))
 
 
+def report_row(on_result: OnResult, result_row: ResultRow) -> None:
+    """Hand ``result_row`` to ``on_result``; a callback that raises is logged, never raised
+    (a progress display must not fail a warming)."""
+    try:
+        on_result(result_row)
+    except Exception:
+        log.exception("on_result callback failed")
+
+
 def _reporting(record: TaskRecord, job: WarmJob, on_result: OnResult) -> WarmJob:
     def report(result: KeyResult) -> None:
-        try:
-            on_result(row(record, result))
-        except Exception:  # a progress display must not fail a warming
-            log.exception("on_result callback failed")
+        report_row(on_result, row(record, result))
 
     def run(batch: WriteBatch | None) -> KeyResult:
         result = job(batch)

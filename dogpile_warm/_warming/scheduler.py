@@ -261,7 +261,7 @@ class Scheduler:
                 log.warning("cannot list the keys of task %r: %s", record.task.task_id, exc)
                 self._reschedule(record, now, failed=True)
                 continue
-            if task_jobs is None:  # per-user: warmed on login, not on a schedule
+            if isinstance(task_jobs, str):  # e.g. per-user: warmed on login, not on a schedule
                 self._reschedule(record, now, failed=False)
                 continue
             if jobs and len(jobs) + len(task_jobs) > budget:

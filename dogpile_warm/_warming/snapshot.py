@@ -37,6 +37,7 @@ from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.validation import check_positive_number
 from ..errors import WarmError, describe_error
 from ..reports import SkippedItem, SnapshotSaved, SnapshotWarmReport
+from .planner import METHOD, PER_USER
 from .runs import OnResult, WarmJob, bind_job, report_jobs
 
 if TYPE_CHECKING:
@@ -255,9 +256,9 @@ def _unwarmable(record: TaskRecord | None) -> str | None:
     if source is None:
         return "not a @warmable function: a plain task has no arguments to warm"
     if source.user_arg is not None:
-        return "per-user function: warm_user_data warms it on login"
+        return PER_USER
     if source.keys.skips_first:
-        return "method: warming has no instance to call it on"
+        return METHOD
     return None
 
 

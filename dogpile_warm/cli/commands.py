@@ -15,7 +15,8 @@ success, 1 when a key failed to warm (the failures are listed), 2 for usage
 errors, a module that does not import, or a missing ``rich`` (the ``cli``
 extra: ``pip install 'dogpile_warm[cli]'``). Output is drawn with rich; when
 stdout is not a terminal it carries no ANSI codes and is 120 columns wide
-(or ``$COLUMNS``).
+(or ``$COLUMNS``). ``--json`` output (``stats``, ``hot-keys``) is plain JSON
+and needs no rich.
 
 This module parses the arguments and runs the commands; what they draw is
 in :mod:`dogpile_warm.cli.render`, what the demo does in :mod:`dogpile_warm.cli.demo`.
@@ -33,6 +34,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from dogpile.cache.backends.memory import MemoryBackend
+
 from .. import __version__, signals
 from .._core.validation import check_positive_int, check_positive_number
 from .._warming.runs import OnResult
@@ -40,7 +43,7 @@ from .._warming.snapshot import MAX_TOP_N, SNAPSHOT_KEY
 from ..default import get_warming_engine
 from ..engine import CacheWarmingEngine
 from ..errors import UnknownRegionError, WarmError, describe_error
-from ..reports import WarmReport
+from ..reports import Performance, Stats, WarmReport
 from .demo import DemoTable, run_demo
 from .render import (
     HAVE_RICH,
@@ -62,6 +65,7 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NO_RICH = "dogpile-warm needs rich for its output: pip install 'dogpile_warm[cli]'"
+_SHARED = "snapshots need a backend shared between processes (memcached, Redis)"
 
 
 class _UsageError(Exception):
@@ -114,6 +118,12 @@ def _load_engine(target: str) -> CacheWarmingEngine:
     return found
 
 
+def _in_memory(engine: CacheWarmingEngine, region: str | None) -> bool:
+    """Whether ``region`` (None: the engine's default) keeps its values in this process."""
+    found = engine.get_region(region) if region else engine.region
+    return isinstance(found.backend, MemoryBackend)
+
+
 # -- warm -----------------------------------------------------------------------------
 def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
@@ -122,8 +132,13 @@ def _cmd_warm(args: argparse.Namespace, console: Console) -> int:
         what, run = _warming(engine, args)
         with Bar(console, f"warming {what}", None).shown() as bar:
             report = run(bar.on_result)
+        in_memory = args.from_snapshot and _in_memory(engine, args.region)
     if args.from_snapshot and not report.get("found", True):
         print_line(console, f"no snapshot under {SNAPSHOT_KEY!r} in the region: nothing to warm")
+        if in_memory:
+            print_line(
+                console, f"the region is in memory: no other process stored one here; {_SHARED}"
+            )
         return EXIT_OK
     failed = print_warm_report(
         console, what, report, verbose=args.verbose, from_snapshot=args.from_snapshot
@@ -180,21 +195,37 @@ def _warm_users(engine: CacheWarmingEngine, args: argparse.Namespace, console: C
 def _cmd_snapshot(args: argparse.Namespace, console: Console) -> int:
     with _loaded(args.target) as engine:
         result = engine.save_hot_set(args.top, args.region)
+        in_memory = _in_memory(engine, args.region)
     print_snapshot_result(console, result, verbose=args.verbose)
+    if in_memory and result["stored"]:
+        print_line(
+            console, f"the region is in memory: the snapshot ends with this process; {_SHARED}"
+        )
     return EXIT_OK
+
+
+def _stats(args: argparse.Namespace) -> tuple[Stats, Performance]:
+    """``get_stats()`` and ``get_performance()`` of the target's engine."""
+    with _loaded(args.target) as engine:
+        return engine.get_stats(), engine.get_performance()
 
 
 def _cmd_stats(args: argparse.Namespace, console: Console) -> int:
-    with _loaded(args.target) as engine:
-        stats, performance = engine.get_stats(), engine.get_performance()
-    if args.json:
-        print(json.dumps({"stats": stats, "performance": performance}, indent=2, default=str))
-        return EXIT_OK
-    print_stats(console, stats, performance)
+    print_stats(console, *_stats(args))
     return EXIT_OK
 
 
-def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
+def _json_stats(args: argparse.Namespace) -> int:
+    stats, performance = _stats(args)
+    print(json.dumps({"stats": stats, "performance": performance}, indent=2, default=str))
+    return EXIT_OK
+
+
+_HotKey = tuple[str, int, float, float | None]
+
+
+def _hot_keys(args: argparse.Namespace) -> tuple[list[_HotKey], float]:
+    """The ``--top`` hot keys as (key, accesses, per minute, predicted next access), and now."""
     with _loaded(args.target) as engine:
         tracker = engine.usage_tracker
         now = tracker.clock()
@@ -202,14 +233,22 @@ def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
             (key, count, tracker.get_access_frequency(key, 60), tracker.predict_next_access(key))
             for key, count in tracker.get_hot_keys(args.top)
         ]
-    if args.json:
-        keys = [
-            {"key": k, "accesses": n, "per_minute": f, "predicted_next_access": p}
-            for k, n, f, p in rows
-        ]
-        print(json.dumps({"hot_keys": keys}, indent=2))
-        return EXIT_OK
+    return rows, now
+
+
+def _cmd_hot_keys(args: argparse.Namespace, console: Console) -> int:
+    rows, now = _hot_keys(args)
     print_hot_keys(console, args.top, rows, now)
+    return EXIT_OK
+
+
+def _json_hot_keys(args: argparse.Namespace) -> int:
+    rows, _ = _hot_keys(args)
+    keys = [
+        {"key": k, "accesses": n, "per_minute": f, "predicted_next_access": p}
+        for k, n, f, p in rows
+    ]
+    print(json.dumps({"hot_keys": keys}, indent=2))
     return EXIT_OK
 
 
@@ -334,7 +373,10 @@ def _parser() -> argparse.ArgumentParser:
         help="with --from-snapshot: the region holding the snapshot (default: the engine's default region)",
     )
     warm.add_argument(
-        "-v", "--verbose", action="store_true", help="list every key warmed and every key skipped"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="list every key warmed, and every task or key skipped with the reason",
     )
 
     snapshot = commands.add_parser(
@@ -374,7 +416,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     stats.add_argument("target", metavar="MODULE[:ATTR]", help=_TARGET_HELP)
     stats.add_argument(
-        "--json", action="store_true", help='one JSON object with "stats" and "performance"'
+        "--json",
+        action="store_true",
+        help='one JSON object with "stats" and "performance" (needs no rich)',
     )
 
     hot = commands.add_parser(
@@ -390,7 +434,9 @@ def _parser() -> argparse.ArgumentParser:
     hot.add_argument(
         "--top", type=_positive_int, default=10, metavar="N", help="how many keys (default 10)"
     )
-    hot.add_argument("--json", action="store_true", help='one JSON object with "hot_keys"')
+    hot.add_argument(
+        "--json", action="store_true", help='one JSON object with "hot_keys" (needs no rich)'
+    )
     return parser
 
 
@@ -400,6 +446,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace, Console], int]] = {
     "snapshot": _cmd_snapshot,
     "stats": _cmd_stats,
     "hot-keys": _cmd_hot_keys,
+}
+# --json: plain JSON on stdout, without rich.
+_JSON_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "stats": _json_stats,
+    "hot-keys": _json_hot_keys,
 }
 
 
@@ -415,10 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.users = [int(u) for u in args.users]
             except ValueError:
                 args.subparser.error(f"--id-type int: not whole numbers: {' '.join(args.users)}")
-    if not HAVE_RICH:
-        print(_NO_RICH, file=sys.stderr)
-        return EXIT_USAGE
     try:
+        if getattr(args, "json", False):
+            return _JSON_COMMANDS[args.command](args)
+        if not HAVE_RICH:
+            print(_NO_RICH, file=sys.stderr)
+            return EXIT_USAGE
         return _COMMANDS[args.command](args, make_console())
     except (_UsageError, UnknownRegionError) as exc:
         print(f"dogpile-warm: {exc}", file=sys.stderr)

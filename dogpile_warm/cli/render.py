@@ -100,15 +100,24 @@ def print_table(
     console.print()
 
 
-def when(epoch: float | None, now: float | None = None) -> str | None:
-    """Local time of ``epoch`` (HH:MM:SS), with how far from ``now`` when given."""
+def when(epoch: float | None) -> str | None:
+    """Local time of ``epoch`` (HH:MM:SS)."""
     if epoch is None:
         return None
-    text = datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
-    if now is None:
-        return text
-    delta = epoch - now
-    return f"{text} (in {delta:.1f} s)" if delta >= 0 else f"{text} ({-delta:.1f} s ago)"
+    return datetime.fromtimestamp(epoch).strftime("%H:%M:%S")
+
+
+def expected(epoch: float | None, now: float) -> str | None:
+    """An expected event at ``epoch``, seen at ``now``: its local time, and "in 3.2 s",
+    "due now", or "overdue by 1.5 s" when that time has passed without it."""
+    if epoch is None:
+        return None
+    delta = round(epoch - now, 1)
+    if delta > 0:
+        return f"{when(epoch)} (in {delta:.1f} s)"
+    if delta < 0:
+        return f"{when(epoch)} (overdue by {-delta:.1f} s)"
+    return f"{when(epoch)} (due now)"
 
 
 class Bar:
@@ -153,8 +162,9 @@ def print_warm_report(
 ) -> int:
     """Print what ``warm`` did (``report`` from ``warm_tasks``/``warm_from_snapshot``).
 
-    ``what`` names what was warmed, for the titles. Returns how many keys
-    failed (listed in a failures table).
+    ``what`` names what was warmed, for the titles. ``verbose`` lists every
+    key warmed and every task skipped, with the reason the engine gave.
+    Returns how many keys failed (listed in a failures table).
     """
     if verbose:
         print_table(
@@ -175,6 +185,13 @@ def print_warm_report(
     if from_snapshot:
         figures.append(["snapshot saved at", when(report["saved_at"])])
     print_table(console, f"Summary: {what}", ["figure", "value"], [[k, str(v)] for k, v in figures])
+    if verbose and report.get("skipped_tasks"):
+        print_table(
+            console,
+            f"Skipped tasks ({len(report['skipped_tasks'])})",
+            ["task", "reason"],
+            [[s["task_id"], s["reason"]] for s in report["skipped_tasks"]],
+        )
     if from_snapshot and report["skipped_items"]:
         _print_skipped(console, report["skipped_items"], verbose)
     return _print_failures(
@@ -304,13 +321,14 @@ def print_hot_keys(
 ) -> None:
     """Print the ``top`` hot keys: (key, accesses, per minute, predicted next access) rows.
 
-    ``now`` is the tracker's clock, to say how far off each predicted access is.
+    ``now`` is the tracker's clock, to say how far ahead each predicted access is, or
+    how overdue (the key's accesses came more often than it has been read since).
     """
     print_table(
         console,
         f"Hot keys (top {top}; reads seen by this process)",
         ["#", "key", "accesses", "per min (1 h)", "predicted next access"],
-        [[i, k, n, f"{f:.2f}", when(p, now)] for i, (k, n, f, p) in enumerate(rows, 1)],
+        [[i, k, n, f"{f:.2f}", expected(p, now)] for i, (k, n, f, p) in enumerate(rows, 1)],
         note=None
         if rows
         else "no reads recorded: the tracker only sees reads made in this process "
