@@ -1,0 +1,180 @@
+"""The read path as it runs: the direct call is taken, its inlined copies agree with their
+owners, and a miss costs the round trips it should."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from dogpile.cache.proxy import ProxyBackend
+
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._cached.cached import CachedFunction
+from dogpile_warm.testing import captured_signals
+from tests.conftest import configure_backend
+from tests.servers import ClientCloser, Server
+
+
+def test_a_plain_function_is_called_straight_into_its_read_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calling a plain decorated function never goes through wrapt's wrapper call."""
+    through_wrapt: list[str] = []
+    original = CachedFunction.__call__
+
+    def spy(self: CachedFunction, *args: Any) -> Any:
+        through_wrapt.append(self.name)
+        return original(self, *args)
+
+    monkeypatch.setattr(CachedFunction, "__call__", spy)
+
+    @warmable(ttl=60)
+    def square(x: int) -> int:
+        return x * x
+
+    assert square.direct
+    assert [square(3), square(3)] == [9, 9]
+    assert through_wrapt == []
+
+
+def test_methods_go_through_wrapts_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Methods, classmethods and staticmethods are reached through wrapt (they need it)."""
+    through_wrapt: list[str] = []
+    original = CachedFunction.__call__
+
+    def spy(self: CachedFunction, *args: Any) -> Any:
+        through_wrapt.append(self.name.rsplit(".", 1)[-1])
+        return original(self, *args)
+
+    monkeypatch.setattr(CachedFunction, "__call__", spy)
+
+    class Shop:
+        @warmable(ttl=60)
+        def price(self, item: str) -> int:
+            return len(item)
+
+        @warmable(ttl=60)
+        @classmethod
+        def currency(cls) -> str:
+            return "EUR"
+
+        @warmable(ttl=60)
+        @staticmethod
+        def vat() -> float:
+            return 0.2
+
+    assert (Shop().price("tea"), Shop.currency(), Shop.vat()) == (3, "EUR", 0.2)
+    assert through_wrapt == ["price", "currency", "vat"]
+
+
+ARGUMENT_SETS: list[tuple[Any, ...]] = [
+    (1,),
+    (True,),
+    (1.0,),
+    ("1",),
+    (b"1",),
+    (None,),
+    ((1, "a"),),
+    ([1, 2],),  # unhashable: never memoised
+    (frozenset({1}),),
+    (1, 2),
+]
+
+
+def test_the_read_paths_memoised_keys_agree_with_key_for() -> None:
+    """The reader's inlined copy of KeyBuilder's memo rule gives key_for's key, on first
+    and repeated calls, for arguments that compare equal across types."""
+
+    @warmable(ttl=60)
+    def echo(*args: Any) -> tuple[Any, ...]:
+        return args
+
+    for _ in range(2):  # the second round reads memoised keys
+        for args in ARGUMENT_SETS:
+            with captured_signals("cache_hit", "cache_miss") as sent:
+                echo(*args)
+            [signal] = sent
+            assert signal.kwargs["key"] == echo.key_for(*args), args
+
+
+def test_hits_on_the_memory_shortcut_count_like_any_other(engine: CacheWarmingEngine) -> None:
+    """The reader's inlined Usage.hit feeds the same counters and tracker as a slow-path hit."""
+
+    @warmable(ttl=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    for x in (1, 1, 1, 2, 2):
+        double(x)
+    stats = engine.get_stats()
+    assert (stats["hits"], stats["misses"]) == (3, 2)
+    assert dict(engine.usage_tracker.get_hot_keys(2)) == {
+        double.key_for(1): 3,
+        double.key_for(2): 2,
+    }
+
+
+class CountingProxy(ProxyBackend):
+    """Counts the backend calls that read or write values (locks are not counted)."""
+
+    calls: Counter[str]
+
+    def get(self, key: Any) -> Any:
+        self.calls["get"] += 1
+        return self.proxied.get(key)
+
+    def get_multi(self, keys: Any) -> Any:
+        self.calls["get"] += 1
+        return self.proxied.get_multi(keys)
+
+    def set(self, key: Any, value: Any) -> None:
+        self.calls["set"] += 1
+        self.proxied.set(key, value)
+
+    def set_multi(self, mapping: Any) -> None:
+        self.calls["set"] += 1
+        self.proxied.set_multi(mapping)
+
+    def get_serialized(self, key: Any) -> Any:
+        self.calls["get"] += 1
+        return self.proxied.get_serialized(key)
+
+    def get_serialized_multi(self, keys: Any) -> Any:
+        self.calls["get"] += 1
+        return self.proxied.get_serialized_multi(keys)
+
+    def set_serialized(self, key: Any, value: Any) -> None:
+        self.calls["set"] += 1
+        self.proxied.set_serialized(key, value)
+
+    def set_serialized_multi(self, mapping: Any) -> None:
+        self.calls["set"] += 1
+        self.proxied.set_serialized_multi(mapping)
+
+
+@pytest.mark.parametrize("name", ["memcached", "redis"])
+def test_an_untagged_miss_costs_two_gets_and_one_set(
+    name: str,
+    engine: CacheWarmingEngine,
+    request: pytest.FixtureRequest,
+    client_closer: ClientCloser,
+) -> None:
+    """A miss reads the key once before dogpile's Lock and once under it, then stores."""
+    server: Server = request.getfixturevalue(f"{name}_server")
+    server.flush()
+    configure_backend(engine, name, server)
+    client_closer.watch(engine.region)
+    proxy = CountingProxy()
+    proxy.calls = Counter()
+    engine.region.wrap(proxy)
+
+    @warmable(ttl=60)
+    def product(product_id: int) -> dict[str, int]:
+        return {"id": product_id}
+
+    assert product(7) == {"id": 7}
+    assert proxy.calls == Counter(get=2, set=1)
+    proxy.calls.clear()
+    assert product(7) == {"id": 7}
+    assert proxy.calls == Counter(get=1)  # a hit: one read
