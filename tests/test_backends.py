@@ -19,7 +19,7 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
-from dogpile_warm.testing import captured_signals, wait_until
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 from tests.servers import ClientCloser, Server
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -417,7 +417,9 @@ def test_warm_of_a_failing_function_returns_false_and_keeps_the_old_value() -> N
 
 
 @pytest.mark.slow
-def test_refresh_ahead_serves_the_old_value_and_refreshes_in_the_background(calls: Calls) -> None:
+def test_refresh_ahead_serves_the_old_value_and_refreshes_in_the_background(
+    calls: Calls, clock: FakeClock
+) -> None:
     """Past ``refresh_ahead * ttl`` a read returns the cached value and one background refresh stores a new one."""
 
     @dogpile_warm.warmable(ttl=2, refresh_ahead=0.25)
@@ -425,7 +427,7 @@ def test_refresh_ahead_serves_the_old_value_and_refreshes_in_the_background(call
         return calls()
 
     assert value() == 1
-    time.sleep(0.6)  # real time: past the 0.5 s refresh point, well within the 2 s ttl
+    clock.advance(0.6)  # past the 0.5 s refresh point, well within the 2 s ttl
 
     with captured_signals("refreshed", "cache_hit", "cache_miss") as sent:
         assert value() == 1  # at once: the refresh runs in the background
@@ -438,7 +440,7 @@ def test_refresh_ahead_serves_the_old_value_and_refreshes_in_the_background(call
 
 
 @pytest.mark.slow
-def test_a_value_older_than_ttl_is_recomputed(calls: Calls) -> None:
+def test_a_value_older_than_ttl_is_recomputed(calls: Calls, clock: FakeClock) -> None:
     """Past ``ttl`` seconds (wall clock) a call recomputes instead of returning the old value."""
 
     @dogpile_warm.warmable(ttl=0.3, refresh_ahead=None)
@@ -447,7 +449,7 @@ def test_a_value_older_than_ttl_is_recomputed(calls: Calls) -> None:
 
     assert value() == 1
     assert value() == 1
-    time.sleep(0.4)  # ttl is wall-clock time, as dogpile stores it: no fake clock applies
+    clock.advance(0.4)  # past the ttl, on the engine's clock
 
     assert value.get() is NO_VALUE
     assert value() == 2
@@ -682,7 +684,11 @@ class TestRegionsTheUserConfigured:
     @pytest.mark.redis
     @pytest.mark.slow
     def test_redis_region_with_a_thread_local_lock_refreshes_ahead(
-        self, redis_server: Server, client_closer: ClientCloser, engine: CacheWarmingEngine
+        self,
+        redis_server: Server,
+        client_closer: ClientCloser,
+        engine: CacheWarmingEngine,
+        clock: FakeClock,
     ) -> None:
         """A passed-in Redis region whose lock is thread-local still refreshes in the background."""
         redis_server.flush()
@@ -706,7 +712,7 @@ class TestRegionsTheUserConfigured:
 
         with captured_signals("refreshed") as sent:
             first = stamp()
-            time.sleep(0.6)  # real time (the user's own Redis region): inside the refresh window
+            clock.advance(0.6)  # inside the refresh window
             assert stamp() == first  # served at once, refreshed behind it
             wait_until(lambda: sent.named("refreshed"), message="the background refresh")
             assert stamp() != first  # the refreshed value, and no lock left behind

@@ -38,7 +38,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
 from dogpile_warm._core.keys import safe_key
 from dogpile_warm._core.tags import tag_key
-from dogpile_warm.testing import captured_signals, wait_until
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 from tests.servers import ClientCloser, Server
 from tests.test_locks import remaining_seconds
 
@@ -301,7 +301,10 @@ def test_a_miss_computes_once_and_the_next_call_hits(region: CacheRegion, caller
 
 @pytest.mark.slow
 def test_refresh_ahead_returns_the_cached_value_and_refreshes_in_the_background(
-    region: CacheRegion, caller: Caller, engine: CacheWarmingEngine
+    region: CacheRegion,
+    caller: Caller,
+    engine: CacheWarmingEngine,
+    clock: FakeClock,
 ) -> None:
     """In the refresh window a call returns the cached value at once; a background refresh replaces it."""
     body = Versions()
@@ -316,7 +319,7 @@ def test_refresh_ahead_returns_the_cached_value_and_refreshes_in_the_background(
 
     try:
         assert caller(prices) == 1
-        time.sleep(0.6)  # real time (dogpile's backends): inside the refresh window (0.5 s to 1 s)
+        clock.advance(0.6)  # inside the refresh window (0.5 s to 1 s)
         with captured_signals("refreshed") as sent:
             assert caller(prices) == 1  # returned while its refresh was still held back
             caller_returned.set()
@@ -330,7 +333,10 @@ def test_refresh_ahead_returns_the_cached_value_and_refreshes_in_the_background(
 
 @pytest.mark.slow
 def test_a_value_past_its_ttl_is_recomputed_in_the_caller(
-    region: CacheRegion, caller: Caller, engine: CacheWarmingEngine
+    region: CacheRegion,
+    caller: Caller,
+    engine: CacheWarmingEngine,
+    clock: FakeClock,
 ) -> None:
     """A call after ``ttl`` never returns the old value: it recomputes it in the calling thread."""
     body = Versions()
@@ -340,7 +346,7 @@ def test_a_value_past_its_ttl_is_recomputed_in_the_caller(
         return body()
 
     assert caller(stock) == 1
-    time.sleep(0.7)  # real time (dogpile's backends): past the ttl
+    clock.advance(0.7)  # past the ttl
     with captured_signals("cache_hit", "cache_miss", "refreshed") as sent:
         assert caller(stock) == 2
 
@@ -372,7 +378,10 @@ def test_invalidate_by_tags_makes_the_tagged_function_recompute(
 
 @pytest.mark.slow
 def test_the_first_call_past_ttl_after_a_background_refresh_returns(
-    region: CacheRegion, caller: Caller, engine: CacheWarmingEngine
+    region: CacheRegion,
+    caller: Caller,
+    engine: CacheWarmingEngine,
+    clock: FakeClock,
 ) -> None:
     """The first call past ttl after a background refresh recomputes, never hanging on a leftover lock."""
     body = Versions()
@@ -382,11 +391,11 @@ def test_the_first_call_past_ttl_after_a_background_refresh_returns(
         return body()
 
     assert caller(menu) == 1
-    time.sleep(0.15)  # real time: inside the refresh window (0.06 s to 0.6 s)
+    clock.advance(0.15)  # inside the refresh window (0.06 s to 0.6 s)
     with captured_signals("refreshed") as sent:
         assert caller(menu) == 1
         wait_until(lambda: sent.named("refreshed"), REFRESH_TIMEOUT, message="the refresh")
-    time.sleep(0.75)  # real time: past the refreshed value's ttl (stored before the signal)
+    clock.advance(0.75)  # past the refreshed value's ttl
 
     assert caller(menu) == 3  # within CALL_TIMEOUT: the lock was free
     assert body.threads[2] == caller.ident
