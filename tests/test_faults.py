@@ -521,7 +521,9 @@ def test_a_value_whose_write_hung_past_its_ttl_is_not_returned(
             make_region().configure("dogpile.cache.pymemcache", arguments={"url": server.url})
         )
 
-        @dogpile_warm.warmable(ttl=1.0, refresh_ahead=None, region=region)
+        real = CacheWarmingEngine()  # on the real clock: the write really hangs past the ttl
+
+        @dogpile_warm.warmable(ttl=1.0, refresh_ahead=None, region=region, engine=real)
         def stamp() -> float:
             started = time.time()
             time.sleep(0.2)  # real time: the server is paused meanwhile, so the write will hang
@@ -535,6 +537,7 @@ def test_a_value_whose_write_hung_past_its_ttl_is_not_returned(
         age = time.time() - value
         timer.join()
         resumer.join()
+        real.close()
         assert age <= 1.0
     finally:
         server.stop()
