@@ -14,6 +14,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -22,6 +23,7 @@ import pytest
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine
+from dogpile_warm.testing import FakeClock
 from tests.fleet_worker import FUNCTION_NAME, TAG
 from tests.servers import ClientCloser, Server
 
@@ -172,11 +174,14 @@ class ThisProcess:
 @pytest.fixture
 def here(
     engine: CacheWarmingEngine,
+    clock: FakeClock,
     memcached_server: Server,
     client_closer: ClientCloser,
     source: Path,
 ) -> Iterator[ThisProcess]:
-    """This process as a member of the fleet, on the shared memcached."""
+    """This process as a member of the fleet, on the shared memcached; its clock reads the
+    fleet's time (processes sharing a backend share a clock)."""
+    clock.now = time.time()
     client_closer.watch(
         engine.configure_region(
             "default",
