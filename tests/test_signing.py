@@ -163,9 +163,9 @@ def test_a_signed_region_caches_and_rotates_keys(
     assert shared() == 7 and shared() == 7
     assert runs == [1]
 
-    rotating = CacheWarmingEngine()
+    rotating = CacheWarmingEngine(clock=engine.clock)  # processes sharing a backend share a clock
     configure(rotating, kind, server, client_closer, signing_key=[KEY, OLD_KEY])
-    new_only = CacheWarmingEngine()
+    new_only = CacheWarmingEngine(clock=engine.clock)
     configure(new_only, kind, server, client_closer, signing_key=KEY)
     try:
         for other in (rotating, new_only):
