@@ -305,7 +305,7 @@ class CacheWarmingEngine:
         if not tag_set:
             return 0
         for store in self.planner.stores_in_use():
-            store.bump_tags(tag_set)  # raises WarmError when not recorded
+            store.tags.bump(tag_set)  # raises WarmError when not recorded
         self.usage.drain()
         self.usage.figures.invalidated(tag_set)
         if signals.invalidated.receivers:

@@ -84,7 +84,7 @@ class Computation:
         self, store: CacheStore, key: str, compute: Callable[[], Any]
     ) -> tuple[Entry, BaseException | None]:
         """Compute now; return the entry and why it may not be stored (None: it may)."""
-        versions = store.tag_versions(self.sorted_tags)
+        versions = store.tags.current(self.sorted_tags)
         started = self.clock()
         value, cost = self.run(store, key, compute)
         if isinstance(versions, BaseException):
@@ -118,7 +118,7 @@ class Computation:
     def set(self, store: CacheStore, key: str, value: Any) -> None:
         """Store ``value`` under ``key`` as if computed now (nothing stored if the tag
         versions cannot be read)."""
-        versions = store.tag_versions(self.sorted_tags)
+        versions = store.tags.current(self.sorted_tags)
         if not isinstance(versions, BaseException):
             store.write(key, Entry(value, self.clock(), self.ttl, versions), self.name)
 

@@ -23,17 +23,14 @@ not look done.
 
 from __future__ import annotations
 
-import enum
 import logging
 import math
-import os
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final, NamedTuple, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CachedValue, CantDeserializeException
-from dogpile.cache.region import value_version
 
 from .._backends import traits
 from ..errors import (
@@ -42,16 +39,17 @@ from ..errors import (
     LockLost,
     ValueRefused,
     ValueUnreadable,
-    WarmError,
     describe_error,
 )
 from . import forks, health
+from .entry import MEMORY_METADATA, UNAVAILABLE, Entry, Unavailable, decode, stored
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
 from .signing import BadSignature
-from .tags import TagVersions, tag_key
+from .tag_versions import TagVersionBook
+from .tags import tag_key
 
 __all__ = ["UNAVAILABLE", "CacheStore", "Entry", "Unavailable"]
 
@@ -59,35 +57,6 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-
-class Entry(NamedTuple):
-    """What dogpile_warm stores under a key (pickled by the backend)."""
-
-    value: Any
-    created: float  # epoch seconds (the engine's clock) when the computation started
-    ttl: float
-    tags: TagVersions  # ((tag, version), ...) sorted by tag
-    cost: float = 0.0  # seconds the computation took (XFetch uses it)
-
-
-class Unavailable(enum.Enum):
-    """What :meth:`CacheStore.read` returns when the backend did not answer or was skipped."""
-
-    UNAVAILABLE = "UNAVAILABLE"
-
-
-UNAVAILABLE: Final = Unavailable.UNAVAILABLE
-
-# How an Entry is kept in a backend that serializes: a plain tuple behind a
-# format marker. Pickling a NamedTuple names its class, and every unpickling
-# then looks the class up through the import system, on every read that is
-# not a memory hit. The key the entry was stored under comes second: a read checks
-# it, so a value copied under another key (signed, in a signed region) is
-# refused there rather than served as another call's value. dogpile's memory
-# backend keeps the Entry itself: one object per key, shared with the memory
-# index.
-_FORMAT = "dogpile_warm/2"
-_OLD_FORMAT = "dogpile_warm/1"  # an entry without its key: read as a plain miss
 
 # What a failure that is not a connection error means, by operation: a read
 # got something it cannot read back, a write was refused, a lock released or
@@ -101,23 +70,13 @@ _MEANING = {
 }
 
 
-# What dogpile keeps beside each value in the memory backend: when it was stored,
-# and its format version. Entries carry their own times; "ct" 0 makes dogpile's
-# own reads of such a key (region.get) see it as expired, never as a fresh value.
-_MEMORY_METADATA: Final = {"ct": 0.0, "v": value_version}
-
-
-def _stored(key: str, entry: Entry) -> tuple[Any, ...]:
-    return (_FORMAT, key, *entry)
-
-
 class CacheStore:
     """One region as dogpile_warm uses it: entries, tag versions, locks, health."""
 
     def __init__(self, region: CacheRegion, health: BackendHealth | None = None) -> None:
         self.region = region
         self.health = health or BackendHealth(_label(region))
-        self._creating_versions = forks.new_lock()
+        self.tags = TagVersionBook(self)
         self._local_mutexes: weakref.WeakValueDictionary[str, LocalMutex] = (
             weakref.WeakValueDictionary()
         )
@@ -235,7 +194,7 @@ class CacheStore:
         started = health_.clock() if budget is not None or health_.open else -math.inf
         try:
             if tags:
-                found = self._get_multi([safe_key(key), *map(tag_key, tags)])
+                found = self.get_many([safe_key(key), *map(tag_key, tags)])
                 stored, current = found[0], found[1:]
             else:
                 stored = self._get(safe_key(key))
@@ -258,7 +217,7 @@ class CacheStore:
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
             versions = self.attempt(
-                "tag read", key, lambda: self._get_multi([tag_key(t) for t, _ in entry.tags])
+                "tag read", key, lambda: self.get_many([tag_key(t) for t, _ in entry.tags])
             )
             if isinstance(versions, BackendError):
                 return UNAVAILABLE if isinstance(versions, BackendUnavailable) else None
@@ -272,34 +231,20 @@ class CacheStore:
 
     def _entry(self, found: Any, key: str) -> Entry | None:
         """The Entry stored as ``found``; None if nothing is (or what is cannot be read)."""
-        if type(found) is Entry:  # dogpile's memory backend: the object we stored
+        if type(found) is Entry:  # the memory backend's own object, on the hit path
             return found
-        if type(found) is tuple and len(found) == 7 and found[0] == _FORMAT and found[1] == key:
-            # found[2:] is every field in order: made as the tuple it is, without
-            # the NamedTuple's Python-level __new__ (on every read but a memory hit).
-            return tuple.__new__(Entry, found[2:])
-        if found is NO_VALUE:
+        entry = decode(found, key)
+        if isinstance(entry, str):
+            self.health.failed_unreadable(entry, key)
             return None
-        if type(found) is list and len(found) == 7 and found[0] == _FORMAT and found[1] == key:
-            # A region serializing to JSON hands tuples back as lists.
-            _, _, value, created, ttl, tags, cost = found
-            return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
-        if isinstance(found, tuple | list) and len(found) == 6 and found[0] == _OLD_FORMAT:
-            return None  # the format without the key: recomputed and stored anew, not counted
-        if isinstance(found, tuple | list) and len(found) == 7 and found[0] == _FORMAT:
-            reason = f"an entry stored under another key ({str(found[1])[:80]!r})"
-        elif isinstance(found, ValueUnreadable):
-            reason = str(found)
-        else:
-            reason = f"not a dogpile_warm entry but a {type(found).__name__}"
-        self.health.failed_unreadable(reason, key)
-        return None
+        return entry
 
     def _backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
-        return self._mangled(safe_key(key))
+        return self.mangled(safe_key(key))
 
-    def _mangled(self, key: str) -> str:
+    def mangled(self, key: str) -> str:
+        """``key`` through the region's key mangler."""
         mangler = self.region.key_mangler
         return mangler(key) if mangler is not None else key
 
@@ -319,8 +264,10 @@ class CacheStore:
             return _payload(region.backend.get(key))
         return self._deserialized(region.backend.get_serialized(key))
 
-    def _get_multi(self, keys: Sequence[str]) -> list[Any]:
-        """:meth:`_get` of several keys in one backend call."""
+    def get_many(self, keys: Sequence[str]) -> list[Any]:
+        """What is stored under ``keys`` (safe keys) in one backend call: payloads,
+        ``NO_VALUE`` or ``ValueUnreadable``. Raises what the backend raises: call it
+        inside :meth:`attempt`."""
         if not keys:
             return []
         region = self.region
@@ -371,7 +318,7 @@ class CacheStore:
         replaces a value reads it again with :meth:`read`.
         """
         found = self.attempt(
-            "read", f"{len(keys)} keys", lambda: self._get_multi([safe_key(k) for k in keys])
+            "read", f"{len(keys)} keys", lambda: self.get_many([safe_key(k) for k in keys])
         )
         if isinstance(found, BackendError):
             return None
@@ -383,14 +330,14 @@ class CacheStore:
         ``owner`` (a function's name) is who a refused value is logged for.
         """
         return self._write(
-            key, {key: entry}, owner, lambda: self.region.set(safe_key(key), _stored(key, entry))
+            key, {key: entry}, owner, lambda: self.region.set(safe_key(key), stored(key, entry))
         )
 
     def write_many(
         self, entries: dict[str, Entry], owner: str | None = None
     ) -> BackendError | None:
         """Store several entries in one backend call where the backend allows."""
-        mapping = {safe_key(k): _stored(k, e) for k, e in entries.items()}
+        mapping = {safe_key(k): stored(k, e) for k, e in entries.items()}
         return self._write(
             f"{len(entries)} keys", entries, owner, lambda: self.region.set_multi(mapping)
         )
@@ -420,7 +367,7 @@ class CacheStore:
         """Whether ``entry``'s tag versions are the backend's now (an in-process read)."""
         if not entry.tags:
             return True
-        current = self._get_multi([tag_key(tag) for tag, _ in entry.tags])
+        current = self.get_many([tag_key(tag) for tag, _ in entry.tags])
         return all(cur == version for cur, (_, version) in zip(current, entry.tags, strict=True))
 
     def _set_in_memory(self, entries: dict[str, Entry]) -> None:
@@ -429,7 +376,7 @@ class CacheStore:
         at it, and a dict per key would be one more object per live key
         (``benchmarks/key_memory.py`` measures what a key costs)."""
         self.region.backend.set_multi(
-            {key: CachedValue(entry, _MEMORY_METADATA) for key, entry in entries.items()}
+            {key: CachedValue(entry, MEMORY_METADATA) for key, entry in entries.items()}
         )
 
     def delete(self, key: str) -> BackendError | None:
@@ -440,106 +387,6 @@ class CacheStore:
             if self.index is not None:
                 self.index.written(key)
         return result if isinstance(result, BackendError) else None
-
-    # -- tags -------------------------------------------------------------------------
-    def tag_versions(self, tags: Iterable[str]) -> TagVersions | BackendError:
-        """The current ``((tag, version), ...)``, creating versions not yet stored; the
-        error when the backend cannot say (a value computed then must not be stored).
-
-        Called before a computation starts, so a computation that races an
-        invalidation stores an entry that is already stale.
-        """
-        names = sorted(set(tags))
-        if not names:
-            return ()
-        keys = [tag_key(t) for t in names]
-
-        def versions() -> list[str]:
-            current = self._get_multi(keys)
-            if all(isinstance(v, str) for v in current):
-                return current
-            return self._create_versions(keys)
-
-        current = self.attempt("tag read", ",".join(names), versions)
-        if isinstance(current, BackendError):
-            return current
-        return tuple(zip(names, current, strict=True))
-
-    def _create_versions(self, keys: list[str]) -> list[str]:
-        """Store a version for each of ``keys`` that has none; return every version as stored."""
-        # One thread of this process at a time, so the others find its versions
-        # instead of racing to store their own: the loser's entries would read
-        # as stale once, a recompute.
-        with self._creating_versions:
-            current = self._get_multi(keys)
-            for key, value in zip(keys, current, strict=True):
-                if value is not NO_VALUE and not isinstance(value, str):
-                    # Bytes another client wrote: replaced below, so the tag's
-                    # values are cached again (and count as invalidated once).
-                    self.health.failed_unreadable(f"not a tag version: {value}", key)
-            missing = {
-                k: _new_version()
-                for k, v in zip(keys, current, strict=True)
-                if not isinstance(v, str)
-            }
-            if not missing:
-                return current
-            self._set_versions(missing)
-            # Another process may have stored versions of the same tags a
-            # moment ago: take what the backend kept, so only a write landing
-            # after this read can leave an entry stale (one recompute).
-            stored = self._get_multi(keys)
-        return [v if isinstance(v, str) else missing[k] for k, v in zip(keys, stored, strict=True)]
-
-    def _set_versions(self, versions: dict[str, str]) -> None:
-        """Store tag versions, without the expiry the region's backend gives values.
-
-        A tag version that expired would invalidate every value carrying it at
-        once, on a timer; it lives as long as the backend keeps it (an
-        evicted one still counts as invalidated).
-        """
-        self.region.set_multi(versions)
-        traits.persist(self.region.actual_backend, [self._mangled(k) for k in versions])
-
-    def bump_tags(self, tags: Iterable[str]) -> None:
-        """Give every tag a new version: entries carrying an older one become stale.
-
-        Tried even while the breaker is open (an invalidation is worth a probe).
-        The versions are read before and after the write: some clients drop a
-        write without raising, and a lost invalidation must not look like a
-        done one. What is read back may be another process's newer version (it
-        invalidated the same tag meanwhile), which is as good as ours; the
-        version from before, or none at all (a client that answers reads with
-        misses while it thinks the server failed), means the write was lost.
-        Raises :class:`WarmError` when the backend did not record them.
-        """
-        keys = [tag_key(t) for t in tags]
-        label = ",".join(sorted(tags))
-
-        def bump() -> tuple[list[Any], list[Any]]:
-            before = self._get_multi(keys)
-            self._set_versions({key: _new_version() for key in keys})
-            return before, self._get_multi(keys)
-
-        try:
-            result = self.attempt("invalidate", label, bump, always=True)
-        finally:
-            if self.index is not None:
-                self.index.invalidated()  # after the new versions are in place
-        if isinstance(result, BackendError):
-            raise WarmError(
-                f"could not invalidate tags {sorted(tags)} in region {self.health.name!r}: {result}"
-            ) from result.__cause__
-        before, after = result
-        lost = [
-            key
-            for key, old, new in zip(keys, before, after, strict=True)
-            if not isinstance(new, str) or new == old
-        ]
-        if lost:
-            raise WarmError(
-                f"the backend of region {self.health.name!r} did not record new versions of {lost}"
-            )
 
     # -- locking ------------------------------------------------------------------------
     def lock(
@@ -602,9 +449,3 @@ def _payload(value: Any) -> Any:
         return value.payload
     except AttributeError:
         return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
-
-
-def _new_version() -> str:
-    # Random, never a counter: a version that was evicted and recreated must
-    # not match the one stale entries carry.
-    return os.urandom(8).hex()

@@ -1,0 +1,91 @@
+"""What dogpile_warm stores under a key, and how it looks in a backend.
+
+An :class:`Entry` is the value, when its computation started (the engine's
+clock), its ttl, the versions of its tags read before the computation
+started (see :mod:`dogpile_warm._core.tags`) and what the computation cost.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Final, NamedTuple
+
+from dogpile.cache.api import NO_VALUE
+from dogpile.cache.region import value_version
+
+from ..errors import ValueUnreadable
+from .tags import TagVersions
+
+__all__ = [
+    "FORMAT",
+    "MEMORY_METADATA",
+    "UNAVAILABLE",
+    "Entry",
+    "Unavailable",
+    "decode",
+    "stored",
+]
+
+
+class Entry(NamedTuple):
+    """What dogpile_warm stores under a key (pickled by the backend)."""
+
+    value: Any
+    created: float  # epoch seconds (the engine's clock) when the computation started
+    ttl: float
+    tags: TagVersions  # ((tag, version), ...) sorted by tag
+    cost: float = 0.0  # seconds the computation took (XFetch uses it)
+
+
+class Unavailable(enum.Enum):
+    """What :meth:`CacheStore.read` returns when the backend did not answer or was skipped."""
+
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+UNAVAILABLE: Final = Unavailable.UNAVAILABLE
+
+# How an Entry is kept in a backend that serializes: a plain tuple behind a
+# format marker. Pickling a NamedTuple names its class, and every unpickling
+# then looks the class up through the import system, on every read that is
+# not a memory hit. The key the entry was stored under comes second: a read checks
+# it, so a value copied under another key (signed, in a signed region) is
+# refused there rather than served as another call's value. dogpile's memory
+# backend keeps the Entry itself: one object per key, shared with the memory
+# index.
+FORMAT = "dogpile_warm/2"
+OLD_FORMAT = "dogpile_warm/1"  # an entry without its key: read as a plain miss
+
+# What dogpile keeps beside each value in the memory backend: when it was stored,
+# and its format version. Entries carry their own times; "ct" 0 makes dogpile's
+# own reads of such a key (region.get) see it as expired, never as a fresh value.
+MEMORY_METADATA: Final = {"ct": 0.0, "v": value_version}
+
+
+def stored(key: str, entry: Entry) -> tuple[Any, ...]:
+    """``entry`` as it is stored under ``key`` in a backend that serializes."""
+    return (FORMAT, key, *entry)
+
+
+def decode(found: Any, key: str) -> Entry | str | None:
+    """The Entry stored under ``key`` as ``found``; None for nothing (or an entry of the
+    old format, recomputed without counting); else why ``found`` cannot be read."""
+    if type(found) is Entry:  # dogpile's memory backend: the object we stored
+        return found
+    if type(found) is tuple and len(found) == 7 and found[0] == FORMAT and found[1] == key:
+        # found[2:] is every field in order: made as the tuple it is, without
+        # the NamedTuple's Python-level __new__ (on every read but a memory hit).
+        return tuple.__new__(Entry, found[2:])
+    if found is NO_VALUE:
+        return None
+    if type(found) is list and len(found) == 7 and found[0] == FORMAT and found[1] == key:
+        # A region serializing to JSON hands tuples back as lists.
+        _, _, value, created, ttl, tags, cost = found
+        return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
+    if isinstance(found, tuple | list) and len(found) == 6 and found[0] == OLD_FORMAT:
+        return None
+    if isinstance(found, tuple | list) and len(found) == 7 and found[0] == FORMAT:
+        return f"an entry stored under another key ({str(found[1])[:80]!r})"
+    if isinstance(found, ValueUnreadable):
+        return str(found)
+    return f"not a dogpile_warm entry but a {type(found).__name__}"
