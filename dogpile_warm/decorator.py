@@ -20,8 +20,9 @@ import wrapt
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NoValue
 
-from ._cached.cached import CachedFunction, FunctionSettings, WarmArgs
+from ._cached.cached import CachedFunction
 from ._cached.refresh import POLICIES
+from ._cached.settings import FunctionSettings, WarmArgs
 from ._core.keys import KeyBy
 from ._core.regions import check_backend_expiry, warn_if_lock_never_expires
 from ._core.tags import normalize_tags

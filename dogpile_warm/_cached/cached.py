@@ -7,16 +7,11 @@ tag) as missing, and that asks for a refresh once the entry is past
 one background refresh runs in the engine's refresh pool; past ``ttl`` the
 caller waits for the recompute, under the key's lock (distributed where the
 backend has one; see :mod:`dogpile_warm._core.locks` for how it waits).
-Every call starts in :mod:`dogpile_warm._cached.reader`, which answers a
-fresh value on dogpile's memory backend before any of this (see
-:mod:`dogpile_warm._core.memory_index`). Computing and storing is
-:mod:`dogpile_warm._cached.computation`'s.
-
-Every age is measured on the engine's clock (``CacheWarmingEngine(clock=)``),
-the one that stamps entries. Backend failures are the store's to handle
-(:mod:`dogpile_warm._core.store`): a read it cannot make comes back as
-``UNAVAILABLE`` and the caller computes without the cache; nothing here
-catches a backend exception.
+Every call starts in :mod:`dogpile_warm._cached.reader` (the memory
+shortcut); computing and storing is :mod:`dogpile_warm._cached.computation`'s.
+Ages are measured on the engine's clock, the one that stamps entries. A read
+the store cannot make comes back as ``UNAVAILABLE`` and the caller computes
+without the cache: nothing here catches a backend exception.
 """
 
 from __future__ import annotations
@@ -24,18 +19,16 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from dogpile.cache import CacheRegion
 from dogpile.cache.api import CacheMutex
 from dogpile.lock import Lock, NeedRegenerationException
 
 from .. import signals
 from .._core import health
 from .._core.batch import KeyResult, WriteBatch
-from .._core.keys import KeyBuilder, KeyBy
+from .._core.keys import KeyBuilder
 from .._core.locks import check_not_computing
 from .._core.regions import RegionRegistry, check_backend_expiry
 from .._core.store import UNAVAILABLE, CacheStore, Entry
@@ -44,23 +37,20 @@ from ..task import WarmingTask
 from .computation import Computation
 from .reader import Reader, make_reader
 from .refresh import RefreshBackoff, RefreshRunner, refresh_due
+from .settings import FunctionSettings
 
 if TYPE_CHECKING:
     from .._usage.usage import Usage
     from .._warming.outcomes import Outcomes
 
-__all__ = ["CachedFunction", "FunctionSettings", "WarmArgs"]
+__all__ = ["CachedFunction"]
 
 log = logging.getLogger(__name__)
 
-# What the value function reports to dogpile's Lock as a value's creation
-# time. Freshness is decided here, on the engine's clock; the Lock only needs
-# the verdict in its own terms (it compares with time.time()): "created just
-# now" for a fresh value, "created long ago" for one due for refresh, which
-# makes the Lock hand its mutex to async_creator.
+# Freshness is decided here, on the engine's clock; dogpile's Lock gets the verdict in
+# its own time.time() terms: "created now" when fresh, this ("long ago") when due for
+# refresh, which makes it hand its mutex to async_creator.
 _REFRESH_NOW = 1.0
-
-WarmArgs = Iterable[tuple[Any, ...] | Mapping[str, Any]]
 
 
 class _Freshness(enum.Enum):
@@ -70,25 +60,6 @@ class _Freshness(enum.Enum):
 
 _FRESH = _Freshness.FRESH
 _DUE = _Freshness.DUE
-
-
-@dataclass(frozen=True)
-class FunctionSettings:
-    """What ``@warmable`` was told about one function, checked (see :func:`warmable`)."""
-
-    name: str
-    ttl: float
-    tags: frozenset[str]
-    priority: int = 50
-    region: CacheRegion | str | None = None
-    refresh_ahead: float | None = 0.8
-    refresh_policy: str = "window"
-    xfetch_beta: float = 1.0
-    user_arg: str | None = None
-    warm_args: WarmArgs | Callable[[], WarmArgs] | None = None
-    should_cache_fn: Callable[[Any], bool] | None = None
-    key_by: KeyBy | None = None
-    stale_if_error: float | None = None
 
 
 class CachedFunction:
@@ -422,9 +393,3 @@ class CachedFunction:
     ) -> KeyResult:
         """Compute and store ``key`` now (see :meth:`Computation.warm`); never raises."""
         return self.computation.warm(self.store(), key, compute, batch)
-
-    def prewarm(
-        self, compute: Callable[[], Any], key: str, needed: Callable[[Entry | None], bool]
-    ) -> KeyResult | None:
-        """Warm ``key`` ahead of a predicted read (see :meth:`Computation.prewarm`)."""
-        return self.computation.prewarm(self.store(), key, compute, needed)

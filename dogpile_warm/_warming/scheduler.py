@@ -6,17 +6,9 @@ Every ``check_every`` seconds the thread runs one *cycle*:
    every ``interval_minutes`` of its own; other tasks are due on their
    interval only with pattern warming on and only if they were read during
    that interval (warming nobody reads only lowers the efficiency score).
-2. Pattern warming. Among the hottest keys whose arguments were remembered
-   from real calls, a key is warmed when its next read is expected (see
-   :meth:`UsagePatternTracker.predict_next_access`) before the next cycle
-   ends, and its value would by then be inside its refresh window
-   (``refresh_ahead * ttl`` old; ttl without refresh-ahead) or is missing.
-   Keys read several times per refresh window are left to refresh-ahead: one
-   of their reads lands in the window and refreshes them in the background
-   without anyone waiting, so warming them too would only recompute them
-   more often.
-   The warming takes the key's dogpile mutex without waiting: a key already
-   being recomputed (by a caller or a refresh, in any process) is left alone.
+2. Pattern warming (:mod:`dogpile_warm._warming.prewarm`): the hot keys whose
+   next read is expected before the next cycle ends and would find their
+   value due for refresh, or gone.
 3. With pattern warming, the interval policy
    (:meth:`~dogpile_warm._warming.registry.TaskRegistry.adapt_intervals`).
 
@@ -42,19 +34,18 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
-from .._core.store import CacheStore, Entry
+from .._core.store import CacheStore
 from .._core.validation import check_positive_int, check_positive_number
 from ..reports import CycleReport, SchedulerFigures
+from .prewarm import PatternWarmer
 
 if TYPE_CHECKING:
-    from .._cached.cached import CachedFunction
     from .._usage.usage import Usage
     from .planner import WarmingPlanner
     from .registry import TaskRecord
@@ -65,16 +56,6 @@ log = logging.getLogger(__name__)
 
 # A task whose warming failed is retried after this long, doubling up to its interval.
 _RETRY_BASE = 30.0
-# Keys remembered as recently warmed / as seen with a creation time.
-_MAX_REMEMBERED_KEYS = 100_000
-# Keys read at least this many times per refresh window (on average) are left to
-# refresh-ahead: with reads at random, every read missing the window happens
-# about exp(-3), 5%, of the time. Measured on benchmarks/skewed_load.py: 4 cost
-# 1.66x dogpile's recomputes for 5 waits in 33k calls; 1 cost 1.40x for 143; 3
-# costs 1.53x for 12-18.
-_READS_PER_WINDOW = 3
-# Candidates looked at per key of budget: most hot keys are not due.
-_CANDIDATES_PER_SLOT = 4
 
 Job = Callable[[], KeyResult | None]
 
@@ -121,11 +102,7 @@ class Scheduler:
         self._cycle_lock = forks.new_lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
-        # key -> time.monotonic() of the scheduler's last warming of it
-        self._warmed_at: OrderedDict[str, float] = OrderedDict()
-        # key -> creation time (engine clock) last seen: a value only gets newer,
-        # so the backend need not be asked again until this one is due.
-        self._created: OrderedDict[str, float] = OrderedDict()
+        self._pattern = PatternWarmer(usage, planner.registry, clock)
 
     def figures(self) -> SchedulerFigures:
         """What ``get_stats()["scheduler"]`` shows."""
@@ -338,96 +315,11 @@ class Scheduler:
         """Warm the hot keys whose predicted next read would find them due or gone."""
         if budget <= 0:
             return []
-        tracker = self.usage.tracker
-        now = self.clock()
-        # Until the next cycle has warmed: it starts within 1.2 periods (jitter),
-        # and each value's own recompute time is added where it is known.
-        horizon = 1.25 * self.check_every
-        by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job]]]] = {}
-        considered = 0
-        for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
-            call = self.usage.calls.get(key)
-            if call is None:
-                continue
-            cached, args, kwargs = call
-            if cached.keys.skips_first or cached.task.task_id not in self.planner.registry:
-                continue  # a method needs its instance; an unregistered task is gone
-            gap = tracker.last_and_gap(key)
-            if gap is None:
-                continue
-            last, mean_gap = gap
-            if last + mean_gap > now + horizon or now > last + 2 * mean_gap + horizon:
-                continue  # not expected before the next cycle, or gone cold
-            if cached.refresh_policy == "window" and mean_gap * _READS_PER_WINDOW < (
-                cached.ttl - (cached.fresh_for or 0.0)
-            ):
-                # Read several times per refresh window: a read lands in the window
-                # and refreshes the value in the background, and nobody waits.
-                continue
-            threshold = cached.ttl * (cached.refresh_ahead or 1.0)
-            if not self._may_warm(key, cached, now + horizon, threshold):
-                continue
-            fn = cached.fn
-            needed = _needed(self.clock, threshold, horizon)
-            job: Job = _prewarm_job(cached, fn, args, kwargs, key, needed)
-            store = cached.store()
-            by_store.setdefault(id(store), (store, []))[1].append((key, cached, job))
-            considered += 1
-            if considered >= budget * _CANDIDATES_PER_SLOT:
-                break
-        keys: list[str] = []
-        jobs: list[Job] = []
-        for store, items in by_store.values():
-            entries = store.peek_many([key for key, _, _ in items])
-            if entries is None:  # the backend does not answer: nothing to plan with
-                continue
-            for (key, cached, job), entry in zip(items, entries, strict=True):
-                threshold = cached.ttl * (cached.refresh_ahead or 1.0)
-                if entry is not None:
-                    self._remember(self._created, key, entry.created)
-                    if now + horizon + entry.cost - entry.created < threshold:
-                        continue
-                keys.append(key)
-                jobs.append(job)
+        # Until the next cycle has warmed: it starts within 1.2 periods (jitter).
+        planned = self._pattern.plan(budget, horizon=1.25 * self.check_every)[:budget]
         warmed = []
-        for key, result in zip(keys[:budget], self._run(jobs[:budget]), strict=True):
+        for (key, _), result in zip(planned, self._run([job for _, job in planned]), strict=True):
             if result is not None and result.success:
-                self._remember(self._warmed_at, key, time.monotonic())
+                self._pattern.warmed(key)
                 warmed.append(key)
         return warmed
-
-    def _may_warm(self, key: str, cached: CachedFunction, at: float, threshold: float) -> bool:
-        """False when the key was warmed within its refresh window or is known not to be due."""
-        warmed = self._warmed_at.get(key)
-        window = cached.ttl * (1.0 - (cached.refresh_ahead or 0.8))
-        if warmed is not None and time.monotonic() - warmed < window:
-            return False
-        created = self._created.get(key)
-        return created is None or at - created >= threshold
-
-    @staticmethod
-    def _remember(memory: OrderedDict[str, float], key: str, value: float) -> None:
-        memory[key] = value
-        memory.move_to_end(key)
-        while len(memory) > _MAX_REMEMBERED_KEYS:
-            memory.popitem(last=False)
-
-
-def _needed(
-    clock: Callable[[], float], threshold: float, horizon: float
-) -> Callable[[Entry | None], bool]:
-    def needed(entry: Entry | None) -> bool:
-        return entry is None or clock() + horizon + entry.cost - entry.created >= threshold
-
-    return needed
-
-
-def _prewarm_job(
-    cached: CachedFunction,
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    key: str,
-    needed: Callable[[Entry | None], bool],
-) -> Job:
-    return lambda: cached.prewarm(lambda: fn(*args, **kwargs), key, needed)

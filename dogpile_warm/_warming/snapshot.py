@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import pickle
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -34,16 +33,14 @@ from typing import TYPE_CHECKING, Any
 from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
 from .._core.store import UNAVAILABLE, CacheStore, Entry
-from .._core.validation import check_positive_number
+from .._core.validation import check_positive_int, check_positive_number
 from ..errors import WarmError, describe_error
 from ..reports import SkippedItem, SnapshotSaved, SnapshotWarmReport
+from .call_codec import Dumps, Loads, codec_of, decode_call, encode_call
 from .planner import METHOD, PER_USER
 from .runs import OnResult, WarmJob, bind_job, report_jobs
 
 if TYPE_CHECKING:
-    from dogpile.cache import CacheRegion
-
-    from .._cached.cached import CachedFunction
     from .._usage.usage import Usage
     from .registry import TaskRecord, TaskRegistry
 
@@ -66,10 +63,7 @@ MAX_SNAPSHOT_BYTES = 900_000
 # The usage tracker's default bound on keys: a snapshot cannot know more.
 MAX_TOP_N = 10_000
 
-_FORMAT = 2  # 1 held pickled arguments, whatever the region's serializer
-
-Dumps = Callable[[Any], bytes]
-Loads = Callable[[bytes], Any]
+_FORMAT = 2  # the payload's version: a snapshot of another version reads as unreadable
 
 
 def save_hot_set(
@@ -99,9 +93,9 @@ def save_hot_set(
     "truncated", "bytes", "stored", "key"}``. Raises :class:`WarmError`
     when the backend does not keep the snapshot.
     """
-    _check_count("top_n", top_n, MAX_TOP_N)
-    _check_count("max_bytes", max_bytes, None)
-    codec = _codec(store.region)
+    _check_at_most("top_n", check_positive_int("top_n", top_n), MAX_TOP_N)
+    check_positive_int("max_bytes", max_bytes)
+    codec = codec_of(store.region)
     calls = usage.remembered_calls()  # a consistent copy; real calls keep adding to it
     tasks = registry.snapshot()
     items: list[dict[str, Any]] = []
@@ -118,7 +112,7 @@ def save_hot_set(
         reason = _unwarmable(record)
         encoded: str | None = None
         if reason is None:
-            encoded, reason = _encode_call(codec, source, args, kwargs, key)
+            encoded, reason = encode_call(codec, source, args, kwargs, key)
             if reason is not None:
                 log.warning("snapshot of the hot set skips %r: %s", key, reason)
         if reason is not None:
@@ -193,9 +187,9 @@ def warm_from_snapshot(
     if rate_limit is not None:
         rate_limit = check_positive_number("rate_limit", rate_limit, " of keys per second")
     if top_n is not None:
-        _check_count("top_n", top_n, None)
+        check_positive_int("top_n", top_n)
     t0 = time.perf_counter()
-    codec = _codec(store.region)
+    codec = codec_of(store.region)
     entry = store.read(SNAPSHOT_KEY)
     if entry is UNAVAILABLE:
         raise WarmError(
@@ -238,10 +232,8 @@ def warm_from_snapshot(
 
 
 # -- helpers ------------------------------------------------------------------------
-def _check_count(name: str, value: object, limit: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if limit is not None and value > limit:
+def _check_at_most(name: str, value: int, limit: int) -> None:
+    if value > limit:
         raise ValueError(
             f"{name} must be at most {limit} (a snapshot must fit memcached's 1 MB item limit), "
             f"got {value!r}"
@@ -260,60 +252,6 @@ def _unwarmable(record: TaskRecord | None) -> str | None:
     if source.keys.skips_first:
         return METHOD
     return None
-
-
-def _codec(region: CacheRegion) -> tuple[Dumps, Loads]:
-    """How the region turns values into bytes and back: its own serializer (JSON, signed),
-    else pickle (the memory backend, memcached's client)."""
-    if region.serializer is not None and region.deserializer is not None:
-        return region.serializer, region.deserializer
-    return _pickle_dumps, pickle.loads
-
-
-def _pickle_dumps(value: Any) -> bytes:
-    return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _encode_call(
-    codec: tuple[Dumps, Loads],
-    source: CachedFunction,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    key: str,
-) -> tuple[str, None] | tuple[None, str]:
-    """A call's arguments as text (the region's serializer, base64), or why they cannot be
-    saved: not serializable, or not the same arguments once read back (a JSON region
-    turns a tuple into a list, which makes another key)."""
-    dumps, loads = codec
-    try:
-        data = dumps([list(args), kwargs])
-    except Exception as exc:  # PicklingError, TypeError, AttributeError, ...
-        return None, f"arguments cannot be serialized: {describe_error(exc)}"
-    back, reason = _decode_call(loads, data, source, key)
-    if back is None:
-        return None, reason
-    return base64.b64encode(data).decode("ascii"), None
-
-
-def _decode_call(
-    loads: Loads, data: bytes, source: CachedFunction, key: str
-) -> tuple[tuple[tuple[Any, ...], dict[str, Any]] | None, str]:
-    """The arguments in ``data``, if they give back ``key``; else None and why not."""
-    try:
-        args, kwargs = loads(data)
-        args, kwargs = tuple(args), dict(kwargs)
-    except Exception as exc:  # a class this process cannot import, say
-        return None, f"arguments cannot be read back: {describe_error(exc)}"
-    try:
-        again = source.key_for(args, kwargs)
-    except TypeError as exc:
-        return None, f"arguments no longer fit the function: {exc}"
-    if again != key:
-        return None, (
-            f"arguments read back make another key ({again!r}): the region's serializer "
-            "does not keep them as they were"
-        )
-    return (args, kwargs), ""
 
 
 def _payload(items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -371,7 +309,7 @@ def _job(
         data = base64.b64decode(item["call"], validate=True)
     except Exception as exc:
         return None, f"arguments cannot be read back: {describe_error(exc)}"
-    call, reason = _decode_call(codec[1], data, source, str(item.get("key")))
+    call, reason = decode_call(codec[1], data, source, str(item.get("key")))
     if call is None:
         return None, reason
     args, kwargs = call
