@@ -22,7 +22,7 @@ from dogpile.cache.api import CacheMutex
 from . import signals
 from ._cached.refresh import RefreshRunner
 from ._core.health import backend_figures
-from ._core.locks import lease_keeper
+from ._core.leases import lease_keeper
 from ._core.regions import MEMORY_BACKEND, RegionRegistry, build_region
 from ._core.tags import normalize_tags
 from ._core.validation import (

@@ -23,7 +23,7 @@ import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core import locks
 from dogpile_warm._core.keys import safe_key
-from dogpile_warm._core.locks import LeaseKeeper, _Release, lease_keeper
+from dogpile_warm._core.leases import LeaseKeeper, _Release, lease_keeper
 from dogpile_warm._core.store import UNAVAILABLE, CacheStore
 from dogpile_warm._core.tags import tag_key
 from dogpile_warm.errors import ReentrantCallError
@@ -353,7 +353,7 @@ def test_a_lease_released_while_being_renewed_is_not_reported_lost(
     after = threading.Event()  # runs once the keeper has dealt with that renewal
     keeper.release_later(after.set, store, "k")
     assert after.wait(5)
-    assert not [r for r in caplog.records if r.name == "dogpile_warm._core.locks"]
+    assert not [r for r in caplog.records if r.name == "dogpile_warm._core.leases"]
 
 
 def test_a_lease_lost_while_held_is_reported(
