@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from dogpile.cache import CacheRegion
-from dogpile.cache.api import NO_VALUE, CachedValue, CantDeserializeException
+from dogpile.cache.api import NO_VALUE, CachedValue
 
 from .._backends import traits
 from ..errors import (
@@ -41,13 +41,12 @@ from ..errors import (
     ValueUnreadable,
     describe_error,
 )
-from . import forks, health
+from . import forks, health, region_io
 from .entry import MEMORY_METADATA, UNAVAILABLE, Entry, Unavailable, decode, stored
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
-from .signing import BadSignature
 from .tag_versions import TagVersionBook
 from .tags import tag_key
 
@@ -194,10 +193,10 @@ class CacheStore:
         started = health_.clock() if budget is not None or health_.open else -math.inf
         try:
             if tags:
-                found = self.get_many([safe_key(key), *map(tag_key, tags)])
+                found = region_io.get_many(self.region, [safe_key(key), *map(tag_key, tags)])
                 stored, current = found[0], found[1:]
             else:
-                stored = self._get(safe_key(key))
+                stored = region_io.get_one(self.region, safe_key(key))
                 current = []
         except Exception as exc:
             error = self.failed(exc, key, "read")
@@ -217,7 +216,9 @@ class CacheStore:
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
             versions = self.attempt(
-                "tag read", key, lambda: self.get_many([tag_key(t) for t, _ in entry.tags])
+                "tag read",
+                key,
+                lambda: region_io.get_many(self.region, [tag_key(t) for t, _ in entry.tags]),
             )
             if isinstance(versions, BackendError):
                 return UNAVAILABLE if isinstance(versions, BackendUnavailable) else None
@@ -241,61 +242,7 @@ class CacheStore:
 
     def _backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
-        return self.mangled(safe_key(key))
-
-    def mangled(self, key: str) -> str:
-        """``key`` through the region's key mangler."""
-        mangler = self.region.key_mangler
-        return mangler(key) if mangler is not None else key
-
-    def _get(self, key: str) -> Any:
-        """The payload stored under ``key`` (safe), ``NO_VALUE``, or a ``ValueUnreadable``.
-
-        The backend is asked directly: for a region without a serializer of
-        its own (memory, memcached) that is all ``region.get`` does when told
-        to ignore expiration; with one (Redis, dbm), each value is
-        deserialized here, so that one unreadable value is one miss rather
-        than a failed read.
-        """
-        region = self.region
-        if region.key_mangler is not None:
-            key = region.key_mangler(key)
-        if region.deserializer is None:
-            return _payload(region.backend.get(key))
-        return self._deserialized(region.backend.get_serialized(key))
-
-    def get_many(self, keys: Sequence[str]) -> list[Any]:
-        """What is stored under ``keys`` (safe keys) in one backend call: payloads,
-        ``NO_VALUE`` or ``ValueUnreadable``. Raises what the backend raises: call it
-        inside :meth:`attempt`."""
-        if not keys:
-            return []
-        region = self.region
-        mangler = region.key_mangler
-        if mangler is not None:
-            keys = [mangler(key) for key in keys]
-        if region.deserializer is None:
-            values = region.backend.get_multi(keys)
-            try:
-                return [value.payload for value in values]
-            except AttributeError:  # something not stored by dogpile among them
-                return [_payload(value) for value in values]
-        return [self._deserialized(raw) for raw in region.backend.get_serialized_multi(keys)]
-
-    def _deserialized(self, raw: Any) -> Any:
-        if raw is NO_VALUE or raw is None:
-            return NO_VALUE
-        deserializer = self.region.deserializer
-        assert deserializer is not None
-        try:
-            # dogpile's format: b"<json metadata>|<serialized payload>".
-            return deserializer(raw.partition(b"|")[2])
-        except BadSignature as exc:  # never deserialized: counted, unlike a plain miss
-            return ValueUnreadable(f"refused: {exc}")
-        except CantDeserializeException:
-            return NO_VALUE  # the deserializer's own way of saying "a miss"
-        except Exception as exc:
-            return ValueUnreadable(f"cannot deserialize: {describe_error(exc)}")
+        return region_io.mangled(self.region, safe_key(key))
 
     def fresh_value(
         self, key: str, now: float, tags: Sequence[str] = (), ttl: float | None = None
@@ -318,7 +265,9 @@ class CacheStore:
         replaces a value reads it again with :meth:`read`.
         """
         found = self.attempt(
-            "read", f"{len(keys)} keys", lambda: self.get_many([safe_key(k) for k in keys])
+            "read",
+            f"{len(keys)} keys",
+            lambda: region_io.get_many(self.region, [safe_key(k) for k in keys]),
         )
         if isinstance(found, BackendError):
             return None
@@ -367,7 +316,7 @@ class CacheStore:
         """Whether ``entry``'s tag versions are the backend's now (an in-process read)."""
         if not entry.tags:
             return True
-        current = self.get_many([tag_key(tag) for tag, _ in entry.tags])
+        current = region_io.get_many(self.region, [tag_key(tag) for tag, _ in entry.tags])
         return all(cur == version for cur, (_, version) in zip(current, entry.tags, strict=True))
 
     def _set_in_memory(self, entries: dict[str, Entry]) -> None:
@@ -440,12 +389,3 @@ class CacheStore:
 def _label(region: CacheRegion) -> str:
     """How logs and figures name a region: its name, else its backend's class."""
     return str(region.name) if region.name else f"unnamed {type(region.actual_backend).__name__}"
-
-
-def _payload(value: Any) -> Any:
-    """What dogpile stored in ``value`` (a ``CachedValue``, or ``NO_VALUE``), else a
-    ``ValueUnreadable`` saying what was found instead (bytes another client wrote)."""
-    try:
-        return value.payload
-    except AttributeError:
-        return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")

@@ -17,7 +17,7 @@ from dogpile.cache.api import NO_VALUE
 
 from .._backends import traits
 from ..errors import BackendError, WarmError
-from . import forks
+from . import forks, region_io
 from .tags import TagVersions, tag_key
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class TagVersionBook:
         keys = [tag_key(t) for t in names]
 
         def versions() -> list[str]:
-            current = store.get_many(keys)
+            current = region_io.get_many(store.region, keys)
             if all(isinstance(v, str) for v in current):
                 return current
             return self._create_versions(keys)
@@ -64,7 +64,7 @@ class TagVersionBook:
         # instead of racing to store their own: the loser's entries would read
         # as stale once, a recompute.
         with self._creating:
-            current = store.get_many(keys)
+            current = region_io.get_many(store.region, keys)
             for key, value in zip(keys, current, strict=True):
                 if value is not NO_VALUE and not isinstance(value, str):
                     # Bytes another client wrote: replaced below, so the tag's
@@ -81,7 +81,7 @@ class TagVersionBook:
             # Another process may have stored versions of the same tags a
             # moment ago: take what the backend kept, so only a write landing
             # after this read can leave an entry stale (one recompute).
-            stored = store.get_many(keys)
+            stored = region_io.get_many(store.region, keys)
         return [v if isinstance(v, str) else missing[k] for k, v in zip(keys, stored, strict=True)]
 
     def _set_versions(self, versions: dict[str, str]) -> None:
@@ -93,7 +93,9 @@ class TagVersionBook:
         """
         store = self._store
         store.region.set_multi(versions)
-        traits.persist(store.region.actual_backend, [store.mangled(k) for k in versions])
+        traits.persist(
+            store.region.actual_backend, [region_io.mangled(store.region, k) for k in versions]
+        )
 
     def bump(self, tags: Iterable[str]) -> None:
         """Give every tag a new version: entries carrying an older one become stale.
@@ -112,9 +114,9 @@ class TagVersionBook:
         label = ",".join(sorted(tags))
 
         def bump() -> tuple[list[Any], list[Any]]:
-            before = store.get_many(keys)
+            before = region_io.get_many(store.region, keys)
             self._set_versions({key: _new_version() for key in keys})
-            return before, store.get_many(keys)
+            return before, region_io.get_many(store.region, keys)
 
         try:
             result = store.attempt("invalidate", label, bump, always=True)

@@ -1,0 +1,86 @@
+"""Reading a region's backend directly: payloads, not dogpile's expiry decisions.
+
+For a region without a serializer of its own (memory, memcached) this is
+all ``region.get`` does when told to ignore expiration; with one (Redis,
+dbm), each value is deserialized here, so that one unreadable value is one
+miss rather than a failed read. These raise what the backend raises: the
+store calls them inside its failure policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dogpile.cache import CacheRegion
+from dogpile.cache.api import NO_VALUE, CantDeserializeException
+
+from ..errors import ValueUnreadable, describe_error
+from .signing import BadSignature
+
+__all__ = ["get_many", "get_one", "mangled"]
+
+
+def mangled(region: CacheRegion, key: str) -> str:
+    """``key`` through ``region``'s key mangler."""
+    mangler = region.key_mangler
+    return mangler(key) if mangler is not None else key
+
+
+def get_one(region: CacheRegion, key: str) -> Any:
+    """The payload stored under ``key`` (safe), ``NO_VALUE``, or a ``ValueUnreadable``.
+
+    The backend is asked directly: for a region without a serializer of
+    its own (memory, memcached) that is all ``region.get`` does when told
+    to ignore expiration; with one (Redis, dbm), each value is
+    deserialized here, so that one unreadable value is one miss rather
+    than a failed read.
+    """
+    if region.key_mangler is not None:
+        key = region.key_mangler(key)
+    if region.deserializer is None:
+        return _payload(region.backend.get(key))
+    return _deserialized(region, region.backend.get_serialized(key))
+
+
+def get_many(region: CacheRegion, keys: Sequence[str]) -> list[Any]:
+    """What is stored under ``keys`` (safe keys) in one backend call: payloads,
+    ``NO_VALUE`` or ``ValueUnreadable``. Raises what the backend raises: call it
+    inside :meth:`CacheStore.attempt <dogpile_warm._core.store.CacheStore.attempt>`."""
+    if not keys:
+        return []
+    mangler = region.key_mangler
+    if mangler is not None:
+        keys = [mangler(key) for key in keys]
+    if region.deserializer is None:
+        values = region.backend.get_multi(keys)
+        try:
+            return [value.payload for value in values]
+        except AttributeError:  # something not stored by dogpile among them
+            return [_payload(value) for value in values]
+    return [_deserialized(region, raw) for raw in region.backend.get_serialized_multi(keys)]
+
+
+def _deserialized(region: CacheRegion, raw: Any) -> Any:
+    if raw is NO_VALUE or raw is None:
+        return NO_VALUE
+    deserializer = region.deserializer
+    assert deserializer is not None
+    try:
+        # dogpile's format: b"<json metadata>|<serialized payload>".
+        return deserializer(raw.partition(b"|")[2])
+    except BadSignature as exc:  # never deserialized: counted, unlike a plain miss
+        return ValueUnreadable(f"refused: {exc}")
+    except CantDeserializeException:
+        return NO_VALUE  # the deserializer's own way of saying "a miss"
+    except Exception as exc:
+        return ValueUnreadable(f"cannot deserialize: {describe_error(exc)}")
+
+
+def _payload(value: Any) -> Any:
+    """What dogpile stored in ``value`` (a ``CachedValue``, or ``NO_VALUE``), else a
+    ``ValueUnreadable`` saying what was found instead (bytes another client wrote)."""
+    try:
+        return value.payload
+    except AttributeError:
+        return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
