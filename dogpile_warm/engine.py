@@ -12,6 +12,7 @@ thread :class:`~dogpile_warm._warming.control.SchedulerControl`'s.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -231,25 +232,8 @@ class CacheWarmingEngine:
         """
         if user_id is None:
             raise ValueError("user_id must not be None")
-        now = self.clock()
-        report: UserWarmReport = {
-            "user_id": user_id,
-            "skipped": True,
-            "keys_warmed": [],
-            "failed": [],
-            "duration_ms": 0.0,
-        }
-        if not self.users.claim(user_id, now, force):
-            return report
-        t0 = time.perf_counter()
-        outcomes = self.planner.warm_user(user_id, preload_forms)
-        report["skipped"] = False
-        report["keys_warmed"] = [r.key for r in outcomes if r.success]
-        report["failed"] = [r.key for r in outcomes if not r.success]
-        if report["failed"] and not report["keys_warmed"]:
-            self.users.release(user_id, now)  # nothing warmed: let the next login try again
-        report["duration_ms"] = (time.perf_counter() - t0) * 1000.0
-        return report
+        warm = functools.partial(self.planner.warm_user, user_id, preload_forms)
+        return self.users.preload(user_id, self.clock(), force, warm)
 
     def warm_hot_keys(self, top_n: int = 100) -> WarmReport:
         """Recompute and store the ``top_n`` hottest keys now, with their remembered arguments.
@@ -367,18 +351,13 @@ class CacheWarmingEngine:
     ) -> None:
         """Start the background scheduler (one daemon thread plus a worker pool). Idempotent.
 
-        Gives every registered task ``interval_minutes`` as its interval (with
-        pattern warming on, :meth:`optimize_schedules` then adapts them to how
-        often each task is read). Critical tasks never warmed are warmed in
-        the first cycle. Cycles run every ``check_every`` seconds and warm at
-        most ``max_keys_per_cycle`` keys; :mod:`dogpile_warm._warming.scheduler`
-        says what a cycle does. Calling it while running changes nothing: stop
-        first to change the settings.
-
-        A process forked while it runs (a gunicorn worker of a ``--preload``
-        master) runs one of its own with the same settings, unless
-        ``restart_after_fork`` is False (say, for a multiprocessing pool of
-        workers that should not warm anything).
+        Gives every task ``interval_minutes`` as its interval (pattern warming
+        then adapts them to reads); never-warmed critical tasks are warmed in
+        the first cycle. A cycle runs every ``check_every`` seconds and warms at
+        most ``max_keys_per_cycle`` keys (:mod:`dogpile_warm._warming.scheduler`).
+        While running, a second call changes nothing. A forked process (a
+        gunicorn worker of a ``--preload`` master) runs its own, unless
+        ``restart_after_fork`` is False.
         """
         check_positive_number("interval_minutes", interval_minutes, " of minutes")
         self._scheduler.start(

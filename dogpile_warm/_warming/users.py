@@ -9,10 +9,14 @@ stored nothing gives the mark back, so the next login tries again.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from .._core import forks
+from .._core.batch import KeyResult
+from ..reports import UserWarmReport
 
 __all__ = ["UserPreloads"]
 
@@ -49,3 +53,27 @@ class UserPreloads:
         with self._lock:
             if self._warmed.get(user_id) == claimed_at:
                 del self._warmed[user_id]
+
+    def preload(
+        self, user_id: Any, now: float, force: bool, warm: Callable[[], list[KeyResult]]
+    ) -> UserWarmReport:
+        """Run ``warm()`` for ``user_id`` unless the user was warmed within the window
+        (``force`` ignores it); report what it warmed."""
+        report: UserWarmReport = {
+            "user_id": user_id,
+            "skipped": True,
+            "keys_warmed": [],
+            "failed": [],
+            "duration_ms": 0.0,
+        }
+        if not self.claim(user_id, now, force):
+            return report
+        t0 = time.perf_counter()
+        outcomes = warm()
+        report["skipped"] = False
+        report["keys_warmed"] = [r.key for r in outcomes if r.success]
+        report["failed"] = [r.key for r in outcomes if not r.success]
+        if report["failed"] and not report["keys_warmed"]:
+            self.release(user_id, now)  # nothing warmed: let the next login try again
+        report["duration_ms"] = (time.perf_counter() - t0) * 1000.0
+        return report
