@@ -30,7 +30,7 @@ import dogpile_warm.errors
 import dogpile_warm.signals
 import dogpile_warm.testing
 from dogpile_warm import CacheWarmingEngine, WarmableFunction, WarmingTask, warmable
-from dogpile_warm.cli import commands
+from dogpile_warm.cli.parser import build_parser
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -500,7 +500,7 @@ def test_the_metric_list_is_what_a_registry_exposes(engine: CacheWarmingEngine) 
 
 # -- the command --------------------------------------------------------------------------------
 def _subcommands() -> Iterator[tuple[str, Any]]:
-    parser = commands._parser()
+    parser = build_parser()
     for action in parser._actions:
         if action.choices and isinstance(action.choices, dict):
             yield from action.choices.items()
@@ -518,7 +518,7 @@ def test_every_command_and_option_is_on_the_page(command: str) -> None:
 
 def test_the_top_level_options_are_on_the_page() -> None:
     """``--version`` and ``--help`` of the command itself."""
-    for action in commands._parser()._actions:
+    for action in build_parser()._actions:
         for opt in action.option_strings:
             assert f"`{opt}" in PAGE, opt
 
