@@ -28,10 +28,12 @@ Each process ranks keys by its own reads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -142,6 +144,7 @@ class Scheduler:
         return thread is not None and thread.is_alive() and not self._stop.is_set()
 
     def start(self) -> None:
+        _load_the_resolver()
         self._pool = ThreadPoolExecutor(
             self.planner.max_workers, thread_name_prefix="dogpile_warm-scheduler-pool"
         )
@@ -323,3 +326,12 @@ class Scheduler:
                 self._pattern.warmed(key)
                 warmed.append(key)
         return warmed
+
+
+def _load_the_resolver() -> None:
+    """Resolve a name once in the calling thread, before the scheduler's thread makes the
+    process's first connection: the C library loads its resolver modules on first use,
+    under locks that a process forked meanwhile (a gunicorn worker) would inherit held,
+    and then hang in its own first lookup."""
+    with contextlib.suppress(OSError):  # no resolver at all: nothing to hang on
+        socket.getaddrinfo("localhost", None)
