@@ -66,7 +66,8 @@ def make_reader(cached: CachedFunction) -> Reader:
                 now = clock()
                 age = now - entry.created
                 if age <= fresh_for:
-                    # A hit: Usage.hit, then the signal CachedFunction._report sends.
+                    # A hit, written out: what Usage.hit and the slow path's cache_hit do
+                    # (tests/test_read_path.py checks that the two agree).
                     queued_hits.append((cached, key, now))
                     if cache_hit.receivers:
                         cache_hit.send(cached.sender, key=key, age=age)
