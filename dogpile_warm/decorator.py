@@ -75,9 +75,9 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
 
     # wrapt's proxy defines __getattr__ (to reach the wrapped function), which
     # makes Python route every attribute read of a subclass through a slow
-    # generic hook, ~0.2 us each, unless __getattribute__ is object's own: the
-    # hook then reads the instance directly and falls back to __getattr__,
-    # exactly what wrapt's own lookup does.
+    # generic hook unless __getattribute__ is object's own: the hook then reads
+    # the instance directly and falls back to __getattr__, exactly what wrapt's
+    # own lookup does (benchmarks/hit_path.py measures the difference).
     __getattribute__ = object.__getattribute__
 
     def __init__(
@@ -239,6 +239,9 @@ def warmable(
         plain = fn.__func__ if isinstance(fn, staticmethod | classmethod) else fn
         if not callable(plain):
             raise TypeError(f"@warmable needs a function, got {fn!r}")
+        if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
+            # Cached, its coroutine object would be awaited once and then fail.
+            raise TypeError(f"@warmable cannot cache an async function yet, got {fn!r}")
         try:
             parameters = inspect.signature(plain).parameters
         except (TypeError, ValueError) as exc:

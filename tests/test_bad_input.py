@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import dogpile_warm
-from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
+from dogpile_warm import CacheWarmingEngine, UsagePatternTracker, WarmingTask, warmable
 
 # The lines marked type: ignore[arg-type] pass a value of the wrong type on purpose.
 CASES: list[tuple[str, Callable[[CacheWarmingEngine], Any], type[Exception], str]] = [
@@ -34,6 +34,10 @@ CASES: list[tuple[str, Callable[[CacheWarmingEngine], Any], type[Exception], str
     ("get_cached(5)", lambda e: e.get_cached(5), TypeError, "key.*5"),  # type: ignore[arg-type]
     ("WarmingTask(interval_minutes=inf)", lambda e: WarmingTask("a", "a", "a", int, interval_minutes=math.inf), TypeError, "interval_minutes.*inf"),
     ("warm_from_snapshot(rate_limit=inf)", lambda e: e.warm_from_snapshot(rate_limit=math.inf), TypeError, "rate_limit.*inf"),
+    ("CacheWarmingEngine(user_preload_window=nan)", lambda e: CacheWarmingEngine(user_preload_window=math.nan), TypeError, "user_preload_window.*nan"),
+    ("UsagePatternTracker(max_keys='10')", lambda e: UsagePatternTracker(max_keys="10"), TypeError, "max_keys.*'10'"),  # type: ignore[arg-type]
+    ("get_access_frequency(window_minutes=nan)", lambda e: e.usage_tracker.get_access_frequency("k", math.nan), TypeError, "window_minutes.*nan"),
+    ("save_hot_set(top_n=1.5)", lambda e: e.save_hot_set(top_n=1.5), TypeError, "top_n.*1.5"),  # type: ignore[arg-type]
 ]  # fmt: skip
 
 

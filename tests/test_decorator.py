@@ -362,3 +362,13 @@ def test_importing_the_package_starts_no_thread() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "True"]
+
+
+def test_an_async_function_is_refused_rather_than_its_coroutine_cached() -> None:
+    """A coroutine object cannot be awaited twice: @warmable refuses async functions."""
+
+    async def load(user_id: int) -> int:
+        return user_id
+
+    with pytest.raises(TypeError, match=r"async function.*load"):
+        warmable(ttl=60)(load)

@@ -12,6 +12,7 @@ from typing import Any
 __all__ = [
     "check_bool",
     "check_key",
+    "check_non_negative_number",
     "check_positive_int",
     "check_positive_number",
     "check_priority",
@@ -64,6 +65,14 @@ def check_positive_number(name: str, value: Any, unit: str = "") -> float:
         raise TypeError(f"{name} must be a finite number{unit}, got {value!r}")
     if not value > 0:
         raise ValueError(f"{name} must be positive, got {value!r}")
+    return float(value)
+
+
+def check_non_negative_number(name: str, value: Any, unit: str = "") -> float:
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a finite number{unit}, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
     return float(value)
 
 

@@ -51,7 +51,7 @@ def run_jobs(jobs: list[WarmJob], max_workers: int) -> list[KeyResult]:
     result is final when this returns. Workers take the next job from one
     shared iterator (``next`` on it is atomic), so jobs start in order
     without a Future, a queue or a lock per job: with thousands of short
-    warmings that bookkeeping, not the warming, was the cost. The workers
+    warmings that bookkeeping would cost more than the warming. The workers
     are joined before this returns.
     """
     if not jobs:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .._core import forks
 from .._core.batch import KeyResult
+from .._core.validation import check_non_negative_number
 from ..reports import UserWarmReport
 
 __all__ = ["UserPreloads"]
@@ -27,11 +28,7 @@ class UserPreloads:
     """When each user was last warmed, for the preload window (thread-safe)."""
 
     def __init__(self, window: float, max_users: int = _MAX_USERS) -> None:
-        if isinstance(window, bool) or not isinstance(window, int | float):
-            raise TypeError(f"user_preload_window must be a number of seconds, got {window!r}")
-        if window < 0:
-            raise ValueError(f"user_preload_window must be >= 0, got {window!r}")
-        self.window = float(window)
+        self.window = check_non_negative_number("user_preload_window", window, " of seconds")
         self.max_users = max_users
         self._warmed: OrderedDict[Any, float] = OrderedDict()
         self._lock = forks.new_lock()
