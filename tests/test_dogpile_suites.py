@@ -3,7 +3,7 @@
 ``dogpile.testing.fixtures`` ships the suites dogpile runs against each of
 its backends. Regions that dogpile_warm configures for
 ``dogpile.cache.pymemcache`` get ``dogpile_warm.pymemcache`` instead (see
-``dogpile_warm/memcached.py``), with the arguments of
+``src/dogpile_warm/_backends/memcached.py``), with the arguments of
 ``backend_defaults("dogpile.cache.pymemcache")``: it must pass them as
 dogpile's own backend does. One small class per configuration, as in
 dogpile's ``tests/cache/test_memcached_backend.py``, on the suite's own
