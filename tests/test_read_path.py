@@ -64,7 +64,8 @@ def test_methods_go_through_wrapts_binding(monkeypatch: pytest.MonkeyPatch) -> N
         def vat() -> float:
             return 0.2
 
-    assert (Shop().price("tea"), Shop.currency(), Shop.vat()) == (3, "EUR", 0.2)  # type: ignore[arg-type]
+    # mypy passes a classmethod on to decorators as a plain function (cls first).
+    assert (Shop().price("tea"), Shop.currency(), Shop.vat()) == (3, "EUR", 0.2)  # type: ignore[call-arg]
     assert through_wrapt == ["price", "currency", "vat"]
 
 

@@ -192,7 +192,7 @@ def test_per_user_and_method_keys_are_not_saved(
             return item
 
     shop.read(shop.basket, 7, 2)
-    Repo().find(1)  # type: ignore[arg-type]  # wrapt's stubs: see test_decorator.Catalog
+    Repo().find(1)
     shop.read(shop.product, 1, 1)
     result = engine.save_hot_set(region=snapshots)
     assert result["saved"] == 1

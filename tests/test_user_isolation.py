@@ -33,9 +33,9 @@ def test_an_argument_keyed_by_its_address_is_refused_naming_the_parameter() -> N
     with pytest.raises(TypeError, match="'user'"):
         profile(user=User(1))  # the keyword path too
     with pytest.raises(TypeError, match="'user'"):
-        profile([User(1)])  # nested in a container
+        profile([User(1)])  # type: ignore[arg-type]  # nested in a container, on purpose
     with pytest.raises(TypeError, match="'user'"):
-        profile(lambda: 1)  # functions' reprs hold addresses too
+        profile(lambda: 1)  # type: ignore[arg-type]  # functions' reprs hold addresses too
 
 
 def test_freed_and_reused_addresses_never_mix_users_when_keyed_by_id() -> None:

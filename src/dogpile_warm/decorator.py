@@ -14,7 +14,17 @@ import logging
 import operator
 import types
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypeVar,
+    overload,
+)
 
 import wrapt
 from dogpile.cache import CacheRegion
@@ -31,12 +41,38 @@ from .default import get_warming_engine
 from .engine import CacheWarmingEngine
 from .task import CRITICAL_PRIORITY, WarmingTask
 
-__all__ = ["WarmableFunction", "warmable"]
+__all__ = ["BoundWarmable", "UnboundWarmable", "WarmableFunction", "warmable"]
 
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+R2 = TypeVar("R2")
+R_co = TypeVar("R_co", covariant=True)
+S = TypeVar("S")
+
+
+class UnboundWarmable(Protocol[P, R_co]):
+    """What a type checker sees of a warmable method looked up on its class: called with
+    the instance first; its attributes take the method's arguments without it."""
+
+    def __call__(self, instance: Any, /, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R_co | NoValue: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+
+
+class BoundWarmable(Protocol[P, R_co]):
+    """What a type checker sees of a warmable method looked up on an instance: the
+    method without ``self``, and its attributes taking the same arguments."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str: ...
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R_co | NoValue: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def warm(self, *args: P.args, **kwargs: P.kwargs) -> bool: ...
 
 
 class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
@@ -110,10 +146,33 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
             else self._wrapt_call
         )
 
-    # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
-    # handing it out, so no frame of ours (and no attribute lookup in one)
-    # stands between a caller and the read path.
-    __call__ = property(operator.attrgetter("_self_call"))
+    if TYPE_CHECKING:
+        # What type checkers see: the function's own signature, and for a method
+        # looked up on an instance, the method without ``self``.
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+        # wrapt's stubs type binding for any method; ours keeps the function's own types.
+        @overload  # type: ignore[override]
+        def __get__(
+            self: WarmableFunction[Concatenate[S, P2], R2],
+            instance: None,
+            owner: type[Any] | None = None,
+        ) -> UnboundWarmable[P2, R2]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+        @overload
+        def __get__(
+            self: WarmableFunction[Concatenate[S, P2], R2],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> BoundWarmable[P2, R2]: ...
+        def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
+
+    else:
+        # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
+        # handing it out, so no frame of ours (and no attribute lookup in one)
+        # stands between a caller and the read path.
+        __call__ = property(operator.attrgetter("_self_call"))
 
     def _wrapt_call(self, *args: Any, **kwargs: Any) -> Any:
         return wrapt.FunctionWrapper.__call__(self, *args, **kwargs)
@@ -137,29 +196,31 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
     def original(self) -> Callable[P, R]:
         return self.__wrapped__
 
-    def key_for(self, *args: Any, **kwargs: Any) -> str:
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """The cache key of a call with these arguments (before key mangling)."""
         return self._self_cached.key_for(args, kwargs)
 
-    def get(self, *args: Any, **kwargs: Any) -> Any | NoValue:
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | NoValue:
         """The cached value for these arguments, or ``NO_VALUE``; never computes."""
-        return self._self_cached.get(args, kwargs)
+        value: R | NoValue = self._self_cached.get(args, kwargs)
+        return value
 
     def set(self, value: Any, *args: Any, **kwargs: Any) -> None:
         """Store ``value`` as the result of a call with these arguments."""
         self._self_cached.set(value, args, kwargs)
 
-    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the cached value for these arguments."""
         self._self_cached.invalidate(args, kwargs)
 
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Recompute now under the key's lock, store and return the value."""
         cached = self._self_cached
         fn = cached.fn
-        return cached.refresh(lambda: fn(*args, **kwargs), cached.key_for(args, kwargs))
+        value: R = cached.refresh(lambda: fn(*args, **kwargs), cached.key_for(args, kwargs))
+        return value
 
-    def warm(self, *args: Any, **kwargs: Any) -> bool:
+    def warm(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Compute and store now; True on success. Failures are signalled, never raised."""
         cached = self._self_cached
         fn = cached.fn

@@ -1,0 +1,90 @@
+"""A type checker sees a decorated function as the function: mypy --strict, run on a user's
+module outside the repository, against the package as installed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+USER_MODULE = textwrap.dedent(
+    """
+    from dogpile_warm import warmable
+
+
+    @warmable(ttl=60)
+    def load(user_id: int) -> str:
+        return str(user_id)
+
+
+    class Shop:
+        @warmable(ttl=60)
+        def price(self, item: str) -> int:
+            return len(item)
+
+
+    reveal_type(load(1))
+    reveal_type(load.get(1))
+    reveal_type(Shop().price("tea"))
+    reveal_type(Shop.price(Shop(), "tea"))
+    reveal_type(Shop().price.key_for("tea"))
+    load("x")  # bad: an argument of the wrong type
+    load(1, 2)  # bad: one argument too many
+    n: int = load(1)  # bad: the wrong return type
+    Shop().price(3)  # bad: a method's argument of the wrong type
+    """
+)
+BAD_LINES = [n for n, line in enumerate(USER_MODULE.splitlines(), 1) if "# bad:" in line]
+
+
+@pytest.fixture(scope="module")
+def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """mypy --strict's report on USER_MODULE, in a directory of its own."""
+    where: Path = tmp_path_factory.mktemp("user_project")
+    (where / "user_module.py").write_text(USER_MODULE)
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user_module.py"],
+        cwd=where,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.stdout + done.stderr
+
+
+def revealed(output: str) -> list[str]:
+    return re.findall(r'Revealed type is "([^"]+)"', output)
+
+
+def errors_on(output: str) -> dict[int, str]:
+    return {int(m[0]): m[1] for m in re.findall(r"user_module\.py:(\d+): error: (.*)", output)}
+
+
+@pytest.mark.slow
+def test_the_installed_package_is_found_and_typed(mypy_output: str) -> None:
+    """mypy finds dogpile_warm from outside the repository and reads its types."""
+    assert "import-not-found" not in mypy_output, mypy_output
+    assert "untyped" not in mypy_output, mypy_output
+
+
+@pytest.mark.slow
+def test_a_decorated_function_and_method_keep_their_return_types(mypy_output: str) -> None:
+    """Calls reveal the functions' own return types; get() adds NO_VALUE."""
+    names = [name.removeprefix("builtins.") for name in revealed(mypy_output)]
+    assert names == ["str", "str | dogpile.cache.api.NoValue", "int", "int", "str"], mypy_output
+
+
+@pytest.mark.slow
+def test_bad_calls_are_errors_and_good_ones_are_not(mypy_output: str) -> None:
+    """Exactly the four bad lines are flagged: arguments, arity, return type, method."""
+    errors = errors_on(mypy_output)
+    assert sorted(errors) == BAD_LINES, mypy_output
+    argument, arity, returned, method = (errors[n] for n in BAD_LINES)
+    assert "incompatible type" in argument and 'expected "int"' in argument
+    assert "Too many arguments" in arity
+    assert "Incompatible types in assignment" in returned
+    assert "incompatible type" in method and 'expected "str"' in method
