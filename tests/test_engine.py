@@ -423,3 +423,23 @@ def test_get_task_returns_the_registered_task_or_none(engine: CacheWarmingEngine
     assert engine.get_task("lookup:me") is me.task
     assert engine.get_task("nobody") is None
     assert me.engine is engine
+
+
+def test_a_plain_task_may_compute_through_the_function_that_owns_its_key(
+    engine: CacheWarmingEngine,
+) -> None:
+    """A task (or warm_cache) whose compute_fn is the @warmable function stored under the
+    same key warms that key, cold or not, instead of failing as a re-entrant call."""
+
+    @warmable(ttl=60, name="report")
+    def report() -> str:
+        return "data"
+
+    engine.register_task(
+        WarmingTask("warm-report", "report", report.key_for(), report), is_critical=True
+    )
+    rows = {row["task_id"]: row for row in engine.warm_tasks()["results"]}
+    assert rows["warm-report"]["success"], rows
+    report.invalidate()
+    assert engine.warm_cache(report.key_for(), report) is True
+    assert engine.get_cached(report.key_for()) == "data"

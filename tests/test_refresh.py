@@ -304,3 +304,28 @@ def test_a_closed_engine_drops_the_async_refreshes_of_its_regions_releasing_once
     wall.now += 1
     assert users_own(1) == 1
     assert calls == [1]  # dropped, not run
+
+
+def test_the_refresh_backoff_runs_on_the_engines_clock(
+    wall: FakeClock, idle_refreshes: None
+) -> None:
+    """After a failed refresh, advancing the engine's clock past the backoff lets the next
+    due read refresh again: no real second has to pass."""
+    attempts: list[float] = []
+
+    @warmable(ttl=100, refresh_ahead=0.5)
+    def report() -> str:
+        attempts.append(wall.now)
+        if len(attempts) == 2:
+            raise RuntimeError("db down once")
+        return f"r{len(attempts)}"
+
+    with captured_signals("warm_failed", "refreshed") as sent:
+        report()
+        wall.now += 60  # due for refresh: the refresh fails, backing off 1 s
+        report()
+        wait_until(lambda: sent.named("warm_failed"), message="the failed refresh")
+        wall.now += 1.5  # past the backoff, on the engine's clock only
+        report()
+        wait_until(lambda: sent.named("refreshed"), message="the refresh after the backoff")
+    assert len(attempts) == 3

@@ -119,7 +119,7 @@ class CachedFunction:
         self.computation = Computation(
             s.name, s.ttl, s.tags, clock, outcomes, self.task, s.should_cache_fn
         )
-        self.backoff = RefreshBackoff()
+        self.backoff = RefreshBackoff(clock=clock)
         self.usage = usage
         self.refresher = refresher
         self._outcomes = outcomes

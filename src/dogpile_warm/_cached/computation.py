@@ -36,6 +36,13 @@ class Computation:
     seconds) stamps each entry's creation; ``task`` is what warm outcomes are
     reported for (None: a ``warm_cache`` value); ``should_cache_fn(value)``
     returning False keeps a value out of the cache, as in dogpile.
+
+    ``owns_key`` is True for a decorated function, whose computation is the
+    only one of its keys: it marks the key as being computed (a call asking
+    for it from inside raises ``ReentrantCallError``) and, warmed alone, takes
+    the key's lock. A plain task or a ``warm_cache`` value owns no key: its
+    ``compute_fn`` may well read that very key through the function that
+    owns it, so it is computed and stored without either.
     """
 
     def __init__(
@@ -47,8 +54,11 @@ class Computation:
         outcomes: Outcomes,
         task: WarmingTask | None,
         should_cache_fn: Callable[[Any], bool] | None = None,
+        *,
+        owns_key: bool = True,
     ) -> None:
         self.name = name
+        self.owns_key = owns_key
         self.ttl = ttl
         self.tags = tags
         self.sorted_tags = tuple(sorted(tags))
@@ -67,14 +77,15 @@ class Computation:
         :attr:`cost_estimate`. The computation runs outside the caller's
         round-trip budget: cached calls it makes are theirs to account for.
         """
-        token = begin_compute(store, key, self.name)
+        token = begin_compute(store, key, self.name) if self.owns_key else None
         no_budget = health.round_trip_budget.set(None)
         t0 = time.perf_counter()
         try:
             value = compute()
         finally:
             health.round_trip_budget.reset(no_budget)
-            end_compute(token)
+            if token is not None:
+                end_compute(token)
         cost = time.perf_counter() - t0
         previous = self.cost_estimate
         self.cost_estimate = cost if previous is None else 0.8 * previous + 0.2 * cost
@@ -132,7 +143,7 @@ class Computation:
     ) -> KeyResult:
         """Compute and store ``key`` now; report, signal and log the outcome, never raise.
 
-        Alone, under the key's lock. With ``batch`` (a warm run), the value is
+        Alone, under the key's lock if it :attr:`owns_key`. With ``batch`` (a warm run), the value is
         computed without it and stored with the batch, which completes the
         returned result (see :mod:`dogpile_warm._core.batch`). While the
         backend is being skipped, nothing is computed and the result says so.
@@ -142,7 +153,8 @@ class Computation:
             return self._warmed(key, t0, store.skipped(key, "warm"))
         try:
             if batch is None:
-                _, error = self.store_new_locked(store, key, compute)
+                store_new = self.store_new_locked if self.owns_key else self.store_new
+                _, error = store_new(store, key, compute)
                 return self._warmed(key, t0, error)
             entry, unstorable = self.new_entry(store, key, compute)
         except Exception as exc:

@@ -66,12 +66,20 @@ class RefreshBackoff:
     for ``min(base * 2**(n-1), cap)`` seconds; reads keep getting the cached
     value while it is within ttl, and a read past ttl recomputes in the caller
     as always. Remembers at most ``max_keys`` keys, forgetting the oldest.
+    ``clock`` (seconds) is the engine's, as for every other refresh decision.
     """
 
-    def __init__(self, base: float = 1.0, cap: float = 60.0, max_keys: int = 10_000) -> None:
+    def __init__(
+        self,
+        base: float = 1.0,
+        cap: float = 60.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.base = base
         self.cap = cap
         self.max_keys = max_keys
+        self.clock = clock
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._lock = forks.new_lock()
 
@@ -80,11 +88,11 @@ class RefreshBackoff:
             return True
         with self._lock:
             state = self._failures.get(key)
-        return state is None or (time.monotonic() if now is None else now) >= state[1]
+        return state is None or (self.clock() if now is None else now) >= state[1]
 
     def failed(self, key: str, now: float | None = None) -> float:
         """Record a failure; return the seconds until the next background attempt."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             count = self._failures.pop(key, (0, 0.0))[0] + 1
             delay: float = min(self.base * 2.0 ** (count - 1), self.cap)

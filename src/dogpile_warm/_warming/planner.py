@@ -69,8 +69,9 @@ class WarmingPlanner:
     def computation(
         self, name: str, ttl: float, tags: frozenset[str], task: WarmingTask | None
     ) -> Computation:
-        """How a plain task's (or a ``warm_cache`` value's) key is computed and stored."""
-        return Computation(name, ttl, tags, self._clock, self._outcomes, task)
+        """How a plain task's (or a ``warm_cache`` value's) key is computed and stored: it
+        owns no key (see :class:`Computation`)."""
+        return Computation(name, ttl, tags, self._clock, self._outcomes, task, owns_key=False)
 
     def jobs_for(self, record: TaskRecord) -> list[WarmJob] | str:
         """The keys a warming of ``record`` computes, as jobs; or, when it cannot be warmed
