@@ -1,5 +1,6 @@
 """A type checker sees a decorated function as the function: mypy --strict, run on a user's
-module outside the repository, against the package as installed."""
+module outside the repository, against the package as installed: editable (the README's
+way, this suite's environment) and from a wheel, in a virtualenv of its own."""
 
 from __future__ import annotations
 
@@ -41,17 +42,35 @@ USER_MODULE = textwrap.dedent(
 BAD_LINES = [n for n, line in enumerate(USER_MODULE.splitlines(), 1) if "# bad:" in line]
 
 
-@pytest.fixture(scope="module")
-def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """mypy --strict's report on USER_MODULE, in a directory of its own."""
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def python_with_a_wheel(where: Path) -> str:
+    """A virtualenv's python with dogpile_warm installed from a wheel built here, with its
+    dependencies, as a user installs it."""
+    run = {"check": True, "capture_output": True, "timeout": 300}
+    subprocess.run([sys.executable, "-m", "venv", str(where / "venv")], **run)  # type: ignore[call-overload]
+    python = str(where / "venv" / "bin" / "python")
+    wheels = where / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)]
+    subprocess.run(build, **run)  # type: ignore[call-overload]
+    [wheel] = wheels.glob("dogpile_warm-*.whl")
+    install = [python, "-m", "pip", "install", "-q", str(wheel)]
+    subprocess.run(install, **run)  # type: ignore[call-overload]
+    return python
+
+
+@pytest.fixture(scope="module", params=["editable", "wheel"])
+def mypy_output(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """mypy --strict's report on USER_MODULE, in a directory of its own, against the
+    package installed editable (this environment) or from a wheel."""
     where: Path = tmp_path_factory.mktemp("user_project")
     (where / "user_module.py").write_text(USER_MODULE)
+    command = [sys.executable, "-m", "mypy", "--strict", "--no-incremental"]
+    if request.param == "wheel":
+        command += ["--python-executable", python_with_a_wheel(where)]
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user_module.py"],
-        cwd=where,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [*command, "user_module.py"], cwd=where, capture_output=True, text=True, timeout=300
     )
     return done.stdout + done.stderr
 
