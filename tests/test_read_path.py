@@ -179,3 +179,37 @@ def test_an_untagged_miss_costs_two_gets_and_one_set(
     proxy.calls.clear()
     assert product(7) == {"id": 7}
     assert proxy.calls == Counter(get=1)  # a hit: one read
+
+
+@pytest.mark.parametrize("name", ["memcached", "redis"])
+def test_a_tagged_miss_reads_value_and_tag_versions_twice(
+    name: str,
+    engine: CacheWarmingEngine,
+    request: pytest.FixtureRequest,
+    client_closer: ClientCloser,
+) -> None:
+    """With its tags' versions stored, a tagged miss costs two reads of value and versions
+    (before dogpile's Lock, and under it) and one write: the computation starts from the
+    versions read under the lock."""
+    server: Server = request.getfixturevalue(f"{name}_server")
+    server.flush()
+    configure_backend(engine, name, server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60, tags={"catalog", "prices"})
+    def price(product_id: int) -> int:
+        return product_id * 10
+
+    assert price(1) == 10  # creates the tags' versions
+    proxy = CountingProxy()
+    proxy.calls = Counter()
+    engine.region.wrap(proxy)
+    assert price(2) == 20
+    assert proxy.calls == Counter(get=2, set=1)
+    engine.invalidate_by_tags("prices")  # the next read is a miss by tag
+    proxy.calls.clear()
+    assert price(2) == 20
+    assert proxy.calls == Counter(get=2, set=1)
+    proxy.calls.clear()
+    assert price(2) == 20
+    assert proxy.calls == Counter(get=1)

@@ -32,6 +32,7 @@ from .._core.keys import KeyBuilder
 from .._core.locks import check_not_computing
 from .._core.regions import RegionRegistry, check_backend_expiry
 from .._core.store import UNAVAILABLE, CacheStore, Entry
+from .._core.tags import TagVersions
 from ..errors import describe_error
 from ..task import WarmingTask
 from .computation import Computation
@@ -267,16 +268,19 @@ class CachedFunction:
         ran = False
         due: Entry | None = None  # the value whose refresh a read triggers
         first: list[Entry | None] = [seen]  # handed to the Lock's first look, once
+        versions: list[TagVersions] = []  # read by the Lock's last look, for creator()
 
         def creator() -> tuple[Entry, float]:
             nonlocal ran
             ran = True
-            created, _ = self.computation.store_new(store, key, compute)
+            read = versions[-1] if versions else None
+            created, _ = self.computation.store_new(store, key, compute, read)
             return created, created.created
 
         def value_and_created() -> tuple[Entry, float]:
             nonlocal due
-            entry = first.pop() if first else store.read(key, self.sorted_tags)
+            versions.clear()
+            entry = first.pop() if first else store.read(key, self.sorted_tags, versions)
             state = self._freshness(entry, key) if isinstance(entry, Entry) else None
             if state is None:
                 # No usable value: dogpile's Lock now waits for the key's lock,

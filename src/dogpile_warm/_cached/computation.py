@@ -20,7 +20,8 @@ from .._core import health
 from .._core.batch import KeyResult, WriteBatch
 from .._core.locks import begin_compute, check_not_computing, end_compute
 from .._core.store import UNAVAILABLE, CacheStore, Entry
-from ..errors import WarmError, describe_error
+from .._core.tags import TagVersions
+from ..errors import BackendError, WarmError, describe_error
 
 if TYPE_CHECKING:
     from .._warming.outcomes import Outcomes
@@ -92,10 +93,19 @@ class Computation:
         return value, cost
 
     def new_entry(
-        self, store: CacheStore, key: str, compute: Callable[[], Any]
+        self,
+        store: CacheStore,
+        key: str,
+        compute: Callable[[], Any],
+        versions: TagVersions | BackendError | None = None,
     ) -> tuple[Entry, BaseException | None]:
-        """Compute now; return the entry and why it may not be stored (None: it may)."""
-        versions = store.tags.current(self.sorted_tags)
+        """Compute now; return the entry and why it may not be stored (None: it may).
+
+        ``versions``: the tag versions as just read (say, by the miss that led
+        here); read now when not given.
+        """
+        if versions is None:
+            versions = store.tags.current(self.sorted_tags)
         started = self.clock()
         value, cost = self.run(store, key, compute)
         if isinstance(versions, BaseException):
@@ -106,10 +116,14 @@ class Computation:
         return entry, None
 
     def store_new(
-        self, store: CacheStore, key: str, compute: Callable[[], Any]
+        self,
+        store: CacheStore,
+        key: str,
+        compute: Callable[[], Any],
+        versions: TagVersions | None = None,
     ) -> tuple[Entry, BaseException | None]:
         """Compute now and store; return the entry and why it was not stored (None: stored)."""
-        entry, unstorable = self.new_entry(store, key, compute)
+        entry, unstorable = self.new_entry(store, key, compute, versions)
         if unstorable is not None:
             return entry, unstorable
         return entry, store.write(key, entry, self.name)

@@ -1,11 +1,9 @@
 """How dogpile_warm keeps values in a dogpile.cache region, and the one place backend
 failures are caught.
 
-Every value is stored as an :class:`Entry`: the value, when its computation
-started, its ttl, and the versions of its tags read *before* the computation
-started. A read is valid only while each of those tag versions is still the
-current one in the backend, so an invalidation is seen by every process that
-shares the backend on its very next read (see :mod:`dogpile_warm._core.tags`).
+Every value is stored as an :class:`~dogpile_warm._core.entry.Entry`, valid
+only while the versions of its tags are still current (see
+:mod:`dogpile_warm._core.tags`).
 
 The store reads and writes through the region's key mangler, serializer and
 backend, so the region's own settings keep working; keys pass through
@@ -17,8 +15,9 @@ while the region's circuit breaker is open, timed against the caller's
 budget, and a failure classified, counted and logged by the region's
 :class:`~dogpile_warm._core.health.BackendHealth` and handed back as a
 :class:`~dogpile_warm.errors.BackendError`, never raised. The one exception
-is :meth:`CacheStore.bump_tags`: an invalidation that did not happen must
-not look done.
+is an invalidation (:meth:`TagVersionBook.bump
+<dogpile_warm._core.tag_versions.TagVersionBook.bump>`): one that did not
+happen must not look done.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ from .keys import safe_key
 from .locks import KeyLock, LocalMutex
 from .memory_index import MemoryIndex, index_for
 from .tag_versions import TagVersionBook
-from .tags import tag_key
+from .tags import TagVersions, tag_key
 
 __all__ = ["UNAVAILABLE", "CacheStore", "Entry", "Unavailable"]
 
@@ -170,9 +169,14 @@ class CacheStore:
         return error
 
     # -- values -------------------------------------------------------------------------
-    def read(self, key: str, tags: Sequence[str] = ()) -> Entry | Unavailable | None:
+    def read(
+        self, key: str, tags: Sequence[str] = (), seen: list[TagVersions] | None = None
+    ) -> Entry | Unavailable | None:
         """The valid entry under ``key``; None if missing, unreadable or carrying an
         invalidated tag; :data:`UNAVAILABLE` if the backend did not answer.
+
+        On a miss, the versions of ``tags`` read with it (if all exist) are appended
+        to ``seen``, for a computation starting now.
 
         ``tags`` (sorted) are the tags the caller expects the entry to carry:
         their versions are read in the same round trip as the value; an entry
@@ -195,20 +199,21 @@ class CacheStore:
             if tags:
                 found = region_io.get_many(self.region, [safe_key(key), *map(tag_key, tags)])
                 stored, current = found[0], found[1:]
+                found_current = current
             else:
                 stored = region_io.get_one(self.region, safe_key(key))
-                current = []
+                current = found_current = []
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
         if budget is not None or health_.open or health_.in_outage:
             self.answered(started, key, "read")
         entry = self._entry(stored, key)
-        if entry is None:
+        if entry is None or (tags and not entry.tags):
+            if seen is not None and tags:
+                _note_versions(seen, tags, current)
             return None
         if not entry.tags:
-            if tags:
-                return None
             if index is not None and stamp is not None:
                 index.verified(key, entry, stamp)
             return entry
@@ -225,6 +230,8 @@ class CacheStore:
             current = versions
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
+                if seen is not None and current is found_current:  # the caller's tags
+                    _note_versions(seen, tags, current)
                 return None
         if index is not None and stamp is not None:
             index.verified(key, entry, stamp)
@@ -240,7 +247,7 @@ class CacheStore:
             return None
         return entry
 
-    def _backend_key(self, key: str) -> str:
+    def backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
         return region_io.mangled(self.region, safe_key(key))
 
@@ -301,7 +308,7 @@ class CacheStore:
         """Store ``entries`` with ``region_write`` (or, in dogpile's memory backend, directly)."""
         index = self.index
         if index is not None:
-            in_memory = {self._backend_key(k): e for k, e in entries.items()}
+            in_memory = {self.backend_key(k): e for k, e in entries.items()}
             result = self.attempt(
                 "write",
                 label,
@@ -347,7 +354,7 @@ class CacheStore:
         ``ready()`` says whether a usable value has appeared meanwhile (ending a
         wait); ``expected`` is the seconds a computation of the key takes.
         """
-        backend_key = self._backend_key(key)
+        backend_key = self.backend_key(key)
         # Not skipped while the breaker is open: dogpile's backends make the
         # object without a round trip, and the key's lock must stay the same kind.
         mutex = self.attempt(
@@ -363,24 +370,6 @@ class CacheStore:
                 local = self._local_mutexes[backend_key] = LocalMutex()
         return KeyLock(self, key, local, local=True, ready=ready, expected=expected)
 
-    @property
-    def can_claim(self) -> bool:
-        """Whether :meth:`claim` can claim across processes (memcached, Redis)."""
-        return traits.can_claim(self.region.actual_backend)
-
-    def claim(self, name: str, seconds: float) -> bool:
-        """Claim ``name`` for ``seconds`` across every process sharing the backend.
-
-        True when this call claimed it, or when the backend cannot say (it
-        cannot claim, or the claim failed): running a scheduled cycle here
-        beats running it nowhere.
-        """
-        backend_key = self._backend_key(name)
-        claimed = self.attempt(
-            "claim", name, lambda: traits.claim(self.region.actual_backend, backend_key, seconds)
-        )
-        return claimed is not False
-
     def _after_fork_in_child(self) -> None:
         # Per-key locks another thread held at fork time would stay held.
         self._local_mutexes = weakref.WeakValueDictionary()
@@ -389,3 +378,9 @@ class CacheStore:
 def _label(region: CacheRegion) -> str:
     """How logs and figures name a region: its name, else its backend's class."""
     return str(region.name) if region.name else f"unnamed {type(region.actual_backend).__name__}"
+
+
+def _note_versions(seen: list[TagVersions], tags: Sequence[str], current: list[Any]) -> None:
+    """Append ``tags``' versions as read, if every one of them exists."""
+    if all(type(version) is str for version in current):
+        seen.append(tuple(zip(tags, current, strict=True)))

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from .._backends import traits
 from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
 from .._core.store import CacheStore
@@ -200,18 +201,22 @@ class Scheduler:
 
         The claim outlives the cycle's period (processes try it within the
         first fifth of it). A claim the backend cannot answer counts as won:
-        warming here beats warming nowhere (see CacheStore.claim).
+        warming here beats warming nowhere.
         """
         store = self._fleet_store()
         if store is None:
             return True
         name = f"dogpile_warm:cycle:{self.check_every:g}:{cycle}"
-        return store.claim(name, max(1.0, 2 * self.check_every))
+        key, backend = store.backend_key(name), store.region.actual_backend
+        seconds = max(1.0, 2 * self.check_every)
+        claimed = store.attempt("claim", name, lambda: traits.claim(backend, key, seconds))
+        return claimed is not False
 
     def _fleet_store(self) -> CacheStore | None:
         """A store shared by a fleet (a distributed lock on memcached or Redis), if any."""
         for store in self.planner.stores_in_use():
-            if store.can_claim and getattr(store.region.actual_backend, "distributed_lock", False):
+            backend = store.region.actual_backend
+            if traits.can_claim(backend) and getattr(backend, "distributed_lock", False):
                 return store
         return None
 
