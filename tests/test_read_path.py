@@ -11,7 +11,7 @@ from dogpile.cache.proxy import ProxyBackend
 
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._cached.cached import CachedFunction
-from dogpile_warm.testing import captured_signals
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 from tests.conftest import configure_backend
 from tests.servers import ClientCloser, Server
 
@@ -154,14 +154,13 @@ class CountingProxy(ProxyBackend):
         self.proxied.set_serialized_multi(mapping)
 
 
-@pytest.mark.parametrize("name", ["memcached", "redis"])
-def test_an_untagged_miss_costs_two_gets_and_one_set(
-    name: str,
-    engine: CacheWarmingEngine,
-    request: pytest.FixtureRequest,
-    client_closer: ClientCloser,
-) -> None:
-    """A miss reads the key once before dogpile's Lock and once under it, then stores."""
+@pytest.fixture(params=["memcached", "redis"])
+def round_trips(
+    request: pytest.FixtureRequest, engine: CacheWarmingEngine, client_closer: ClientCloser
+) -> Counter[str]:
+    """The reads and writes of values the engine's default region makes from now on, on
+    an emptied real server."""
+    name: str = request.param
     server: Server = request.getfixturevalue(f"{name}_server")
     server.flush()
     configure_backend(engine, name, server)
@@ -169,47 +168,62 @@ def test_an_untagged_miss_costs_two_gets_and_one_set(
     proxy = CountingProxy()
     proxy.calls = Counter()
     engine.region.wrap(proxy)
+    return proxy.calls
+
+
+def test_an_untagged_miss_costs_two_gets_and_one_set(round_trips: Counter[str]) -> None:
+    """A miss reads the key once before dogpile's Lock and once under it, then stores."""
 
     @warmable(ttl=60)
     def product(product_id: int) -> dict[str, int]:
         return {"id": product_id}
 
     assert product(7) == {"id": 7}
-    assert proxy.calls == Counter(get=2, set=1)
-    proxy.calls.clear()
+    assert round_trips == Counter(get=2, set=1)
+    round_trips.clear()
     assert product(7) == {"id": 7}
-    assert proxy.calls == Counter(get=1)  # a hit: one read
+    assert round_trips == Counter(get=1)  # a hit: one read
 
 
-@pytest.mark.parametrize("name", ["memcached", "redis"])
 def test_a_tagged_miss_reads_value_and_tag_versions_twice(
-    name: str,
-    engine: CacheWarmingEngine,
-    request: pytest.FixtureRequest,
-    client_closer: ClientCloser,
+    engine: CacheWarmingEngine, round_trips: Counter[str]
 ) -> None:
     """With its tags' versions stored, a tagged miss costs two reads of value and versions
     (before dogpile's Lock, and under it) and one write: the computation starts from the
     versions read under the lock."""
-    server: Server = request.getfixturevalue(f"{name}_server")
-    server.flush()
-    configure_backend(engine, name, server)
-    client_closer.watch(engine.region)
 
     @warmable(ttl=60, tags={"catalog", "prices"})
     def price(product_id: int) -> int:
         return product_id * 10
 
     assert price(1) == 10  # creates the tags' versions
-    proxy = CountingProxy()
-    proxy.calls = Counter()
-    engine.region.wrap(proxy)
+    round_trips.clear()
     assert price(2) == 20
-    assert proxy.calls == Counter(get=2, set=1)
+    assert round_trips == Counter(get=2, set=1)
     engine.invalidate_by_tags("prices")  # the next read is a miss by tag
-    proxy.calls.clear()
+    round_trips.clear()
     assert price(2) == 20
-    assert proxy.calls == Counter(get=2, set=1)
-    proxy.calls.clear()
+    assert round_trips == Counter(get=2, set=1)
+    round_trips.clear()
     assert price(2) == 20
-    assert proxy.calls == Counter(get=1)
+    assert round_trips == Counter(get=1)
+
+
+def test_a_refresh_ahead_starts_from_the_tag_versions_it_read(
+    clock: FakeClock, round_trips: Counter[str]
+) -> None:
+    """A read that finds a tagged value due (one read) and its background refresh (one
+    read of value and tag versions, one write) cost three round trips: the refresh
+    computes from the versions read with the value, not from a read of its own."""
+
+    @warmable(ttl=10, refresh_ahead=0.5, tags={"prices"})
+    def price(product_id: int) -> int:
+        return product_id * 10
+
+    assert price(1) == 10
+    clock.advance(6)  # due for refresh
+    round_trips.clear()
+    with captured_signals("refreshed") as sent:
+        assert price(1) == 10
+        wait_until(lambda: sent.named("refreshed"), message="the background refresh")
+    assert round_trips == Counter(get=2, set=1)

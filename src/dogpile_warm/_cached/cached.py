@@ -273,8 +273,7 @@ class CachedFunction:
         def creator() -> tuple[Entry, float]:
             nonlocal ran
             ran = True
-            read = versions[-1] if versions else None
-            created, _ = self.computation.store_new(store, key, compute, read)
+            created, _ = self.computation.store_new(store, key, compute, versions)
             return created, created.created
 
         def value_and_created() -> tuple[Entry, float]:
@@ -352,11 +351,12 @@ class CachedFunction:
         if not mutex.acquire(False):
             return
         try:
-            current = store.read(key, self.sorted_tags)
+            versions: list[TagVersions] = []
+            current = store.read(key, self.sorted_tags, versions)
             if current is UNAVAILABLE or (isinstance(current, Entry) and current.created > seen):
                 return  # no backend to refresh into, or refreshed meanwhile
             try:
-                entry, error = self.computation.store_new(store, key, compute)
+                entry, error = self.computation.store_new(store, key, compute, versions)
             except Exception as exc:
                 delay = self.backoff.failed(key)
                 self._outcomes.refresh_failed(self.task, key, exc, delay, self.ttl, self.tags)

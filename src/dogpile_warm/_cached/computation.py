@@ -13,7 +13,7 @@ values from the store (see :mod:`dogpile_warm._core.store`), never raised.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import health
@@ -21,7 +21,7 @@ from .._core.batch import KeyResult, WriteBatch
 from .._core.locks import begin_compute, check_not_computing, end_compute
 from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.tags import TagVersions
-from ..errors import BackendError, WarmError, describe_error
+from ..errors import WarmError, describe_error
 
 if TYPE_CHECKING:
     from .._warming.outcomes import Outcomes
@@ -97,15 +97,15 @@ class Computation:
         store: CacheStore,
         key: str,
         compute: Callable[[], Any],
-        versions: TagVersions | BackendError | None = None,
+        seen: Sequence[TagVersions] = (),
     ) -> tuple[Entry, BaseException | None]:
         """Compute now; return the entry and why it may not be stored (None: it may).
 
-        ``versions``: the tag versions as just read (say, by the miss that led
-        here); read now when not given.
+        ``seen``: the tag versions :meth:`CacheStore.read
+        <dogpile_warm._core.store.CacheStore.read>` just read with the key (the
+        last are used); read now when there are none.
         """
-        if versions is None:
-            versions = store.tags.current(self.sorted_tags)
+        versions = seen[-1] if seen else store.tags.current(self.sorted_tags)
         started = self.clock()
         value, cost = self.run(store, key, compute)
         if isinstance(versions, BaseException):
@@ -120,10 +120,10 @@ class Computation:
         store: CacheStore,
         key: str,
         compute: Callable[[], Any],
-        versions: TagVersions | None = None,
+        seen: Sequence[TagVersions] = (),
     ) -> tuple[Entry, BaseException | None]:
         """Compute now and store; return the entry and why it was not stored (None: stored)."""
-        entry, unstorable = self.new_entry(store, key, compute, versions)
+        entry, unstorable = self.new_entry(store, key, compute, seen)
         if unstorable is not None:
             return entry, unstorable
         return entry, store.write(key, entry, self.name)
@@ -157,10 +157,11 @@ class Computation:
     ) -> KeyResult:
         """Compute and store ``key`` now; report, signal and log the outcome, never raise.
 
-        Alone, under the key's lock if it :attr:`owns_key`. With ``batch`` (a warm run), the value is
-        computed without it and stored with the batch, which completes the
-        returned result (see :mod:`dogpile_warm._core.batch`). While the
-        backend is being skipped, nothing is computed and the result says so.
+        Alone, under the key's lock if it :attr:`owns_key`. With ``batch`` (a
+        warm run), the value is computed without it and stored with the batch,
+        which completes the returned result (see :mod:`dogpile_warm._core.batch`).
+        While the backend is being skipped, nothing is computed and the result
+        says so.
         """
         t0 = time.perf_counter()
         if store.health.open:  # nothing could be stored: nothing is computed
@@ -198,12 +199,13 @@ class Computation:
         if not mutex.acquire(False):
             return None
         try:
-            entry = store.read(key, self.sorted_tags)
+            versions: list[TagVersions] = []
+            entry = store.read(key, self.sorted_tags, versions)
             if entry is UNAVAILABLE or not needed(entry):
                 return None
             t0 = time.perf_counter()
             try:
-                _, error = self.store_new(store, key, compute)
+                _, error = self.store_new(store, key, compute, versions)
             except Exception as exc:
                 return self._warmed(key, t0, exc)
             return self._warmed(key, t0, error)

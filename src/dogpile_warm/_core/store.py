@@ -175,8 +175,8 @@ class CacheStore:
         """The valid entry under ``key``; None if missing, unreadable or carrying an
         invalidated tag; :data:`UNAVAILABLE` if the backend did not answer.
 
-        On a miss, the versions of ``tags`` read with it (if all exist) are appended
-        to ``seen``, for a computation starting now.
+        The versions of ``tags`` read with the value (if all exist) are appended to
+        ``seen``, for a computation starting now.
 
         ``tags`` (sorted) are the tags the caller expects the entry to carry:
         their versions are read in the same round trip as the value; an entry
@@ -199,19 +199,18 @@ class CacheStore:
             if tags:
                 found = region_io.get_many(self.region, [safe_key(key), *map(tag_key, tags)])
                 stored, current = found[0], found[1:]
-                found_current = current
             else:
                 stored = region_io.get_one(self.region, safe_key(key))
-                current = found_current = []
+                current = []
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
         if budget is not None or health_.open or health_.in_outage:
             self.answered(started, key, "read")
+        if seen is not None and tags:
+            _note_versions(seen, tags, current)
         entry = self._entry(stored, key)
         if entry is None or (tags and not entry.tags):
-            if seen is not None and tags:
-                _note_versions(seen, tags, current)
             return None
         if not entry.tags:
             if index is not None and stamp is not None:
@@ -230,8 +229,6 @@ class CacheStore:
             current = versions
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
-                if seen is not None and current is found_current:  # the caller's tags
-                    _note_versions(seen, tags, current)
                 return None
         if index is not None and stamp is not None:
             index.verified(key, entry, stamp)
