@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 __all__ = [
     "AccessCounts",
+    "BackendFigures",
     "CycleReport",
     "Performance",
     "ResultRow",
@@ -157,22 +158,24 @@ class CycleReport(TypedDict):
     keys_prewarmed: list[str]
 
 
-class Stats(TypedDict):
-    """``get_stats``: tasks, reads and backend health of one engine, in this process."""
+class BackendFigures(TypedDict):
+    """Backend failures of an engine's regions, by kind, and the regions being skipped
+    (part of :class:`Stats`)."""
 
-    tasks: int
-    critical_tasks: int
-    running: bool
-    hits: int
-    misses: int
-    hit_ratio: float
-    stale_served: int
     backend_errors: int
     backend_unavailable: int
     values_refused: int
     values_unreadable: int
     backend_skipped: int
     backends_down: list[str]
+
+
+class Stats(AccessCounts, BackendFigures):
+    """``get_stats``: tasks, reads and backend health of one engine, in this process."""
+
+    tasks: int
+    critical_tasks: int
+    running: bool
     task_details: list[TaskDetails]
     scheduler: SchedulerFigures | None
 

@@ -32,13 +32,12 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypedDict
 
+from ..reports import BackendFigures
 from . import forks
 
 __all__ = [
     "CALL_BUDGET",
-    "BackendFigures",
     "BackendHealth",
     "backend_figures",
     "call_budget",
@@ -48,17 +47,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class BackendFigures(TypedDict):
-    """The backend part of ``get_stats()``."""
-
-    backend_errors: int
-    backend_unavailable: int
-    values_refused: int
-    values_unreadable: int
-    backend_skipped: int
-    backends_down: list[str]
 
 
 # Owners whose refused value was logged, per region; beyond this the oldest
