@@ -10,6 +10,10 @@ Modes:
     The function counts its computes in the backend itself (``--counter``).
     Exit 0 when every thread got a value and they all agree.
 
+``astampede``
+    As ``stampede`` with ``stampede.fn`` an ``async def`` and ``--threads``
+    concurrent awaiters on one event loop instead of threads.
+
 ``hold``
     Configure the region (``--lock-timeout`` if given, else configure's
     default) and call ``stampede.hold``, whose computation creates the
@@ -22,6 +26,7 @@ Every wait is bounded, so a lost parent never leaves a worker behind for long.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -139,6 +144,45 @@ def stampede(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def astampede(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(ttl=60, name="stampede.fn")
+    async def fn() -> dict[str, Any]:
+        count = await asyncio.to_thread(increment, args.backend, args.host, args.port, args.counter)
+        await asyncio.sleep(STAMPEDE_SLEEP)  # a computation the other awaiters must wait for
+        return {"pid": os.getpid(), "count": count}
+
+    async def fleet() -> dict[str, Any]:
+        go = asyncio.Event()
+        values: list[Any] = []
+        errors: list[str] = []
+
+        async def call() -> None:
+            await go.wait()
+            try:
+                values.append(await fn())
+            except BaseException as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+        callers = [asyncio.create_task(call()) for _ in range(args.threads)]
+        with open(args.ready, "w"):
+            pass
+        if not await asyncio.to_thread(wait_for_file, args.go):
+            return {"values": [], "errors": ["no go file"]}
+        go.set()
+        _, hung = await asyncio.wait(callers, timeout=WAIT_LIMIT)
+        if hung:
+            errors.append(f"{len(hung)} awaiters still waiting after {WAIT_LIMIT}s")
+        return {"values": values, "errors": errors}
+
+    report = asyncio.run(fleet())
+    print(json.dumps(report), flush=True)
+    ok = not report["errors"] and len(report["values"]) == args.threads
+    ok = ok and all(v == report["values"][0] for v in report["values"])
+    return 0 if ok else 1
+
+
 def hold(args: argparse.Namespace) -> int:
     configure(args.backend, args.host, args.port, args.lock_timeout)
 
@@ -155,7 +199,7 @@ def hold(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("stampede", "hold"))
+    parser.add_argument("mode", choices=("stampede", "astampede", "hold"))
     parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
@@ -166,7 +210,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--go")
     parser.add_argument("--started")
     args = parser.parse_args(argv)
-    return stampede(args) if args.mode == "stampede" else hold(args)
+    return {"stampede": stampede, "astampede": astampede, "hold": hold}[args.mode](args)
 
 
 if __name__ == "__main__":

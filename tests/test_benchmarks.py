@@ -12,9 +12,11 @@ import pytest
 
 from benchmarks import __main__ as entry_point
 from benchmarks import (
+    async_hit,
     hit_path,
     key_memory,
     memcached_hit,
+    skewed_async,
     skewed_load,
     tracker_cost,
     warm_throughput,
@@ -109,10 +111,18 @@ def test_memcached_hit_compares_with_a_raw_get_on_its_own_server() -> None:
 
 @pytest.mark.slow
 def test_skewed_load_reports_every_contender_and_keeps_the_ttl_promise(tmp_path: Path) -> None:
-    """Each contender gets four rows; dogpile_warm never returned a value older than the ttl."""
+    """The skewed loads (python -m benchmarks runs skewed_async.run: threads, then tasks):
+    each threaded contender gets four rows, each async one three, one chart shows both;
+    dogpile_warm never returned a value older than the ttl, sync or async."""
     chart = tmp_path / "skewed.png"
-    rows = skewed_load.run(quick=True, chart=chart)
-    check_rows(rows)
+    both = skewed_async.run(quick=True, chart=chart)
+    check_rows(both)
+    awaited = [row for row in both if row.figure.startswith("skewed async")]
+    for figure in (skewed_async.WAITS, skewed_async.AGE, skewed_async.RECOMPUTES):
+        assert set(by_contender(awaited, figure)) == set(skewed_async.CONTENDERS)
+    async_age = by_contender(awaited, skewed_async.AGE)[skewed_async.WARM]
+    assert async_age.ratio is not None and async_age.ratio <= 1.0, async_age.detail
+    rows = [row for row in both if row not in awaited]
     figures = (skewed_load.WAITS, skewed_load.P99, skewed_load.AGE, skewed_load.RECOMPUTES)
     for figure in figures:
         assert set(by_contender(rows, figure)) == set(skewed_load.CONTENDERS)
@@ -134,6 +144,23 @@ def test_skewed_load_reports_every_contender_and_keeps_the_ttl_promise(tmp_path:
     for row in by_contender(rows, skewed_load.RECOMPUTES).values():
         assert row.ratio is None or row.ratio > 0  # keys expired within the window
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_async_hit_compares_an_awaited_hit_with_aiocache_cashews_and_a_bare_coroutine() -> None:
+    """async_hit.run gives one row per peer with dogpile_warm's goals against aiocache and
+    cashews; no await of a cached value costs less than awaiting a bare coroutine."""
+    rows = async_hit.run(quick=True)
+    check_rows(rows)
+    assert {row.contender for row in rows} == {async_hit.WARM}
+    goals = {row.figure.rsplit("/ ", 1)[1]: row.goal for row in rows}
+    assert goals == {
+        f"{async_hit.AIOCACHE}'s": 0.1,
+        f"{async_hit.CASHEWS}'s": 0.05,
+        f"{async_hit.BARE}'s": None,
+    }
+    assert all(row.ratio is not None for row in rows)  # both peers are dev dependencies
+    floor = next(row for row in rows if row.figure.endswith(f"{async_hit.BARE}'s"))
+    assert floor.ratio is not None and floor.ratio > 1.0
 
 
 @pytest.mark.memcached
@@ -186,7 +213,7 @@ def test_entry_point_runs_every_benchmark_into_one_table(
 
         return run
 
-    for module in (hit_path, memcached_hit, warm_throughput, tracker_cost, key_memory):
+    for module in (hit_path, async_hit, memcached_hit, warm_throughput, tracker_cost, key_memory):
         monkeypatch.setattr(module, "run", fake(module.__name__.rsplit(".", 1)[1]))
 
     def skewed(quick: bool, *, chart: Path | None) -> list[Row]:
@@ -194,10 +221,11 @@ def test_entry_point_runs_every_benchmark_into_one_table(
         assert chart == tmp_path / "c.png"
         return [Row("skewed_load", "f", 1)]
 
-    monkeypatch.setattr(skewed_load, "run", skewed)
+    monkeypatch.setattr(skewed_async, "run", skewed)
     assert entry_point.main(["--quick", "--chart", str(tmp_path / "c.png")]) == 0
     names = [
         "hit_path",
+        "async_hit",
         "memcached_hit",
         "skewed_load",
         "warm_throughput",

@@ -28,6 +28,7 @@ import dogpile_warm.cli
 import dogpile_warm.contrib.prometheus
 import dogpile_warm.errors
 import dogpile_warm.signals
+import dogpile_warm.signatures
 import dogpile_warm.testing
 from dogpile_warm import CacheWarmingEngine, WarmableFunction, WarmingTask, warmable
 from dogpile_warm.cli.parser import build_parser
@@ -40,6 +41,7 @@ PAGE = PAGE_PATH.read_text(encoding="utf-8")
 PUBLIC_MODULES: list[ModuleType] = [
     dogpile_warm,
     dogpile_warm.signals,
+    dogpile_warm.signatures,
     dogpile_warm.testing,
     dogpile_warm.errors,
     dogpile_warm.contrib.prometheus,

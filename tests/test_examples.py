@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, signals
 from tests.servers import Server
 
@@ -58,6 +60,39 @@ def test_the_readme_user_snippet_warms_the_users_keys(readme_usage: dict[str, An
     result = readme_usage["result"]
     assert result["skipped"] is False
     assert result["keys_warmed"] == ["readme:recent_forms|7,10"]  # limit=10 by default
+
+
+class StandInAsyncDb:
+    """The ``db`` the README's Async code snippet awaits."""
+
+    def __init__(self) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def fetch_catalog(self) -> list[str]:
+        self.loops.append(asyncio.get_running_loop())
+        return ["espresso", "latte"]
+
+
+def test_the_readme_async_snippet_warms_on_the_callers_loop(engine: CacheWarmingEngine) -> None:
+    """The README's Async code snippet, as written: on_startup warms catalog on its own
+    loop, after which awaiting catalog() computes nothing; on_login runs."""
+    db = StandInAsyncDb()
+    namespace: dict[str, Any] = {
+        "__name__": "readme",
+        "db": db,
+        "dogpile_warm": dogpile_warm,
+        "warmable": dogpile_warm.warmable,
+    }
+    [block] = readme_python("Async code")
+    exec(compile(block, "README.md", "exec"), namespace)
+
+    async def serve() -> tuple[list[str], asyncio.AbstractEventLoop]:
+        await namespace["on_startup"]()
+        await namespace["on_login"](7)
+        return await namespace["catalog"](), asyncio.get_running_loop()
+
+    value, loop = asyncio.run(serve())
+    assert value == ["espresso", "latte"] and db.loops == [loop]
 
 
 def readme_block(first_line: str) -> list[str]:

@@ -132,8 +132,11 @@ class Worker:
         self.errors: list[str] = report["errors"]
 
 
-def run_fleet(backend: str, server: servers.Server, tmp_path: Path) -> list[Worker]:
-    """Run PROCESSES x THREADS callers of the cold ``stampede.fn``, released together."""
+def run_fleet(
+    backend: str, server: servers.Server, tmp_path: Path, mode: str = "stampede"
+) -> list[Worker]:
+    """Run PROCESSES x THREADS callers of the cold ``stampede.fn``, released together
+    (``mode`` "astampede": the function is an async def, awaited THREADS times at once)."""
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(PROCESSES)]
     processes: list[subprocess.Popen[str]] = []
@@ -141,7 +144,7 @@ def run_fleet(backend: str, server: servers.Server, tmp_path: Path) -> list[Work
         for path in ready:
             processes.append(
                 spawn(
-                    "stampede",
+                    mode,
                     f"--backend={backend}",
                     f"--host={server.host}",
                     f"--port={server.port}",
@@ -168,15 +171,17 @@ def run_fleet(backend: str, server: servers.Server, tmp_path: Path) -> list[Work
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["stampede", "astampede"], ids=["threads", "awaiters"])
 @pytest.mark.parametrize("kind", SERVERS)
 def test_a_fleet_stampede_on_a_cold_key_computes_it_once(
-    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+    request: pytest.FixtureRequest, kind: str, mode: str, tmp_path: Path
 ) -> None:
-    """4 processes x 8 threads released together on one cold key compute it exactly once."""
+    """4 processes x 8 threads (or 8 awaiters of an async def on each process's loop)
+    released together on one cold key compute it exactly once."""
     server = server_for(request, kind)
     counter = Counter(kind, server, COUNTER_KEY)
     try:
-        workers = run_fleet(kind, server, tmp_path)
+        workers = run_fleet(kind, server, tmp_path, mode)
         computes = counter.read()
     finally:
         counter.close()

@@ -22,10 +22,27 @@ USER_MODULE = textwrap.dedent(
         return str(user_id)
 
 
+    @warmable(ttl=60)
+    async def fetch(user_id: int) -> bytes:
+        return b""
+
+
     class Shop:
         @warmable(ttl=60)
         def price(self, item: str) -> int:
             return len(item)
+
+        @warmable(ttl=60)
+        async def stock(self, item: str) -> int:
+            return 0
+
+
+    async def handler() -> None:
+        reveal_type(await fetch(1))
+        reveal_type(await fetch.aget(1))
+        reveal_type(await Shop().stock("tea"))
+        reveal_type(await Shop().price.awarm("tea"))
+        await fetch("x")  # bad: an async function's argument of the wrong type
 
 
     reveal_type(load(1))
@@ -33,6 +50,7 @@ USER_MODULE = textwrap.dedent(
     reveal_type(Shop().price("tea"))
     reveal_type(Shop.price(Shop(), "tea"))
     reveal_type(Shop().price.key_for("tea"))
+    reveal_type(fetch.get(1))
     load("x")  # bad: an argument of the wrong type
     load(1, 2)  # bad: one argument too many
     n: int = load(1)  # bad: the wrong return type
@@ -92,17 +110,32 @@ def test_the_installed_package_is_found_and_typed(mypy_output: str) -> None:
 
 @pytest.mark.slow
 def test_a_decorated_function_and_method_keep_their_return_types(mypy_output: str) -> None:
-    """Calls reveal the functions' own return types; get() adds NO_VALUE."""
+    """Calls reveal the functions' own return types (awaited, for an async def);
+    get() adds NO_VALUE."""
     names = [name.removeprefix("builtins.") for name in revealed(mypy_output)]
-    assert names == ["str", "str | dogpile.cache.api.NoValue", "int", "int", "str"], mypy_output
+    no_value = "dogpile.cache.api.NoValue"
+    assert names == [
+        "bytes",
+        f"bytes | {no_value}",
+        "int",
+        "bool",
+        "str",
+        f"str | {no_value}",
+        "int",
+        "int",
+        "str",
+        f"bytes | {no_value}",
+    ], mypy_output
 
 
 @pytest.mark.slow
 def test_bad_calls_are_errors_and_good_ones_are_not(mypy_output: str) -> None:
-    """Exactly the four bad lines are flagged: arguments, arity, return type, method."""
+    """Exactly the bad lines are flagged: arguments (of a function, an async function,
+    a method), arity, return type."""
     errors = errors_on(mypy_output)
     assert sorted(errors) == BAD_LINES, mypy_output
-    argument, arity, returned, method = (errors[n] for n in BAD_LINES)
+    awaited, argument, arity, returned, method = (errors[n] for n in BAD_LINES)
+    assert "incompatible type" in awaited and 'expected "int"' in awaited
     assert "incompatible type" in argument and 'expected "int"' in argument
     assert "Too many arguments" in arity
     assert "Incompatible types in assignment" in returned

@@ -6,8 +6,13 @@ Importing the package creates no engine, thread or connection.
 """
 
 from ._usage.tracker import UsagePatternTracker
-from .decorator import WarmableFunction, warmable
+from .decorator import AsyncWarmableFunction, WarmableFunction, warmable
 from .default import (
+    awarm_critical_data,
+    awarm_hot_keys,
+    awarm_tasks,
+    awarm_user_data,
+    awarm_user_data_optimized,
     configure,
     get_cached,
     get_region,
@@ -38,6 +43,7 @@ from .errors import (
 from .task import WarmingTask
 
 __all__ = [
+    "AsyncWarmableFunction",
     "BackendError",
     "BackendUnavailable",
     "CacheWarmingEngine",
@@ -49,6 +55,11 @@ __all__ = [
     "WarmError",
     "WarmableFunction",
     "WarmingTask",
+    "awarm_critical_data",
+    "awarm_hot_keys",
+    "awarm_tasks",
+    "awarm_user_data",
+    "awarm_user_data_optimized",
     "configure",
     "get_cached",
     "get_region",

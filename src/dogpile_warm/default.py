@@ -11,11 +11,17 @@ from typing import Any
 from dogpile.cache import CacheRegion
 
 from ._core import forks
+from ._warming.runs import OnResult
 from .engine import CacheWarmingEngine
 from .reports import Performance, ScheduleReport, Stats, UserWarmReport, WarmReport
 from .task import WarmingTask
 
 __all__ = [
+    "awarm_critical_data",
+    "awarm_hot_keys",
+    "awarm_tasks",
+    "awarm_user_data",
+    "awarm_user_data_optimized",
     "configure",
     "get_cached",
     "get_region",
@@ -106,6 +112,37 @@ def warm_user_data_optimized(
     user_id: Any, force: bool = False, preload_forms: bool = True
 ) -> UserWarmReport:
     return get_warming_engine().warm_user_data(user_id, force, preload_forms)
+
+
+async def awarm_critical_data() -> WarmReport:
+    return await get_warming_engine().awarm_critical_data()
+
+
+async def awarm_tasks(
+    tags: Iterable[str] | str | None = None,
+    *,
+    critical_only: bool = False,
+    on_result: OnResult | None = None,
+) -> WarmReport:
+    return await get_warming_engine().awarm_tasks(
+        tags, critical_only=critical_only, on_result=on_result
+    )
+
+
+async def awarm_user_data(
+    user_id: Any, force: bool = False, preload_forms: bool = True
+) -> UserWarmReport:
+    return await get_warming_engine().awarm_user_data(user_id, force, preload_forms)
+
+
+async def awarm_user_data_optimized(
+    user_id: Any, force: bool = False, preload_forms: bool = True
+) -> UserWarmReport:
+    return await get_warming_engine().awarm_user_data(user_id, force, preload_forms)
+
+
+async def awarm_hot_keys(top_n: int = 100) -> WarmReport:
+    return await get_warming_engine().awarm_hot_keys(top_n)
 
 
 def invalidate_by_tags(tags: Iterable[str] | str) -> int:

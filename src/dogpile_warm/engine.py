@@ -24,6 +24,7 @@ from . import signals
 from ._cached.refresh import RefreshRunner
 from ._core.health import backend_figures
 from ._core.leases import lease_keeper
+from ._core.loops import OffLoop
 from ._core.regions import MEMORY_BACKEND, RegionRegistry, build_region
 from ._core.tags import normalize_tags
 from ._core.validation import (
@@ -36,6 +37,7 @@ from ._core.validation import (
 from ._usage.tracker import UsagePatternTracker
 from ._usage.usage import Usage
 from ._warming import snapshot
+from ._warming.awaited import AwaitedWarming
 from ._warming.control import SchedulerControl
 from ._warming.outcomes import Outcomes
 from ._warming.planner import WarmingPlanner
@@ -62,7 +64,7 @@ __all__ = ["CacheWarmingEngine"]
 _MAX_PENDING_REFRESHES = 1000
 
 
-class CacheWarmingEngine:
+class CacheWarmingEngine(AwaitedWarming):
     """Owns warming tasks and the regions they use, and runs warmings.
 
     ``region`` is the default region (an embedded memory region when None).
@@ -70,8 +72,9 @@ class CacheWarmingEngine:
     seconds) is the one clock of every age and ttl decision, the user preload
     window, schedules and figures: tests pass a
     :class:`~dogpile_warm.testing.FakeClock` and advance it. Thread-safe.
-    Creating an engine starts no thread; background refresh starts a small
-    pool on first use, which :meth:`close` shuts down.
+    Creating an engine starts no thread: background refreshes and awaited
+    reads' backend calls start pools on first use, which :meth:`close` shuts
+    down. In an event loop, await the ``awarm_*`` twins of the warm methods.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class CacheWarmingEngine:
             raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
         self.clock = clock
         self.refresher = RefreshRunner(min(4, max_workers), _MAX_PENDING_REFRESHES)
+        self.offloop = OffLoop()  # the backend calls of awaited reads
         if region is None:
             region = make_region(name="default", async_creation_runner=self.async_creation_runner)
             region.configure(MEMORY_BACKEND)
@@ -299,11 +303,8 @@ class CacheWarmingEngine:
     def async_creation_runner(
         self, cache: CacheRegion, key: str, creator: Callable[[], Any], mutex: CacheMutex
     ) -> None:
-        """dogpile's ``async_creation_runner`` hook, set on regions the engine configures.
-
-        Runs ``creator`` in the engine's refresh pool, stores its value with
-        ``cache.set`` and always releases ``mutex``.
-        """
+        """dogpile's ``async_creation_runner`` hook, set on regions the engine configures:
+        ``cache.set(key, creator())`` in the refresh pool, then ``mutex`` released."""
         self.refresher.run(lambda: cache.set(key, creator()), mutex)
 
     # -- figures -------------------------------------------------------------------
@@ -394,4 +395,5 @@ class CacheWarmingEngine:
         :meth:`LeaseKeeper.settle <dogpile_warm._core.locks.LeaseKeeper.settle>`). Idempotent."""
         self._scheduler.close()
         self.refresher.close()
+        self.offloop.close()
         lease_keeper().settle(self.regions.stores())

@@ -7,6 +7,7 @@ nothing here imports a client library:
 - :func:`is_unavailable`: whether an exception means the backend did not
   answer (the store decides what any other failure means);
 - :func:`is_remote`: whether round trips to it cross a network;
+- :func:`never_blocks`: whether an event loop may call it itself;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
 - :func:`claim` / :func:`can_claim`: set-if-absent with an expiry of its own,
@@ -32,6 +33,9 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from dogpile.cache.backends.memory import MemoryBackend
+from dogpile.cache.backends.null import NullBackend
+
 from ..errors import BackendUnavailable
 
 __all__ = [
@@ -41,6 +45,7 @@ __all__ = [
     "is_remote",
     "is_unavailable",
     "lock_never_expires",
+    "never_blocks",
     "persist",
     "releaser",
     "renewer",
@@ -98,6 +103,13 @@ def _redis_client(backend: Any) -> Any:
 def is_remote(backend: Any) -> bool:
     """Whether ``backend`` is a server reached over a network (memcached, Redis, Valkey)."""
     return _is_memcached(backend) or _redis_client(backend) is not None
+
+
+def never_blocks(backend: Any) -> bool:
+    """Whether every call of ``backend`` returns at once: dogpile's in-process memory
+    and null backends, whose calls an event loop may make itself. Any other
+    (a network, a file, a lock file) is called off the loop."""
+    return isinstance(backend, MemoryBackend | NullBackend)
 
 
 def _memcached_expiry(backend: Any) -> Any:

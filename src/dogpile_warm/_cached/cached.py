@@ -16,7 +16,6 @@ without the cache: nothing here catches a backend exception.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -37,7 +36,7 @@ from ..errors import describe_error
 from ..task import WarmingTask
 from .computation import Computation
 from .reader import Reader, make_reader
-from .refresh import RefreshBackoff, RefreshRunner, refresh_due
+from .refresh import DUE, FRESH, Freshness, RefreshBackoff, RefreshRunner, refresh_due
 from .settings import FunctionSettings
 
 if TYPE_CHECKING:
@@ -52,15 +51,6 @@ log = logging.getLogger(__name__)
 # its own time.time() terms: "created now" when fresh, this ("long ago") when due for
 # refresh, which makes it hand its mutex to async_creator.
 _REFRESH_NOW = 1.0
-
-
-class _Freshness(enum.Enum):
-    FRESH = "fresh"  # within its ttl and not due for refresh
-    DUE = "due"  # within its ttl, due for a background refresh
-
-
-_FRESH = _Freshness.FRESH
-_DUE = _Freshness.DUE
 
 
 class CachedFunction:
@@ -179,25 +169,25 @@ class CachedFunction:
         """Return the cached value of ``key``, computing it with ``compute`` when needed.
 
         Sends exactly one of ``cache_hit`` / ``cache_miss``. Exceptions from
-        ``compute`` reach the caller (but see :meth:`_stale_or_raise`); backend
+        ``compute`` reach the caller (but see :meth:`stale_or_raise`); backend
         failures never do.
         """
         store = self.store()
         entry = store.read(key, self.sorted_tags)
         if entry is UNAVAILABLE:
-            return self._compute_uncached(store, compute, key)
-        if entry is not None and self._freshness(entry, key) is _FRESH:
+            return self.compute_uncached(store, compute, key)
+        if entry is not None and self.freshness(entry, key) is FRESH:
             # Fresh and not due for refresh: exactly what dogpile's Lock would
             # answer at once, without building it or looking up the mutex.
-            return self._report(key, False, entry.cost, entry, entry.value)
+            return self.report(key, False, entry.cost, entry, entry.value)
         try:
             return self._call_locked(store, compute, key, entry)
         except Exception as exc:
             if self.stale_if_error is None or entry is None:
                 raise
-            return self._stale_or_raise(key, entry, exc)
+            return self.stale_or_raise(key, entry, exc)
 
-    def _stale_or_raise(self, key: str, entry: Entry, error: Exception) -> Any:
+    def stale_or_raise(self, key: str, entry: Entry, error: Exception) -> Any:
         """``entry``'s value if it is at most ``stale_if_error`` seconds past its ttl
         (counted and signalled as ``served_stale``); else ``error`` is raised."""
         assert self.stale_if_error is not None
@@ -215,7 +205,7 @@ class CachedFunction:
             signals.served_stale.send(self.sender, key=key, age=age, error=error)
         return entry.value
 
-    def _freshness(self, entry: Entry, key: str) -> _Freshness | None:
+    def freshness(self, entry: Entry, key: str) -> Freshness | None:
         """Whether ``entry`` may be served as it is, served while a refresh runs, or not
         served at all (None)."""
         age = self.clock() - entry.created
@@ -225,7 +215,7 @@ class CachedFunction:
             return None
         fresh_for = self.fresh_for
         if fresh_for is not None and age <= fresh_for:
-            return _FRESH  # the common case, without asking the policy
+            return FRESH  # the common case, without asking the policy
         policy = self.refresh_policy
         if (
             policy is not None
@@ -234,22 +224,22 @@ class CachedFunction:
             )
             and self.backoff.allows(key)
         ):
-            return _DUE
-        return _FRESH
+            return DUE
+        return FRESH
 
-    def _compute_uncached(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
+    def compute_uncached(self, store: CacheStore, compute: Callable[[], Any], key: str) -> Any:
         """Compute for the caller alone, as if there were no cache (the backend is unavailable)."""
         value, cost = self.computation.run(store, key, compute)
-        return self._report(key, True, cost, None, value)
+        return self.report(key, True, cost, None, value)
 
-    def _ready_check(self, store: CacheStore, key: str) -> Callable[[], bool]:
+    def ready_check(self, store: CacheStore, key: str) -> Callable[[], bool]:
         """Whether a wait for ``key``'s lock can end: a usable value appeared, or the
         backend stopped answering (the waiter then computes without the cache)."""
 
         def ready() -> bool:
             entry = store.read(key, self.sorted_tags)
             return entry is UNAVAILABLE or (
-                entry is not None and self._freshness(entry, key) is not None
+                entry is not None and self.freshness(entry, key) is not None
             )
 
         return ready
@@ -280,7 +270,7 @@ class CachedFunction:
             nonlocal due
             versions.clear()
             entry = first.pop() if first else store.read(key, self.sorted_tags, versions)
-            state = self._freshness(entry, key) if isinstance(entry, Entry) else None
+            state = self.freshness(entry, key) if isinstance(entry, Entry) else None
             if state is None:
                 # No usable value: dogpile's Lock now waits for the key's lock,
                 # which this thread may hold itself (a computation asking for
@@ -289,7 +279,7 @@ class CachedFunction:
                 raise NeedRegenerationException()
             assert isinstance(entry, Entry)
             due = entry
-            return entry, (time.time() if state is _FRESH else _REFRESH_NOW)
+            return entry, (time.time() if state is FRESH else _REFRESH_NOW)
 
         async_creator = None
         if self.refresh_policy is not None:
@@ -306,7 +296,7 @@ class CachedFunction:
                 )
 
         expected = seen.cost if seen is not None else self.computation.cost_estimate
-        mutex = store.lock(key, self._ready_check(store, key), expected)
+        mutex = store.lock(key, self.ready_check(store, key), expected)
         with (
             health.call_budget(),
             Lock(mutex, creator, value_and_created, ttl, async_creator) as entry,
@@ -316,16 +306,16 @@ class CachedFunction:
             # The value crossed its ttl between the read and now (thread
             # switches): the promise is about what the caller receives.
             return self.call(compute, key)
-        if ran and self._stored_too_late(entry):
-            return self._compute_uncached(store, compute, key)
-        return self._report(key, ran, entry.cost, entry, entry.value)
+        if ran and self.stored_too_late(entry):
+            return self.compute_uncached(store, compute, key)
+        return self.report(key, ran, entry.cost, entry, entry.value)
 
-    def _stored_too_late(self, entry: Entry) -> bool:
+    def stored_too_late(self, entry: Entry) -> bool:
         """Whether ``entry``, computed in time, passed its ttl while it was being stored (a
         backend that hung): a fresher value is then one computation away."""
         return self.clock() - entry.created > self.ttl and entry.cost <= self.ttl
 
-    def _report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
+    def report(self, key: str, miss: bool, cost: float, entry: Entry | None, value: Any) -> Any:
         now = self.clock()
         if miss:
             self.usage.miss(self, key, now)
@@ -358,11 +348,19 @@ class CachedFunction:
             try:
                 entry, error = self.computation.store_new(store, key, compute, versions)
             except Exception as exc:
-                delay = self.backoff.failed(key)
-                self._outcomes.refresh_failed(self.task, key, exc, delay, self.ttl, self.tags)
+                self.refresh_failed(key, exc)
                 return
         finally:
             mutex.release()
+        self.refreshed(key, entry, error)
+
+    def refresh_failed(self, key: str, error: Exception) -> None:
+        """A background refresh of ``key`` raised: back off, report."""
+        delay = self.backoff.failed(key)
+        self._outcomes.refresh_failed(self.task, key, error, delay, self.ttl, self.tags)
+
+    def refreshed(self, key: str, entry: Entry, error: BaseException | None) -> None:
+        """A background refresh of ``key`` computed ``entry`` (not stored: ``error``)."""
         self.backoff.succeeded(key)
         duration_ms = entry.cost * 1000.0
         stored = error is None
@@ -388,8 +386,8 @@ class CachedFunction:
         store = self.store()
         with health.call_budget():
             entry, _ = self.computation.store_new_locked(store, key, compute)
-        if self._stored_too_late(entry):
-            return self._compute_uncached(store, compute, key)
+        if self.stored_too_late(entry):
+            return self.compute_uncached(store, compute, key)
         return entry.value
 
     def warm_key(

@@ -5,20 +5,24 @@ pattern pre-warm and a plain :class:`~dogpile_warm.task.WarmingTask` all go
 through :class:`Computation`: tag versions are read before the computation
 starts (so an invalidation during it makes the value stale at once), the
 value is computed with the key marked as being computed by this thread, and
-the entry is stored. Exceptions from the computation reach the caller and
+the entry is stored. A computation that returns a coroutine (an ``async
+def``'s) is computed by awaiting it (see :func:`~dogpile_warm._core.loops.result_of`);
+the awaited read path runs it with :meth:`Computation.run_async`. Exceptions from the computation reach the caller and
 store nothing, so the last good value stays; backend failures come back as
 values from the store (see :mod:`dogpile_warm._core.store`), never raised.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import health
 from .._core.batch import KeyResult, WriteBatch
 from .._core.locks import begin_compute, check_not_computing, end_compute
+from .._core.loops import result_of
 from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.tags import TagVersions
 from ..errors import WarmError, describe_error
@@ -83,14 +87,35 @@ class Computation:
         t0 = time.perf_counter()
         try:
             value = compute()
+            if inspect.iscoroutine(value):  # an async function's: its result is the value
+                value = result_of(value, self.name)
         finally:
             health.round_trip_budget.reset(no_budget)
             if token is not None:
                 end_compute(token)
+        return value, self._measured(t0)
+
+    async def run_async(
+        self, store: CacheStore, key: str, compute: Callable[[], Awaitable[Any]]
+    ) -> tuple[Any, float]:
+        """:meth:`run` for an awaitable computation, awaited in the calling task."""
+        token = begin_compute(store, key, self.name) if self.owns_key else None
+        no_budget = health.round_trip_budget.set(None)
+        t0 = time.perf_counter()
+        try:
+            value = await compute()
+        finally:
+            health.round_trip_budget.reset(no_budget)
+            if token is not None:
+                end_compute(token)
+        return value, self._measured(t0)
+
+    def _measured(self, t0: float) -> float:
+        """Seconds since ``t0``, folded into :attr:`cost_estimate`."""
         cost = time.perf_counter() - t0
         previous = self.cost_estimate
         self.cost_estimate = cost if previous is None else 0.8 * previous + 0.2 * cost
-        return value, cost
+        return cost
 
     def new_entry(
         self,
@@ -105,9 +130,28 @@ class Computation:
         <dogpile_warm._core.store.CacheStore.read>` just read with the key (the
         last are used); read now when there are none.
         """
-        versions = seen[-1] if seen else store.tags.current(self.sorted_tags)
+        versions = self.versions(store, seen)
         started = self.clock()
         value, cost = self.run(store, key, compute)
+        return self.entry(key, value, started, cost, versions)
+
+    def versions(
+        self, store: CacheStore, seen: Sequence[TagVersions] = ()
+    ) -> TagVersions | BaseException:
+        """The tag versions a computation starting now is stored with: the last of
+        ``seen``, else read now (what went wrong, if they cannot be)."""
+        return seen[-1] if seen else store.tags.current(self.sorted_tags)
+
+    def entry(
+        self,
+        key: str,
+        value: Any,
+        started: float,
+        cost: float,
+        versions: TagVersions | BaseException,
+    ) -> tuple[Entry, BaseException | None]:
+        """The entry of ``value``, computed from ``started`` in ``cost`` seconds, and why
+        it may not be stored (None: it may)."""
         if isinstance(versions, BaseException):
             return Entry(value, started, self.ttl, (), cost), versions
         entry = Entry(value, started, self.ttl, versions, cost)

@@ -24,9 +24,10 @@ from .._core.keys import MEMO_TYPES
 from .._usage.usage import DRAIN_AT, QUEUE_CAP
 
 if TYPE_CHECKING:
+    from .awaited import AwaitedReads
     from .cached import CachedFunction
 
-__all__ = ["Reader", "make_reader"]
+__all__ = ["Reader", "make_async_reader", "make_reader"]
 
 Reader = Callable[..., Any]  # read(fn, /, *args, **kwargs)
 
@@ -73,5 +74,53 @@ def make_reader(cached: CachedFunction) -> Reader:
                         cache_hit.send(cached.sender, key=key, age=age)
                     return entry.value
         return cached.read_through(key, fn, args, kwargs)
+
+    return read
+
+
+def make_async_reader(cached: CachedFunction, reads: AwaitedReads) -> Reader:
+    """Build the read path of an ``async def``'s calls: ``read(fn, /, *args, **kwargs)``
+    returns a coroutine, and a memory hit returns without suspending; past the
+    shortcut, ``reads`` (see :mod:`dogpile_warm._cached.awaited`).
+
+    The body is :func:`make_reader`'s, written out again in an ``async def``
+    (tests/test_async.py checks that the two agree).
+    """
+    memo, build_key = cached.keys.memo, cached.keys.key
+    usage = cached.usage
+    queued_hits, clock = usage.queued_hits, cached.clock
+    fresh_for = cached.fresh_for or 0.0
+    cache_hit = signals.cache_hit
+    read_through = reads.read_through
+
+    async def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        waiting = len(queued_hits)
+        if waiting >= DRAIN_AT:
+            usage.drain(wait=waiting >= QUEUE_CAP)
+        key = None
+        if not kwargs:
+            try:
+                key = memo.get(args)
+            except TypeError:
+                key = None
+            if key is not None:
+                for arg in args:
+                    if type(arg) not in MEMO_TYPES:
+                        key = None
+                        break
+        if key is None:
+            key = build_key(args, kwargs)
+        memory = cached.memory_entries
+        if memory is not None:
+            entry = memory.get(key)
+            if entry is not None:
+                now = clock()
+                age = now - entry.created
+                if age <= fresh_for:
+                    queued_hits.append((cached, key, now))
+                    if cache_hit.receivers:
+                        cache_hit.send(cached.sender, key=key, age=age)
+                    return entry.value
+        return await read_through(key, fn, args, kwargs)
 
     return read

@@ -23,6 +23,7 @@ Either way a value past ``ttl`` is never served: the caller recomputes.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import random
@@ -36,11 +37,22 @@ from dogpile.cache.api import CacheMutex
 
 from .._core import forks
 
-__all__ = ["RefreshBackoff", "RefreshRunner", "refresh_due"]
+__all__ = ["DUE", "FRESH", "Freshness", "RefreshBackoff", "RefreshRunner", "refresh_due"]
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("window", "xfetch")
+
+
+class Freshness(enum.Enum):
+    """What a read may do with a value within its ttl (past it: nothing, it recomputes)."""
+
+    FRESH = "fresh"  # serve it as it is
+    DUE = "due"  # serve it, and refresh it in the background
+
+
+FRESH = Freshness.FRESH
+DUE = Freshness.DUE
 
 
 def refresh_due(

@@ -34,7 +34,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from dogpile.cache.api import CacheMutex
@@ -195,16 +195,39 @@ class KeyLock(CacheMutex):
             step = min(step * _STEP_GROWTH, _STEP_MAX)
 
     def _wait_distributed(self) -> bool:
+        polls = self.polls()
+        pause = next(polls)
+        while True:
+            time.sleep(pause)
+            try:
+                pause = polls.send(None)
+            except StopIteration as done:
+                return bool(done.value)
+
+    def polls(self) -> Generator[float, None, bool]:
+        """The wait of ``acquire()`` after a first try failed, as pauses.
+
+        Yields how long to pause before each poll; each resumption polls the
+        backend (blocking) and the generator returns ``acquire``'s answer when
+        the wait is over. :meth:`acquire` drives it with ``time.sleep``; an
+        awaiting caller pauses with ``asyncio.sleep`` and resumes it off its loop.
+        """
         store = self._store
         step = self._first_step
         ask_at = time.monotonic() + self._patience
         while True:
-            time.sleep(step)
+            yield step
             polled = time.monotonic()
             if self._ready is not None and self._ready():
                 return True
             if time.monotonic() - polled > _SLOW_POLL:
                 return True  # the backend is too slow to wait on: compute
+            if self.is_local:
+                if self._mutex.acquire(False):
+                    self.held = True
+                    return True
+                step = min(step * _STEP_GROWTH, _STEP_MAX)
+                continue
             got = store.attempt("lock", self._key, lambda: self._mutex.acquire(False))
             if isinstance(got, BackendError):
                 return True

@@ -87,6 +87,8 @@ class CacheStore:
         )
         # Round trips count against a caller's budget only over a network.
         self.timed = traits.is_remote(region.actual_backend)
+        # Whether an event loop must call this backend off the loop (see _core.loops).
+        self.blocking = not traits.never_blocks(region.actual_backend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------

@@ -10,6 +10,7 @@ into the rows every warm method returns.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core.batch import KeyResult, WriteBatch
+from .._core.loops import loop_running_here
 from ..errors import describe_error
 from ..reports import ResultRow, SkippedTask, WarmReport
 
@@ -65,11 +67,20 @@ def run_jobs(jobs: list[WarmJob], max_workers: int) -> list[KeyResult]:
         for i in order:
             results[i] = _run_job(jobs[i], batch)
 
-    if workers == 1:
+    # In a thread running an event loop, a job computing an async def's value
+    # cannot wait for it there: even a single job then gets a thread.
+    if workers == 1 and loop_running_here() is None:
         work()
     else:
+        # Each worker in a copy of the caller's context: a home loop set by an
+        # awaited warm run reaches the computations (see _core.loops).
         threads = [
-            threading.Thread(target=work, name=f"dogpile_warm-warm-{n}", daemon=True)
+            threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(work,),
+                name=f"dogpile_warm-warm-{n}",
+                daemon=True,
+            )
             for n in range(workers)
         ]
         for thread in threads:

@@ -33,10 +33,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from .. import signals
 from .._core import forks
 from .._core.validation import check_positive_int
-from ..decorator import WarmableFunction
 from ..default import get_warming_engine
 from ..engine import CacheWarmingEngine
 from ..task import WarmingTask
+from ..wrappers import WarmableFunction
 from ._prometheus_collector import OVERFLOW_LABEL, EngineCollector, LabelCap
 
 __all__ = ["OVERFLOW_LABEL", "WARM_CACHE_LABEL", "PrometheusMetrics"]

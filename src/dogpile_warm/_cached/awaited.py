@@ -1,0 +1,246 @@
+"""The read path of a decorated ``async def``: the awaiters of one key share one computation.
+
+``await f(x)`` starts in :func:`~dogpile_warm._cached.reader.make_async_reader`
+(the key and the memory shortcut, which returns without suspending);
+everything else is :meth:`AwaitedReads.call`:
+
+- *one flight per key and loop*: the first awaiter's read, and the
+  computation if the value is missing or past its ttl, run as one task;
+  later awaiters of the key await that task, shielded, so cancelling one
+  awaiter cancels neither the computation nor the others' wait, and an
+  exception reaches every awaiter and stores nothing;
+- *the key's lock* (distributed where the backend has one, so one process
+  of a fleet computes) is taken without blocking the loop: each try runs off
+  the loop and the pauses between them are ``asyncio.sleep`` (see
+  :meth:`KeyLock.polls <dogpile_warm._core.locks.KeyLock.polls>`);
+- *refresh ahead*: a value due for refresh is returned at once while one
+  refresh task per key runs on the loop;
+- *backend calls* run off the loop (see :class:`~dogpile_warm._core.loops.OffLoop`)
+  unless the backend never blocks (dogpile's memory backend).
+
+What is fresh, what is reported and signalled, and ``stale_if_error`` are
+:class:`~dogpile_warm._cached.cached.CachedFunction`'s, as for sync reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Generator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._core import health
+from .._core.locks import KeyLock, check_not_computing
+from .._core.loops import OffLoop
+from .._core.store import UNAVAILABLE, CacheStore, Entry
+from .._core.tags import TagVersions
+from .refresh import DUE
+
+if TYPE_CHECKING:
+    from .cached import CachedFunction
+
+__all__ = ["AwaitedReads"]
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+Compute = Callable[[], Awaitable[Any]]
+Flight = tuple[asyncio.AbstractEventLoop, str]
+
+
+class AwaitedReads:
+    """The awaited reads of one ``async def``'s keys (see the module docstring).
+
+    ``offloop`` runs its backend calls; at most ``max_refreshes`` refresh
+    tasks run at once (beyond that a due value is served without one, still
+    within its ttl).
+    """
+
+    def __init__(self, cached: CachedFunction, offloop: OffLoop, max_refreshes: int) -> None:
+        self._cached = cached
+        self._offloop = offloop
+        self._max_refreshes = max_refreshes
+        self._flights: dict[Flight, asyncio.Task[tuple[Any, Entry | None]]] = {}
+        self._refreshes: dict[Flight, asyncio.Task[None]] = {}
+
+    async def read_through(
+        self, key: str, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
+    ) -> Any:
+        """The awaited read of ``key`` past the memory shortcut; ``fn(*args, **kwargs)``
+        computes it."""
+        cached = self._cached
+        cached.usage.remember_call(cached, key, args, kwargs)
+        return await self.call(lambda: fn(*args, **kwargs), key)
+
+    async def call(self, compute: Compute, key: str) -> Any:
+        """The value of ``key``, computed by awaiting ``compute()`` when needed; every
+        awaiter sends one ``cache_hit`` or ``cache_miss`` (a joiner's is a hit)."""
+        cached = self._cached
+        store = cached.store()
+        # Awaiting a flight of a key this task is computing would wait for itself.
+        check_not_computing(store, key, cached.name)
+        loop = asyncio.get_running_loop()
+        flight_key = (loop, key)
+        flight = self._flights.get(flight_key)
+        if flight is None:
+            flight = loop.create_task(self._resolve(store, compute, key))
+            self._flights[flight_key] = flight
+            flight.add_done_callback(functools.partial(self._landed, flight_key))
+            return (await asyncio.shield(flight))[0]
+        value, entry = await asyncio.shield(flight)
+        return cached.report(key, False, entry.cost if entry else 0.0, entry, value)
+
+    def _landed(self, flight_key: Flight, flight: asyncio.Task[Any]) -> None:
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: its awaiters got it (or all left)
+
+    async def _io(self, store: CacheStore, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(*args)``, a call of ``store``'s backend: off the loop unless it never blocks."""
+        return await self._offloop.call(store.blocking, fn, *args)
+
+    async def _resolve(
+        self, store: CacheStore, compute: Compute, key: str
+    ) -> tuple[Any, Entry | None]:
+        """The flight of ``key``: the value and the entry it came from (None: computed
+        without the cache), reported as the first awaiter's read."""
+        cached = self._cached
+        entry = await self._io(store, store.read, key, cached.sorted_tags)
+        if entry is UNAVAILABLE:
+            return await self._uncached(store, compute, key)
+        if entry is not None:
+            state = cached.freshness(entry, key)
+            if state is not None:
+                if state is DUE:
+                    self._refresh_later(store, compute, key, entry.created)
+                return cached.report(key, False, entry.cost, entry, entry.value), entry
+        try:
+            return await self._recompute(store, compute, key, entry)
+        except Exception as exc:
+            if cached.stale_if_error is None or entry is None:
+                raise
+            return cached.stale_or_raise(key, entry, exc), entry
+
+    async def _uncached(
+        self, store: CacheStore, compute: Compute, key: str
+    ) -> tuple[Any, Entry | None]:
+        """Compute for the awaiters alone, as if there were no cache."""
+        value, cost = await self._cached.computation.run_async(store, key, compute)
+        return self._cached.report(key, True, cost, None, value), None
+
+    async def _recompute(
+        self, store: CacheStore, compute: Compute, key: str, seen: Entry | None
+    ) -> tuple[Any, Entry | None]:
+        """A missing or expired value: under the key's lock, unless someone stored it
+        meanwhile, compute and store it."""
+        cached = self._cached
+        # This flight's round trips share one budget, as a sync caller's do.
+        health.round_trip_budget.set([health.CALL_BUDGET])
+        expected = seen.cost if seen is not None else cached.computation.cost_estimate
+        lock = store.lock(key, cached.ready_check(store, key), expected)
+        await self._acquire(store, lock)
+        try:
+            versions: list[TagVersions] = []
+            entry = await self._io(store, store.read, key, cached.sorted_tags, versions)
+            if isinstance(entry, Entry) and cached.freshness(entry, key) is not None:
+                return cached.report(key, False, entry.cost, entry, entry.value), entry
+            new, _ = await self._store_new(store, compute, key, versions)
+        finally:
+            self._release(store, lock)
+        if cached.stored_too_late(new):
+            return await self._uncached(store, compute, key)
+        return cached.report(key, True, new.cost, new, new.value), new
+
+    async def _store_new(
+        self, store: CacheStore, compute: Compute, key: str, versions: list[TagVersions]
+    ) -> tuple[Entry, BaseException | None]:
+        """Compute now and store; the entry and why it was not stored (None: stored)."""
+        computation = self._cached.computation
+        tags = await self._io(store, computation.versions, store, versions)
+        started = self._cached.clock()
+        value, cost = await computation.run_async(store, key, compute)
+        entry, unstorable = computation.entry(key, value, started, cost, tags)
+        if unstorable is not None:
+            return entry, unstorable
+        return entry, await self._io(store, store.write, key, entry, computation.name)
+
+    async def _acquire(self, store: CacheStore, lock: KeyLock) -> None:
+        """Wait for ``lock`` as ``lock.acquire()`` would, pausing on the loop."""
+        if await self._io(store, lock.acquire, False):
+            return
+        polls = lock.polls()
+        pause = next(polls)
+        # Waiting for another's computation spends none of this flight's budget.
+        quiet = contextvars.copy_context()
+        quiet.run(health.round_trip_budget.set, None)
+        while True:
+            await asyncio.sleep(pause)
+            if store.blocking:
+                step = await self._offloop.run(_next_pause, polls, context=quiet)
+            else:
+                step = _next_pause(polls)
+            if step is None:
+                return
+            pause = step
+
+    def _release(self, store: CacheStore, lock: KeyLock) -> None:
+        """Release ``lock`` without awaiting, so that it happens even in a cancelled task
+        (a held distributed lock is otherwise renewed for as long as the process lives)."""
+        if not lock.held:
+            return
+        if store.blocking:
+            self._offloop.fire(lock.release)
+        else:
+            lock.release()
+
+    # -- refresh ahead ------------------------------------------------------------------
+    def _refresh_later(self, store: CacheStore, compute: Compute, key: str, seen: float) -> None:
+        """Start the refresh task of ``key`` (found due, created at ``seen``) unless one
+        runs, or too many do."""
+        loop = asyncio.get_running_loop()
+        flight_key = (loop, key)
+        if flight_key in self._refreshes or len(self._refreshes) >= self._max_refreshes:
+            return
+        # A context of its own, as a refresh thread has: not the reader's budget or keys.
+        task = loop.create_task(
+            self._refresh(store, compute, key, seen), context=contextvars.Context()
+        )
+        self._refreshes[flight_key] = task
+        task.add_done_callback(functools.partial(self._refresh_ended, flight_key))
+
+    def _refresh_ended(self, flight_key: Flight, task: asyncio.Task[None]) -> None:
+        self._refreshes.pop(flight_key, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("background refresh of %r failed", flight_key[1], exc_info=error)
+
+    async def _refresh(self, store: CacheStore, compute: Compute, key: str, seen: float) -> None:
+        """The refresh task: as :meth:`CachedFunction.refresh_in_background
+        <dogpile_warm._cached.cached.CachedFunction.refresh_in_background>`, awaited."""
+        cached = self._cached
+        lock = store.lock(key)
+        if not await self._io(store, lock.acquire, False):
+            return  # its holder is computing the value already
+        try:
+            versions: list[TagVersions] = []
+            current = await self._io(store, store.read, key, cached.sorted_tags, versions)
+            if current is UNAVAILABLE or (isinstance(current, Entry) and current.created > seen):
+                return  # no backend to refresh into, or refreshed meanwhile
+            try:
+                entry, error = await self._store_new(store, compute, key, versions)
+            except Exception as exc:
+                cached.refresh_failed(key, exc)
+                return
+        finally:
+            self._release(store, lock)
+        cached.refreshed(key, entry, error)
+
+
+def _next_pause(polls: Generator[float, None, bool]) -> float | None:
+    """Resume a lock's wait: the next pause, or None when the wait is over."""
+    try:
+        return polls.send(None)
+    except StopIteration:
+        return None

@@ -1,0 +1,290 @@
+"""The proxies ``@warmable`` returns: what users call, bind as methods and warm with.
+
+:class:`WarmableFunction` (for an ``async def``, :class:`AsyncWarmableFunction`)
+is a wrapt proxy keeping the function's signature, docstring and method
+binding; its attributes (``key_for``, ``get``, ``warm``, their awaitable
+twins...) delegate to the function's
+:class:`~dogpile_warm._cached.cached.CachedFunction`. What type checkers see
+of them is in :mod:`dogpile_warm.signatures`.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import types
+from collections.abc import Callable, Coroutine
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Self,
+    TypeVar,
+    overload,
+)
+
+import wrapt
+from dogpile.cache.api import NoValue
+
+from ._cached.awaited import AwaitedReads
+from ._cached.cached import CachedFunction
+from ._cached.reader import make_async_reader
+from ._cached.settings import FunctionSettings
+from ._core.loops import in_thread
+from .engine import CacheWarmingEngine
+from .signatures import BoundAsyncWarmable, BoundWarmable, UnboundAsyncWarmable, UnboundWarmable
+from .task import WarmingTask
+
+__all__ = ["AsyncWarmableFunction", "WarmableFunction"]
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+R2 = TypeVar("R2")
+S = TypeVar("S")
+
+
+class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
+    """A warmable method looked up on a class or an instance.
+
+    Same attributes as the function; ``refresh``, ``warm`` and their awaitable
+    twins call the bound method, so ``obj.method.warm(x)`` computes with ``obj``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _SHARED_ATTRIBUTES:
+            return getattr(self._self_parent, name)
+        return getattr(self.__wrapped__, name)
+
+    def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
+        cached: CachedFunction = self._self_parent._self_cached
+        bound = self.__wrapped__
+        return lambda: bound(*args, **kwargs), cached.key_for(args, kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        return self._self_parent._self_cached.refresh(*self._compute(args, kwargs))
+
+    def warm(self, *args: Any, **kwargs: Any) -> bool:
+        return bool(self._self_parent._self_cached.warm_key(*self._compute(args, kwargs)).success)
+
+    async def arefresh(self, *args: Any, **kwargs: Any) -> Any:
+        return await in_thread(self.refresh, *args, **kwargs)
+
+    async def awarm(self, *args: Any, **kwargs: Any) -> bool:
+        return await in_thread(self.warm, *args, **kwargs)
+
+
+class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[type-arg]
+    """What ``@warmable`` returns: the function, cached, with warming attributes.
+
+    Calling it returns the cached value (see :func:`warmable`). Attributes:
+    ``task``, ``original``, ``key_for``, ``get``, ``set``, ``invalidate``,
+    ``refresh`` and ``warm``; they take the function's own arguments
+    (without ``self``/``cls``).
+    """
+
+    __bound_function_wrapper__ = _BoundWarmableFunction
+
+    # wrapt's proxy defines __getattr__ (to reach the wrapped function), which
+    # makes Python route every attribute read of a subclass through a slow
+    # generic hook unless __getattribute__ is object's own: the hook then reads
+    # the instance directly and falls back to __getattr__, exactly what wrapt's
+    # own lookup does (benchmarks/hit_path.py measures the difference).
+    __getattribute__ = object.__getattribute__
+
+    def __init__(
+        self,
+        wrapped: Callable[P, R],
+        plain: Callable[..., R],
+        settings: FunctionSettings,
+        engine: CacheWarmingEngine,
+    ) -> None:
+        cached = CachedFunction(
+            plain,
+            settings,
+            usage=engine.usage,
+            outcomes=engine.outcomes,
+            regions=engine.regions,
+            refresher=engine.refresher,
+            clock=engine.clock,
+            sender=self,
+        )
+        super().__init__(wrapped, cached)
+        self._self_cached = cached
+        self._self_engine = engine
+        self._use_read_path(cached, engine)
+        # A plain function called directly, the common case, goes straight to
+        # its read path, skipping wrapt's generic call and its search for a
+        # __self__ the function cannot have. Bound as a method, it is reached
+        # through __get__ and _BoundWarmableFunction instead.
+        self._self_call = (
+            functools.partial(cached.read, plain)
+            if _is_plain_function(wrapped)
+            else self._wrapt_call
+        )
+
+    def _use_read_path(self, cached: CachedFunction, engine: CacheWarmingEngine) -> None:
+        """Set ``cached.read``, what calls run: the sync read path is its own already."""
+
+    if TYPE_CHECKING:
+        # What type checkers see: the function's own signature, and for a method
+        # looked up on an instance, the method without ``self``.
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
+
+        # wrapt's stubs type binding for any method; ours keeps the function's own types.
+        @overload  # type: ignore[override]
+        def __get__(
+            self: WarmableFunction[Concatenate[S, P2], R2],
+            instance: None,
+            owner: type[Any] | None = None,
+        ) -> UnboundWarmable[P2, R2]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+        @overload
+        def __get__(
+            self: WarmableFunction[Concatenate[S, P2], R2],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> BoundWarmable[P2, R2]: ...
+        def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
+
+    else:
+        # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
+        # handing it out, so no frame of ours (and no attribute lookup in one)
+        # stands between a caller and the read path.
+        __call__ = property(operator.attrgetter("_self_call"))
+
+    def _wrapt_call(self, *args: Any, **kwargs: Any) -> Any:
+        return wrapt.FunctionWrapper.__call__(self, *args, **kwargs)
+
+    @property
+    def engine(self) -> CacheWarmingEngine:
+        """The engine this function is registered on."""
+        return self._self_engine
+
+    @property
+    def direct(self) -> bool:
+        """Whether a call goes straight to the read path (a plain function) rather than
+        through wrapt's binding (a method, classmethod or staticmethod)."""
+        return self._self_call != self._wrapt_call
+
+    @property
+    def task(self) -> WarmingTask:
+        return self._self_cached.task
+
+    @property
+    def original(self) -> Callable[P, R]:
+        return self.__wrapped__
+
+    def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The cache key of a call with these arguments (before key mangling)."""
+        return self._self_cached.key_for(args, kwargs)
+
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | NoValue:
+        """The cached value for these arguments, or ``NO_VALUE``; never computes."""
+        value: R | NoValue = self._self_cached.get(args, kwargs)
+        return value
+
+    def set(self, value: Any, *args: Any, **kwargs: Any) -> None:
+        """Store ``value`` as the result of a call with these arguments."""
+        self._self_cached.set(value, args, kwargs)
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Remove the cached value for these arguments."""
+        self._self_cached.invalidate(args, kwargs)
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute now under the key's lock, store and return the value."""
+        cached = self._self_cached
+        fn = cached.fn
+        value: R = cached.refresh(lambda: fn(*args, **kwargs), cached.key_for(args, kwargs))
+        return value
+
+    def warm(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Compute and store now; True on success. Failures are signalled, never raised."""
+        cached = self._self_cached
+        fn = cached.fn
+        return cached.warm_key(lambda: fn(*args, **kwargs), cached.key_for(args, kwargs)).success
+
+    # -- awaitable twins, named as Django's cache API names them --------------------
+    # Backend calls leave the loop (unless the backend never blocks); computing
+    # ones run in a thread of their own, an async def's coroutine on this loop.
+    async def aget(self, *args: P.args, **kwargs: P.kwargs) -> R | NoValue:
+        """:meth:`get`, awaited."""
+        cached = self._self_cached
+        value: R | NoValue = await self._self_engine.offloop.call(
+            cached.store().blocking, cached.get, args, kwargs
+        )
+        return value
+
+    async def aset(self, value: Any, *args: Any, **kwargs: Any) -> None:
+        """:meth:`set`, awaited."""
+        cached = self._self_cached
+        await self._self_engine.offloop.call(
+            cached.store().blocking, cached.set, value, args, kwargs
+        )
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """:meth:`invalidate`, awaited."""
+        cached = self._self_cached
+        await self._self_engine.offloop.call(
+            cached.store().blocking, cached.invalidate, args, kwargs
+        )
+
+    async def arefresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """:meth:`refresh`, awaited."""
+        return await in_thread(self.refresh, *args, **kwargs)
+
+    async def awarm(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """:meth:`warm`, awaited."""
+        return await in_thread(self.warm, *args, **kwargs)
+
+
+class AsyncWarmableFunction(WarmableFunction[P, R]):
+    """What ``@warmable`` returns for an ``async def``: ``await f(x)`` is the cached value.
+
+    ``inspect.iscoroutinefunction(f)`` is true. Reads go through
+    :mod:`dogpile_warm._cached.awaited`; the attributes are
+    :class:`WarmableFunction`'s, and the sync ones that compute (``refresh``,
+    ``warm``) run the coroutine with ``asyncio.run`` when called outside a loop.
+    """
+
+    def _use_read_path(self, cached: CachedFunction, engine: CacheWarmingEngine) -> None:
+        reads = AwaitedReads(cached, engine.offloop, engine.refresher.max_pending)
+        cached.read = make_async_reader(cached, reads)
+
+    if TYPE_CHECKING:
+        # A WarmableFunction at runtime (one class for signal senders and
+        # isinstance checks), whose calls return awaitables of R.
+        def __call__(  # type: ignore[override]
+            self, *args: P.args, **kwargs: P.kwargs
+        ) -> Coroutine[Any, Any, R]: ...
+
+        @overload  # type: ignore[override]
+        def __get__(
+            self: AsyncWarmableFunction[Concatenate[S, P2], R2],
+            instance: None,
+            owner: type[Any] | None = None,
+        ) -> UnboundAsyncWarmable[P2, R2]: ...
+        @overload
+        def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+        @overload
+        def __get__(
+            self: AsyncWarmableFunction[Concatenate[S, P2], R2],
+            instance: S,
+            owner: type[Any] | None = None,
+        ) -> BoundAsyncWarmable[P2, R2]: ...
+        def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
+
+
+_SHARED_ATTRIBUTES = frozenset(
+    ("task", "original", "key_for", "get", "set", "invalidate", "aget", "aset", "ainvalidate")
+)
+
+
+def _is_plain_function(fn: object) -> bool:
+    """Whether ``fn`` is a function called as it is: not a staticmethod, classmethod or
+    bound method (those need wrapt's binding to reach the right object)."""
+    return isinstance(fn, types.FunctionType)
