@@ -6,6 +6,7 @@ Children report through their exit status and never return into pytest.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -99,6 +100,46 @@ def test_children_forked_after_use_get_connections_of_their_own(
     codes = wait_all(pids)
     assert mine and codes == [0] * CHILDREN, codes
     assert owned(0, 1) == (0, 1) and engine.get_stats()["backend_errors"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", DISTRIBUTED)
+def test_children_forked_after_awaited_reads_await_with_io_threads_of_their_own(
+    kind: str,
+    request: pytest.FixtureRequest,
+    engine: CacheWarmingEngine,
+    client_closer: servers.ClientCloser,
+) -> None:
+    """A parent whose awaited reads started the io pool forks 4 children; each child's
+    own event loop awaits its own keys (its pool started anew) and gets its own values."""
+    server: servers.Server = request.getfixturevalue(f"{kind}_server")
+    server.flush()
+    configure_backend(engine, kind, server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60, tags={"t"}, name="forks.awaited")
+    async def owned(owner: int, i: int) -> tuple[int, int]:
+        return (owner, i)
+
+    assert asyncio.run(owned(0, 0)) == (0, 0)  # the parent's io threads exist now
+
+    def child() -> bool:
+        me = os.getpid()
+
+        async def reads() -> bool:
+            # One await alone first: the parent's io threads do not exist here.
+            if await owned(me, -1) != (me, -1):
+                return False
+            values = await asyncio.gather(*(owned(me, i) for i in range(CALLS)))
+            again = await asyncio.gather(*(owned(me, i) for i in range(CALLS)))
+            return values == again == [(me, i) for i in range(CALLS)]
+
+        return asyncio.run(asyncio.wait_for(reads(), 20))
+
+    pids = [run_child(child) for _ in range(CHILDREN)]
+    codes = wait_all(pids)
+    assert codes == [0] * CHILDREN, codes
+    assert engine.get_stats()["backend_errors"] == 0
 
 
 @pytest.mark.slow
