@@ -517,6 +517,16 @@ def test_sync_warm_called_inside_a_loop_still_warms_a_single_key(
     assert run(main())["succeeded"] == 1 and banner.get() == "hello"
 
 
+def test_a_scheduled_cycle_warms_async_functions(engine: CacheWarmingEngine) -> None:
+    """The scheduler's cycle (here run in the test's thread, as its own thread runs it)
+    warms a critical async function, each computation in an event loop of its own."""
+    computes = Computes()
+    catalog = critical_async_function(engine, computes)
+    report = engine.run_scheduled_cycle()
+    assert report["keys_warmed"] == 3 and sorted(computes.args) == [1, 2, 3]
+    assert catalog.get(3) == "page-3"
+
+
 def test_awarm_user_data_preloads_an_async_per_user_function(engine: CacheWarmingEngine) -> None:
     """On login, awarm_user_data computes the user's async values on the loop; a second
     login within the window is skipped."""
