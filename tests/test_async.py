@@ -8,10 +8,11 @@ Each test runs its own event loop with :func:`asyncio.run`; the engine is the su
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -25,7 +26,8 @@ from dogpile_warm import (
     WarmingTask,
     warmable,
 )
-from dogpile_warm.testing import FakeClock, captured_signals
+from dogpile_warm._core.locks import KeyLock
+from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 from tests import servers
 from tests.conftest import configure_backend
 
@@ -653,3 +655,160 @@ def test_backend_calls_of_awaited_reads_leave_the_loop_only_where_they_may_block
         assert set(threads) == {"MainThread"}
     else:
         assert all(name.startswith("dogpile_warm-io") for name in threads)
+
+
+# -- found by review: locks never left held, tags strict for joiners ----------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["memcached", "redis"])
+def test_an_awaiter_cancelled_while_its_lock_is_taken_leaves_the_lock_free(
+    kind: str,
+    request: pytest.FixtureRequest,
+    client_closer: servers.ClientCloser,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The only awaiter of a cold key is cancelled while the key's distributed lock is
+    being taken off the loop (a server answering 0.3 s late), and its loop ends: once
+    taken, the lock is released, so the next read on a new loop computes at once."""
+    server: servers.Server = request.getfixturevalue(f"{kind}_server")
+    server.flush()
+    proxy = servers.SlowProxy(server)
+    engine = CacheWarmingEngine()
+    try:
+        configure_backend(engine, kind, proxy)
+        client_closer.watch(engine.region)
+        trying, tried = threading.Event(), threading.Event()
+        acquire = KeyLock.acquire
+
+        def observed(lock: KeyLock, wait: bool = True) -> bool:
+            trying.set()
+            try:
+                return acquire(lock, wait)
+            finally:
+                tried.set()
+
+        monkeypatch.setattr(KeyLock, "acquire", observed)
+
+        @warmable(engine=engine, ttl=60, name="cancelled")
+        async def g(x: int) -> int:
+            return x
+
+        async def leave_during_the_lock() -> None:
+            await g(0)  # connections made at full speed
+            proxy.delay = 0.3
+            trying.clear()
+            tried.clear()
+            reader = asyncio.ensure_future(g(1))
+            while not trying.is_set():
+                await asyncio.sleep(0.01)
+            reader.cancel()
+
+        run(leave_during_the_lock())  # the loop ends, cancelling the flight
+        assert tried.wait(5)  # the lock was taken, for a task no longer there
+        proxy.delay = 0.0
+        lock = engine.regions.store_for(None).lock(g.key_for(1))
+        wait_until(lambda: not lock.locked(), 2, message="the abandoned lock released")
+        started = time.monotonic()
+        assert run(asyncio.wait_for(g(1), 10)) == 1
+        assert time.monotonic() - started < 2.0
+    finally:
+        engine.close()
+        proxy.stop()
+
+
+def test_a_thread_bound_lock_is_released_by_the_thread_that_took_it(tmp_path: Any) -> None:
+    """dbm's lock works only in the thread that took it: awaited misses take and release
+    it in one io thread, so every later miss still gets it."""
+    engine = CacheWarmingEngine()
+    try:
+        engine.configure_region(
+            "default", "dogpile.cache.dbm", arguments={"filename": str(tmp_path / "c.dbm")}
+        )
+
+        @warmable(engine=engine, ttl=60, name="dbm")
+        async def f(x: int) -> int:
+            await asyncio.sleep(0.001)
+            return x
+
+        async def main() -> list[int]:
+            first = await asyncio.gather(*(f(x) for x in range(100, 106)))
+            return first + [await asyncio.wait_for(f(x), 3) for x in range(6)]
+
+        assert run(main()) == [100, 101, 102, 103, 104, 105, 0, 1, 2, 3, 4, 5]
+    finally:
+        engine.close()
+
+
+def test_an_await_begun_after_invalidate_by_tags_never_gets_the_value_it_invalidated(
+    engine: CacheWarmingEngine,
+) -> None:
+    """An awaiter that starts after invalidate_by_tags() returned, while a computation
+    begun before it is under way, gets a value computed after the invalidation."""
+    version = [1]
+
+    @warmable(engine=engine, ttl=60, tags=["price"])
+    async def price(x: int) -> str:
+        seen = version[0]
+        await asyncio.sleep(0.05)
+        return f"from v{seen}"
+
+    async def main() -> tuple[str, str]:
+        first = asyncio.ensure_future(price(1))
+        await asyncio.sleep(0.01)  # its computation has read version 1
+        version[0] = 2
+        engine.invalidate_by_tags("price")
+        late = await price(1)
+        return await first, late
+
+    assert run(main()) == ("from v1", "from v2")
+
+
+def test_sync_warm_of_an_async_function_in_the_loops_thread_fails_at_once(
+    engine: CacheWarmingEngine,
+) -> None:
+    """f.warm(x) and f.refresh(x) called in the loop's thread while a flight of that key
+    holds its lock fail at once, before taking the lock (they could never wait for the
+    coroutine there)."""
+    load = async_function(engine, Computes(), delay=0.1)
+
+    async def main() -> bool:
+        flight = asyncio.ensure_future(load(1))
+        await asyncio.sleep(0.02)  # the flight holds the key's lock
+        warmed = load.warm(1)
+        with pytest.raises(RuntimeError, match="awarm"):
+            load.refresh(1)
+        await flight
+        return warmed
+
+    assert run(main()) is False
+
+
+def test_an_async_callable_object_and_a_wrapped_async_def_are_async(
+    engine: CacheWarmingEngine,
+) -> None:
+    """What types call async (a callable returning a coroutine) is async at run time too:
+    an object with an async __call__, and an async def under functools.wraps."""
+
+    class Fetcher:
+        async def __call__(self, x: int) -> int:
+            return x + 1
+
+    def logged(fn: Callable[[int], Coroutine[Any, Any, int]]) -> Callable[[int], Any]:
+        @functools.wraps(fn)
+        def call(x: int) -> Coroutine[Any, Any, int]:
+            return fn(x)
+
+        return call
+
+    @logged
+    async def fetch(x: int) -> int:
+        return x * 2
+
+    fetcher = warmable(engine=engine, ttl=60, name="fetcher")(Fetcher())
+    wrapped = warmable(engine=engine, ttl=60, name="wrapped")(fetch)
+    assert isinstance(fetcher, AsyncWarmableFunction)
+    assert isinstance(wrapped, AsyncWarmableFunction)
+
+    async def main() -> tuple[Any, Any]:
+        return await fetcher(1), await wrapped(2)
+
+    assert run(main()) == (2, 4)

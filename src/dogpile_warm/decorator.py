@@ -19,6 +19,7 @@ from dogpile.cache import CacheRegion
 from ._cached.refresh import POLICIES
 from ._cached.settings import FunctionSettings, WarmArgs
 from ._core.keys import KeyBy
+from ._core.loops import is_async_function
 from ._core.regions import check_backend_expiry, warn_if_lock_never_expires
 from ._core.tags import normalize_tags
 from ._core.validation import check_positive_number, check_priority, check_refresh_ahead, check_ttl
@@ -140,7 +141,7 @@ def warmable(
             stale_if_error=stale_if_error,
         )
         owner = engine if engine is not None else get_warming_engine()
-        kind = AsyncWarmableFunction if inspect.iscoroutinefunction(plain) else WarmableFunction
+        kind = AsyncWarmableFunction if is_async_function(plain) else WarmableFunction
         wrapper: WarmableFunction[..., Any] = kind(fn, plain, settings, owner)
         cached = wrapper._self_cached
         owner.registry.register(cached.task, is_critical, source=cached, replace=True)

@@ -262,6 +262,9 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
             self, *args: P.args, **kwargs: P.kwargs
         ) -> Coroutine[Any, Any, R]: ...
 
+        @property
+        def original(self) -> Callable[P, Coroutine[Any, Any, R]]: ...  # type: ignore[override]
+
         @overload  # type: ignore[override]
         def __get__(
             self: AsyncWarmableFunction[Concatenate[S, P2], R2],

@@ -28,6 +28,9 @@ import asyncio
 import contextvars
 import functools
 import logging
+import math
+import time
+import weakref
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,7 +50,19 @@ log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 Compute = Callable[[], Awaitable[Any]]
-Flight = tuple[asyncio.AbstractEventLoop, str]
+FlightKey = tuple[asyncio.AbstractEventLoop, str]
+
+
+class _Flight:
+    """One flight: its task, and when the tag versions its value carries were read."""
+
+    __slots__ = ("__weakref__", "task", "versions_read")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[tuple[Any, Entry | None]] | None = None
+        # time.monotonic() just before the read whose tag versions the value will
+        # carry; +inf until that read is made.
+        self.versions_read = math.inf
 
 
 class AwaitedReads:
@@ -55,15 +70,20 @@ class AwaitedReads:
 
     ``offloop`` runs its backend calls; at most ``max_refreshes`` refresh
     tasks run at once (beyond that a due value is served without one, still
-    within its ttl).
+    within its ttl). Flights and refreshes are held weakly: a task left on a
+    loop closed without it is collected, and its ``finally`` releases its lock.
     """
 
     def __init__(self, cached: CachedFunction, offloop: OffLoop, max_refreshes: int) -> None:
         self._cached = cached
         self._offloop = offloop
         self._max_refreshes = max_refreshes
-        self._flights: dict[Flight, asyncio.Task[tuple[Any, Entry | None]]] = {}
-        self._refreshes: dict[Flight, asyncio.Task[None]] = {}
+        self._flights: weakref.WeakValueDictionary[FlightKey, _Flight] = (
+            weakref.WeakValueDictionary()
+        )
+        self._refreshes: weakref.WeakValueDictionary[FlightKey, asyncio.Task[None]] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def read_through(
         self, key: str, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: Any
@@ -84,30 +104,40 @@ class AwaitedReads:
         loop = asyncio.get_running_loop()
         flight_key = (loop, key)
         flight = self._flights.get(flight_key)
-        if flight is None:
-            flight = loop.create_task(self._resolve(store, compute, key))
+        if flight is None or flight.task is None:
+            flight = _Flight()
+            task = flight.task = loop.create_task(self._resolve(flight, store, compute, key))
             self._flights[flight_key] = flight
-            flight.add_done_callback(functools.partial(self._landed, flight_key))
-            return (await asyncio.shield(flight))[0]
-        value, entry = await asyncio.shield(flight)
+            task.add_done_callback(functools.partial(self._landed, flight_key, flight))
+            return (await asyncio.shield(task))[0]
+        joined = time.monotonic()
+        value, entry = await asyncio.shield(flight.task)
+        if cached.sorted_tags and flight.versions_read <= joined:
+            # Its tag versions were read before this read began: an invalidation
+            # since then (in any process) must not be missed. Read them again.
+            current = await self._io(store, store.read, key, cached.sorted_tags)
+            if not isinstance(current, Entry) or cached.freshness(current, key) is None:
+                return await self.call(compute, key)
+            value, entry = current.value, current
         return cached.report(key, False, entry.cost if entry else 0.0, entry, value)
 
-    def _landed(self, flight_key: Flight, flight: asyncio.Task[Any]) -> None:
+    def _landed(self, flight_key: FlightKey, flight: _Flight, task: asyncio.Task[Any]) -> None:
         if self._flights.get(flight_key) is flight:
             del self._flights[flight_key]
-        if not flight.cancelled():
-            flight.exception()  # retrieved: its awaiters got it (or all left)
+        if not task.cancelled():
+            task.exception()  # retrieved: its awaiters got it (or all left)
 
     async def _io(self, store: CacheStore, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(*args)``, a call of ``store``'s backend: off the loop unless it never blocks."""
         return await self._offloop.call(store.blocking, fn, *args)
 
     async def _resolve(
-        self, store: CacheStore, compute: Compute, key: str
+        self, flight: _Flight, store: CacheStore, compute: Compute, key: str
     ) -> tuple[Any, Entry | None]:
         """The flight of ``key``: the value and the entry it came from (None: computed
         without the cache), reported as the first awaiter's read."""
         cached = self._cached
+        flight.versions_read = time.monotonic()
         entry = await self._io(store, store.read, key, cached.sorted_tags)
         if entry is UNAVAILABLE:
             return await self._uncached(store, compute, key)
@@ -117,8 +147,9 @@ class AwaitedReads:
                 if state is DUE:
                     self._refresh_later(store, compute, key, entry.created)
                 return cached.report(key, False, entry.cost, entry, entry.value), entry
+        flight.versions_read = math.inf
         try:
-            return await self._recompute(store, compute, key, entry)
+            return await self._recompute(flight, store, compute, key, entry)
         except Exception as exc:
             if cached.stale_if_error is None or entry is None:
                 raise
@@ -132,7 +163,7 @@ class AwaitedReads:
         return self._cached.report(key, True, cost, None, value), None
 
     async def _recompute(
-        self, store: CacheStore, compute: Compute, key: str, seen: Entry | None
+        self, flight: _Flight, store: CacheStore, compute: Compute, key: str, seen: Entry | None
     ) -> tuple[Any, Entry | None]:
         """A missing or expired value: under the key's lock, unless someone stored it
         meanwhile, compute and store it."""
@@ -141,15 +172,16 @@ class AwaitedReads:
         health.round_trip_budget.set([health.CALL_BUDGET])
         expected = seen.cost if seen is not None else cached.computation.cost_estimate
         lock = store.lock(key, cached.ready_check(store, key), expected)
-        await self._acquire(store, lock)
         try:
+            await self._acquire(store, lock, key)
             versions: list[TagVersions] = []
+            flight.versions_read = time.monotonic()
             entry = await self._io(store, store.read, key, cached.sorted_tags, versions)
             if isinstance(entry, Entry) and cached.freshness(entry, key) is not None:
                 return cached.report(key, False, entry.cost, entry, entry.value), entry
             new, _ = await self._store_new(store, compute, key, versions)
         finally:
-            self._release(store, lock)
+            self._release(store, lock, key)
         if cached.stored_too_late(new):
             return await self._uncached(store, compute, key)
         return cached.report(key, True, new.cost, new, new.value), new
@@ -167,9 +199,27 @@ class AwaitedReads:
             return entry, unstorable
         return entry, await self._io(store, store.write, key, entry, computation.name)
 
-    async def _acquire(self, store: CacheStore, lock: KeyLock) -> None:
+    # -- the key's lock: taken and released by one thread, never left held ---------------
+    async def _lock_io(
+        self,
+        store: CacheStore,
+        lock: KeyLock,
+        key: str,
+        fn: Callable[..., _T],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> _T:
+        """``fn(*args)``, a step of taking ``lock``: in the key's own io thread (where it
+        will be released), and released there if the awaiter is gone by its end."""
+        if not store.blocking:
+            return fn(*args)
+        return await self._offloop.run(
+            fn, *args, context=context, pin=key, if_abandoned=functools.partial(_drop, lock)
+        )
+
+    async def _acquire(self, store: CacheStore, lock: KeyLock, key: str) -> None:
         """Wait for ``lock`` as ``lock.acquire()`` would, pausing on the loop."""
-        if await self._io(store, lock.acquire, False):
+        if await self._lock_io(store, lock, key, lock.acquire, False):
             return
         polls = lock.polls()
         pause = next(polls)
@@ -178,21 +228,18 @@ class AwaitedReads:
         quiet.run(health.round_trip_budget.set, None)
         while True:
             await asyncio.sleep(pause)
-            if store.blocking:
-                step = await self._offloop.run(_next_pause, polls, context=quiet)
-            else:
-                step = _next_pause(polls)
+            step = await self._lock_io(store, lock, key, _next_pause, polls, context=quiet)
             if step is None:
                 return
             pause = step
 
-    def _release(self, store: CacheStore, lock: KeyLock) -> None:
+    def _release(self, store: CacheStore, lock: KeyLock, key: str) -> None:
         """Release ``lock`` without awaiting, so that it happens even in a cancelled task
         (a held distributed lock is otherwise renewed for as long as the process lives)."""
         if not lock.held:
             return
         if store.blocking:
-            self._offloop.fire(lock.release)
+            self._offloop.fire(functools.partial(_drop, lock), pin=key)
         else:
             lock.release()
 
@@ -211,7 +258,7 @@ class AwaitedReads:
         self._refreshes[flight_key] = task
         task.add_done_callback(functools.partial(self._refresh_ended, flight_key))
 
-    def _refresh_ended(self, flight_key: Flight, task: asyncio.Task[None]) -> None:
+    def _refresh_ended(self, flight_key: FlightKey, task: asyncio.Task[None]) -> None:
         self._refreshes.pop(flight_key, None)
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("background refresh of %r failed", flight_key[1], exc_info=error)
@@ -221,9 +268,9 @@ class AwaitedReads:
         <dogpile_warm._cached.cached.CachedFunction.refresh_in_background>`, awaited."""
         cached = self._cached
         lock = store.lock(key)
-        if not await self._io(store, lock.acquire, False):
-            return  # its holder is computing the value already
         try:
+            if not await self._lock_io(store, lock, key, lock.acquire, False):
+                return  # its holder is computing the value already
             versions: list[TagVersions] = []
             current = await self._io(store, store.read, key, cached.sorted_tags, versions)
             if current is UNAVAILABLE or (isinstance(current, Entry) and current.created > seen):
@@ -234,8 +281,14 @@ class AwaitedReads:
                 cached.refresh_failed(key, exc)
                 return
         finally:
-            self._release(store, lock)
+            self._release(store, lock, key)
         cached.refreshed(key, entry, error)
+
+
+def _drop(lock: KeyLock) -> None:
+    """Release ``lock`` if it is held (in the thread that took it)."""
+    if lock.held:
+        lock.release()
 
 
 def _next_pause(polls: Generator[float, None, bool]) -> float | None:

@@ -29,6 +29,7 @@ from .._core import health
 from .._core.batch import KeyResult, WriteBatch
 from .._core.keys import KeyBuilder
 from .._core.locks import check_not_computing
+from .._core.loops import is_async_function
 from .._core.regions import RegionRegistry, check_backend_expiry
 from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.tags import TagVersions
@@ -108,7 +109,14 @@ class CachedFunction:
             region=s.region,
         )
         self.computation = Computation(
-            s.name, s.ttl, s.tags, clock, outcomes, self.task, s.should_cache_fn
+            s.name,
+            s.ttl,
+            s.tags,
+            clock,
+            outcomes,
+            self.task,
+            s.should_cache_fn,
+            awaitable=is_async_function(fn),
         )
         self.backoff = RefreshBackoff(clock=clock)
         self.usage = usage

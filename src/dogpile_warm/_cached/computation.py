@@ -14,6 +14,7 @@ values from the store (see :mod:`dogpile_warm._core.store`), never raised.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .._core import health
 from .._core.batch import KeyResult, WriteBatch
 from .._core.locks import begin_compute, check_not_computing, end_compute
-from .._core.loops import result_of
+from .._core.loops import check_may_wait, result_of
 from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.tags import TagVersions
 from ..errors import WarmError, describe_error
@@ -41,6 +42,10 @@ class Computation:
     seconds) stamps each entry's creation; ``task`` is what warm outcomes are
     reported for (None: a ``warm_cache`` value); ``should_cache_fn(value)``
     returning False keeps a value out of the cache, as in dogpile.
+
+    ``awaitable``: ``compute`` gives a coroutine (an ``async def``'s), which a
+    thread running an event loop cannot wait for: refused there before the
+    key's lock is taken.
 
     ``owns_key`` is True for a decorated function, whose computation is the
     only one of its keys: it marks the key as being computed (a call asking
@@ -61,9 +66,11 @@ class Computation:
         should_cache_fn: Callable[[Any], bool] | None = None,
         *,
         owns_key: bool = True,
+        awaitable: bool = False,
     ) -> None:
         self.name = name
         self.owns_key = owns_key
+        self.awaitable = awaitable
         self.ttl = ttl
         self.tags = tags
         self.sorted_tags = tuple(sorted(tags))
@@ -105,9 +112,12 @@ class Computation:
         try:
             value = await compute()
         finally:
-            health.round_trip_budget.reset(no_budget)
-            if token is not None:
-                end_compute(token)
+            # A task left on a closed loop is closed by the garbage collector, outside
+            # its context: the marks then die with the task, and cannot be reset.
+            with contextlib.suppress(ValueError):
+                health.round_trip_budget.reset(no_budget)
+                if token is not None:
+                    end_compute(token)
         return value, self._measured(t0)
 
     def _measured(self, t0: float) -> float:
@@ -177,6 +187,8 @@ class Computation:
     ) -> tuple[Entry, BaseException | None]:
         """:meth:`store_new` under the key's lock (computed anyway if the backend fails)."""
         check_not_computing(store, key, self.name)
+        if self.awaitable:  # refused before the lock, which the loop might hold itself
+            check_may_wait(self.name)
         mutex = store.lock(key, expected=self.cost_estimate)
         mutex.acquire()
         try:

@@ -22,15 +22,23 @@ import asyncio
 import concurrent.futures
 import contextlib
 import contextvars
-import functools
+import inspect
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from . import forks
 
-__all__ = ["OffLoop", "home_loop", "in_thread", "loop_running_here", "result_of"]
+__all__ = [
+    "OffLoop",
+    "check_may_wait",
+    "home_loop",
+    "in_thread",
+    "is_async_function",
+    "loop_running_here",
+    "result_of",
+]
 
 _T = TypeVar("_T")
 
@@ -52,32 +60,50 @@ def loop_running_here() -> asyncio.AbstractEventLoop | None:
 
 
 class OffLoop:
-    """Runs blocking calls in ``workers`` threads of its own, awaited from a loop.
+    """Runs blocking calls in threads of its own, awaited from a loop.
 
-    The pool starts on first use, is replaced in a forked child (its threads
-    do not exist there) and is shut down by :meth:`close`. Each call runs in a
-    copy of the awaiting task's context (or in ``context``).
+    ``workers`` threads serve most calls; a lock's calls (``pin=`` a key) go
+    to one of ``lock_threads`` single threads chosen by the key, so that a
+    lock is always taken and released by the same thread: some locks only
+    work that way (dbm's file lock, a thread-local Redis lock). Pools start
+    on first use, are replaced in a forked child (their threads do not exist
+    there) and are shut down by :meth:`close`. Each call runs in a copy of
+    the awaiting task's context (or in ``context``).
     """
 
-    def __init__(self, workers: int = 32) -> None:
+    def __init__(self, workers: int = 32, lock_threads: int = 8) -> None:
         self.workers = workers
+        self.lock_threads = lock_threads
         self._lock = forks.new_lock()
-        self._pool: ThreadPoolExecutor | None = None
-        forks.after_fork_in_child(self, OffLoop._forget_pool)
+        self._forget_pools()
+        forks.after_fork_in_child(self, OffLoop._forget_pools)
 
-    def _forget_pool(self) -> None:
-        self._pool = None
+    def _forget_pools(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pinned: list[ThreadPoolExecutor | None] = [None] * self.lock_threads
 
     async def run(
         self,
         fn: Callable[..., _T],
         *args: Any,
         context: contextvars.Context | None = None,
+        pin: Hashable | None = None,
+        if_abandoned: Callable[[], Any] | None = None,
     ) -> _T:
-        """``fn(*args)``, run in the pool while the caller's loop goes on."""
+        """``fn(*args)``, run in a thread while the caller's loop goes on.
+
+        ``pin``: run it in the one thread of that key. ``if_abandoned()`` is
+        called, in that thread once ``fn`` has returned, when the awaiter is
+        cancelled meanwhile (a lock taken for a task no longer there).
+        """
         ctx = contextvars.copy_context() if context is None else context
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), functools.partial(ctx.run, fn, *args))
+        future = self._executor(pin).submit(ctx.run, fn, *args)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if if_abandoned is not None:
+                future.add_done_callback(lambda _: if_abandoned())
+            raise
 
     async def call(self, blocking: bool, fn: Callable[..., _T], *args: Any) -> _T:
         """``fn(*args)``: off the loop if ``blocking`` (a store's backend that may block),
@@ -86,28 +112,41 @@ class OffLoop:
             return fn(*args)
         return await self.run(fn, *args)
 
-    def fire(self, fn: Callable[[], Any]) -> None:
-        """Run ``fn()`` in the pool without waiting for it (a lock release in a
+    def fire(self, fn: Callable[[], Any], pin: Hashable | None = None) -> None:
+        """Run ``fn()`` in a thread without waiting for it (a lock release in a
         ``finally`` that must happen even when its task is being cancelled)."""
-        self._executor().submit(fn)
+        self._executor(pin).submit(fn)
 
-    def _executor(self) -> ThreadPoolExecutor:
-        pool = self._pool
-        if pool is None:
+    def _executor(self, pin: Hashable | None = None) -> ThreadPoolExecutor:
+        if pin is None:
+            pool = self._pool
+            if pool is None:
+                with self._lock:
+                    pool = self._pool
+                    if pool is None:
+                        pool = self._pool = ThreadPoolExecutor(
+                            self.workers, thread_name_prefix="dogpile_warm-io"
+                        )
+            return pool
+        slot = hash(pin) % self.lock_threads
+        pinned = self._pinned[slot]
+        if pinned is None:
             with self._lock:
-                pool = self._pool
-                if pool is None:
-                    pool = self._pool = ThreadPoolExecutor(
-                        self.workers, thread_name_prefix="dogpile_warm-io"
+                pinned = self._pinned[slot]
+                if pinned is None:
+                    pinned = self._pinned[slot] = ThreadPoolExecutor(
+                        1, thread_name_prefix=f"dogpile_warm-io-lock{slot}"
                     )
-        return pool
+        return pinned
 
     def close(self) -> None:
-        """Wait for the calls under way and stop the pool (a later call starts a new one)."""
+        """Wait for the calls under way and stop the pools (later calls start new ones)."""
         with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
+            pools = [self._pool, *self._pinned]
+            self._forget_pools()
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
 
 async def in_thread(fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
@@ -155,13 +194,32 @@ def result_of(coroutine: Coroutine[Any, Any, _T], name: str) -> _T:
     here = loop_running_here()
     if loop is not None and loop is not here and loop.is_running():
         return _on_loop(loop, coroutine)
-    if here is None:
-        return asyncio.run(coroutine)
-    coroutine.close()
-    raise RuntimeError(
-        f"{name} is an async function and this thread runs an event loop: "
-        "await its a* companion (awarm, arefresh) or the engine's awarm_* instead"
-    )
+    try:
+        check_may_wait(name)
+    except RuntimeError:
+        coroutine.close()
+        raise
+    return asyncio.run(coroutine)
+
+
+def check_may_wait(name: str) -> None:
+    """``RuntimeError`` if this thread runs an event loop, where blocking code cannot wait
+    for ``name``'s coroutine (checked before it takes a lock it would then hold for ever)."""
+    if loop_running_here() is not None:
+        raise RuntimeError(
+            f"{name} is an async function and this thread runs an event loop: "
+            "await its a* companion (awarm, arefresh) or the engine's awarm_* instead"
+        )
+
+
+def is_async_function(fn: Any) -> bool:
+    """Whether calling ``fn`` gives a coroutine: an ``async def``, one under decorators
+    that kept ``__wrapped__`` (functools.wraps), or an object whose ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(inspect.unwrap(fn)):
+        return True
+    if inspect.isroutine(fn) or isinstance(fn, type):
+        return False
+    return inspect.iscoroutinefunction(inspect.getattr_static(type(fn), "__call__", None))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, coroutine: Coroutine[Any, Any, _T]) -> _T:
