@@ -108,15 +108,9 @@ class CachedFunction:
             tags=s.tags,
             region=s.region,
         )
+        awaits = is_async_function(fn)
         self.computation = Computation(
-            s.name,
-            s.ttl,
-            s.tags,
-            clock,
-            outcomes,
-            self.task,
-            s.should_cache_fn,
-            awaitable=is_async_function(fn),
+            s.name, s.ttl, s.tags, clock, outcomes, self.task, s.should_cache_fn, awaitable=awaits
         )
         self.backoff = RefreshBackoff(clock=clock)
         self.usage = usage
