@@ -86,11 +86,10 @@ class BoundAsyncWarmable(_BoundCompanions[P, R_co], Protocol[P, R_co]):
 class Decorator(Protocol):
     """What ``warmable(...)`` returns, by what it is given.
 
-    Under ``@warmable``, mypy and pyright hand the decorator a
-    ``@classmethod``'s or ``@staticmethod``'s function itself, which types
-    cannot tell from a method's: both are then seen as methods (their first
-    parameter taken for ``self``); calls of them work, and type checking them
-    needs a ``cast`` or an ignore.
+    Under ``@warmable``, type checkers hand the decorator a ``@classmethod``'s
+    or ``@staticmethod``'s function itself; the proxy's ``__get__`` then tells
+    them from methods by the class they are looked up on, which pyright
+    follows and mypy does not (it binds both as methods).
     """
 
     # An async def first: it is a callable too.

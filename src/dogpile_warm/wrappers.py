@@ -20,7 +20,6 @@ from typing import (
     Concatenate,
     Generic,
     ParamSpec,
-    Self,
     TypeVar,
     overload,
 )
@@ -133,21 +132,28 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         # looked up on an instance, the method without ``self``.
         def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
-        # wrapt's stubs type binding for any method; ours keeps the function's own types.
+        # wrapt's stubs type binding for any method; ours keeps the function's own types:
+        # a method on its class or an instance, a classmethod's function (cls first),
+        # anything else (a staticmethod's function) as it is. pyright tells them
+        # apart; mypy binds all three as methods.
         @overload  # type: ignore[override]
         def __get__(
-            self: WarmableFunction[Concatenate[S, P2], R2],
-            instance: None,
-            owner: type[Any] | None = None,
+            self: WarmableFunction[Concatenate[S, P2], R2], instance: None, owner: type[S]
         ) -> UnboundWarmable[P2, R2]: ...
-        @overload
-        def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
         @overload
         def __get__(
             self: WarmableFunction[Concatenate[S, P2], R2],
             instance: S,
-            owner: type[Any] | None = None,
+            owner: type[S] | None = None,
         ) -> BoundWarmable[P2, R2]: ...
+        @overload
+        def __get__(
+            self: WarmableFunction[Concatenate[type[S], P2], R2],
+            instance: S | None,
+            owner: type[S],
+        ) -> BoundWarmable[P2, R2]: ...
+        @overload
+        def __get__(self, instance: Any, owner: type[Any] | None = None) -> BoundWarmable[P, R]: ...
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
 
     else:
@@ -267,18 +273,24 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
 
         @overload  # type: ignore[override]
         def __get__(
-            self: AsyncWarmableFunction[Concatenate[S, P2], R2],
-            instance: None,
-            owner: type[Any] | None = None,
+            self: AsyncWarmableFunction[Concatenate[S, P2], R2], instance: None, owner: type[S]
         ) -> UnboundAsyncWarmable[P2, R2]: ...
-        @overload
-        def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
         @overload
         def __get__(
             self: AsyncWarmableFunction[Concatenate[S, P2], R2],
             instance: S,
-            owner: type[Any] | None = None,
+            owner: type[S] | None = None,
         ) -> BoundAsyncWarmable[P2, R2]: ...
+        @overload
+        def __get__(
+            self: AsyncWarmableFunction[Concatenate[type[S], P2], R2],
+            instance: S | None,
+            owner: type[S],
+        ) -> BoundAsyncWarmable[P2, R2]: ...
+        @overload
+        def __get__(
+            self, instance: Any, owner: type[Any] | None = None
+        ) -> BoundAsyncWarmable[P, R]: ...
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
 
 
