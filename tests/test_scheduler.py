@@ -204,6 +204,46 @@ def test_the_cycle_optimises_schedules_from_read_frequency(
     assert hot.task.interval_minutes == 60  # the user's task keeps what it was made with
 
 
+def test_the_started_interval_is_the_longest_and_reaches_tasks_registered_later(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """After start(interval_minutes=60), an unread critical task keeps 60 minutes (the
+    policy alone would give it 120), a hot one gets 15, and a task registered after
+    start gets 60; the critical task is warmed again 60 minutes after its first."""
+    runs: list[float] = []
+    engine.register_task(
+        WarmingTask("cold", "cold", "k:cold", lambda: runs.append(clock()), interval_minutes=240),
+        is_critical=True,
+    )
+
+    @warmable(ttl=3600, name="hot")
+    def hot() -> int:
+        return 1
+
+    for _ in range(120):  # two reads a minute for an hour
+        hot()
+        clock.advance(30)
+    engine.registry.set_intervals(60)  # what start(interval_minutes=60) does first
+    engine.register_task(
+        WarmingTask("late", "late", "k:late", lambda: 1, interval_minutes=240), is_critical=False
+    )
+    assert engine.optimize_schedules()["schedules_adjusted"] == [
+        {
+            "task_id": "hot",
+            "frequency": 2.0,
+            "interval_minutes": 15,
+            "previous_interval_minutes": 60,
+        }
+    ]
+    cycles = scheduler(engine, pattern_warming=True)
+    cycles.run_cycle()
+    intervals = {d["task_id"]: d["interval_minutes"] for d in engine.get_stats()["task_details"]}
+    assert intervals == {"cold": 60, "hot": 15, "late": 60}
+    clock.advance(60 * 60 * 1.1)  # past the interval and its jitter
+    cycles.run_cycle()
+    assert len(runs) == 2 and runs[1] - runs[0] <= 66 * 60
+
+
 # -- pattern warming ------------------------------------------------------------------
 def make_hot_function(
     engine: CacheWarmingEngine, refresh_ahead: float | None = 0.5

@@ -86,6 +86,9 @@ class TaskRegistry:
         self._clock = clock
         self._records: dict[str, TaskRecord] = {}
         self._lock = forks.new_rlock()
+        # The interval the scheduler was started with (None: never started): every
+        # task's, also one registered later, and the longest the policy may set.
+        self.ceiling_minutes: float | None = None
 
     def register(
         self,
@@ -99,8 +102,9 @@ class TaskRegistry:
         with self._lock:
             if not replace and task.task_id in self._records:
                 raise ValueError(f"a task with task_id {task.task_id!r} is already registered")
-            record = TaskRecord(task, critical, source, interval_minutes=task.interval_minutes)
-            record.next_run = self._clock() + task.interval_minutes * 60
+            interval = self.ceiling_minutes or task.interval_minutes
+            record = TaskRecord(task, critical, source, interval_minutes=interval)
+            record.next_run = self._clock() + interval * 60
             self._records[task.task_id] = record
             return record
 
@@ -134,24 +138,30 @@ class TaskRegistry:
 
     def set_intervals(self, minutes: float) -> None:
         """Give every task ``minutes`` as its interval, its next run one interval after
-        its last (or after now, if it never ran)."""
+        its last (or after now, if it never ran); tasks registered later get it too, and
+        :meth:`adapt_intervals` never sets a longer one."""
         now = self._clock()
         with self._lock:
+            self.ceiling_minutes = minutes
             for record in self._records.values():
                 record.interval_minutes = minutes
                 record.next_run = (record.last_run or now) + minutes * 60
 
     def adapt_intervals(self, reads_per_minute: Callable[[str], float]) -> ScheduleReport:
-        """Set each task's interval from how often it is read (:func:`interval_for`).
+        """Set each task's interval from how often it is read (:func:`interval_for`), at
+        most the interval the scheduler was started with.
 
         ``reads_per_minute(task_id)`` answers for the last hour.
         """
         records = self.records()
         now = self._clock()
+        ceiling = self.ceiling_minutes
         adjusted: list[ScheduleChange] = []
         for record in records:
             frequency = reads_per_minute(record.task.task_id)
-            interval = interval_for(frequency)
+            interval: float = interval_for(frequency)
+            if ceiling is not None:
+                interval = min(interval, ceiling)
             if interval != record.interval_minutes:
                 adjusted.append(
                     {
