@@ -25,7 +25,7 @@ from dogpile_warm._core.store import Entry
 from dogpile_warm._warming.scheduler import Scheduler
 from dogpile_warm.reports import SchedulerFigures
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
-from tests.servers import ClientCloser, Server
+from tests.servers import ClientCloser, Server, free_port
 
 WORKER = Path(__file__).with_name("scheduler_worker.py")
 
@@ -700,6 +700,29 @@ def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
     finally:
         real.close()
     assert no_scheduler_threads()
+
+
+@pytest.mark.slow
+def test_a_cycle_claim_the_backend_cannot_answer_is_not_won() -> None:
+    """With the fleet's memcached unreachable, no cycle is claimed, so none runs (it
+    would otherwise run in every process of the fleet at once)."""
+    real = CacheWarmingEngine()
+    real.configure_region(
+        "default",
+        "dogpile.cache.pymemcache",
+        arguments={"url": f"127.0.0.1:{free_port()}", "distributed_lock": True},
+    )
+
+    @warmable(priority=100, ttl=60, engine=real, name="unclaimed.critical")
+    def critical() -> int:
+        return 1
+
+    try:
+        real.start(check_every=0.05)
+        wait_until(lambda: scheduler_figures(real)["cycles_skipped"] >= 3, 10, message="3 skipped")
+        assert scheduler_figures(real)["cycles"] == 0
+    finally:
+        real.close()
 
 
 def test_the_scheduler_on_a_file_region_holds_no_lock_between_cycles(tmp_path: Path) -> None:

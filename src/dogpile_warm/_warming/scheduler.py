@@ -22,7 +22,8 @@ the first fifth of its period, so a fleet does not spike together.
 Fleet: when a region in use has a distributed lock (memcached, Redis), each
 cycle is claimed through it, with a key per cycle that expires with the
 region's ``lock_timeout``; the process that gets the claim runs the cycle
-and the others skip it, so a dead process is simply never the claimant.
+and the others skip it, so a dead process is simply never the claimant; a
+claim the backend cannot answer is not won.
 Each process ranks keys by its own reads.
 """
 
@@ -200,8 +201,10 @@ class Scheduler:
         """Whether this process runs ``cycle``: always, unless a fleet shares a distributed lock.
 
         The claim outlives the cycle's period (processes try it within the
-        first fifth of it). A claim the backend cannot answer counts as won:
-        warming here beats warming nowhere.
+        first fifth of it). A claim the backend cannot answer is not won: the
+        node holding it may be down for this process only (one of several
+        memcached servers), and every process would then run the cycle; a
+        backend that is down for all stores nothing warmed anyway.
         """
         store = self._fleet_store()
         if store is None:
@@ -210,7 +213,7 @@ class Scheduler:
         key, backend = store.backend_key(name), store.region.actual_backend
         seconds = max(1.0, 2 * self.check_every)
         claimed = store.attempt("claim", name, lambda: traits.claim(backend, key, seconds))
-        return claimed is not False
+        return claimed is True
 
     def _fleet_store(self) -> CacheStore | None:
         """A store shared by a fleet (a distributed lock on memcached or Redis), if any."""
