@@ -34,6 +34,8 @@ __all__ = [
     "free_port",
     "start_memcached",
     "start_redis",
+    "start_redis_replica",
+    "start_redis_sentinel",
 ]
 
 HOST = "127.0.0.1"
@@ -333,6 +335,68 @@ def redis(port: int | None = None) -> Server:
         url=lambda port: f"redis://{HOST}:{port}/0",
         port=port,
     )
+
+
+def redis_replica(primary: Server, port: int | None = None) -> Server:
+    """A redis-server :class:`Server` (not started) replicating ``primary``."""
+    binary = _binary("redis-server", "redis-server")
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--replicaof", primary.host, str(primary.port),
+        ]  # fmt: skip
+
+    return Server(
+        "redis-replica",
+        argv,
+        ping=(b"PING\r\n", b"+PONG"),
+        flush_request=(b"PING\r\n", b"+PONG"),  # a replica takes no writes
+        url=lambda port: f"redis://{HOST}:{port}/0",
+        port=port,
+    )
+
+
+def redis_sentinel(primary: Server, service: str, port: int | None = None) -> Server:
+    """A Redis Sentinel :class:`Server` (not started) watching ``primary`` as ``service``.
+
+    Its configuration file (which Sentinel rewrites) lives in a directory of its own.
+    """
+    binary = _binary("redis-server", "redis-server")
+    where = tempfile.mkdtemp(prefix="sentinel-")
+
+    def argv(port: int) -> list[str]:
+        config = os.path.join(where, f"sentinel-{port}.conf")
+        with open(config, "w") as file:
+            file.write(
+                f"port {port}\nbind {HOST}\n"
+                f"sentinel monitor {service} {primary.host} {primary.port} 1\n"
+                f"sentinel down-after-milliseconds {service} 1000\n"
+            )
+        return [binary, config, "--sentinel"]
+
+    return Server(
+        "redis-sentinel",
+        argv,
+        ping=(b"PING\r\n", b"+PONG"),
+        flush_request=(b"PING\r\n", b"+PONG"),
+        url=lambda port: f"{HOST}:{port}",
+        port=port,
+    )
+
+
+def start_redis_replica(primary: Server) -> Server:
+    """A running replica of ``primary`` on a free loopback port."""
+    return _start(lambda port: redis_replica(primary, port))
+
+
+def start_redis_sentinel(primary: Server, service: str) -> Server:
+    """A running Sentinel watching ``primary`` as ``service``, on a free loopback port."""
+    return _start(lambda port: redis_sentinel(primary, service, port))
 
 
 def start_memcached() -> Server:

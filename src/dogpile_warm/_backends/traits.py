@@ -8,6 +8,7 @@ nothing here imports a client library:
   answer (the store decides what any other failure means);
 - :func:`is_remote`: whether round trips to it cross a network;
 - :func:`never_blocks`: whether an event loop may call it itself;
+- :func:`primary_client`: the client of a primary whose replicas serve reads;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
 - :func:`claim` / :func:`can_claim`: set-if-absent with an expiry of its own,
@@ -47,6 +48,7 @@ __all__ = [
     "lock_never_expires",
     "never_blocks",
     "persist",
+    "primary_client",
     "releaser",
     "renewer",
     "reset_after_fork",
@@ -103,6 +105,15 @@ def _redis_client(backend: Any) -> Any:
 def is_remote(backend: Any) -> bool:
     """Whether ``backend`` is a server reached over a network (memcached, Redis, Valkey)."""
     return _is_memcached(backend) or _redis_client(backend) is not None
+
+
+def primary_client(backend: Any) -> Any:
+    """The client that reaches a Redis-protocol backend's primary, where its reads go to
+    a replica (dogpile's Sentinel backends); None where reads and writes share one."""
+    writer = _redis_client(backend)
+    if writer is None or getattr(backend, "reader_client", writer) is writer:
+        return None
+    return writer
 
 
 def never_blocks(backend: Any) -> bool:

@@ -52,7 +52,9 @@ _EXPIRY_ARGUMENT = {
     "dogpile.cache.pylibmc": "memcached_expire_time",
     "dogpile.cache.bmemcached": "memcached_expire_time",
     "dogpile.cache.redis": "redis_expiration_time",
+    "dogpile.cache.redis_sentinel": "redis_expiration_time",
     "dogpile.cache.valkey": "valkey_expiration_time",
+    "dogpile.cache.valkey_sentinel": "valkey_expiration_time",
 }
 
 
@@ -78,7 +80,8 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
     - memcached: a server that fails is not replaced by another for its keys
       (the store's circuit breaker skips the backend instead), so a server
       back from a pause never serves tag versions older than the others'.
-    - Redis and Valkey: the lock is not thread-local, because the engine's
+    - Redis and Valkey (and their Sentinel backends): the lock is not
+      thread-local, because the engine's
       ``async_creation_runner`` releases it in another thread than the one
       that took it.
     - Both: with a region ``expiration_time``, the backend's own expiry is
@@ -110,11 +113,21 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
             thread_local_lock=False,
             lock_timeout=LOCK_LEASE,
         )
+        if backend.endswith("_sentinel"):  # asking a Sentinel for the primary is a call too
+            defaults["sentinel_kwargs"] = {
+                "socket_timeout": CLIENT_TIMEOUT,
+                "socket_connect_timeout": CLIENT_TIMEOUT,
+            }
     return defaults
 
 
 # dogpile's Redis-protocol backends, and the client library each one uses.
-_REDIS_CLIENTS = {"dogpile.cache.redis": "redis", "dogpile.cache.valkey": "valkey"}
+_REDIS_CLIENTS = {
+    "dogpile.cache.redis": "redis",
+    "dogpile.cache.redis_sentinel": "redis",
+    "dogpile.cache.valkey": "valkey",
+    "dogpile.cache.valkey_sentinel": "valkey",
+}
 
 
 def _retry_once(library: str) -> Any:

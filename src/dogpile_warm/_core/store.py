@@ -89,6 +89,9 @@ class CacheStore:
         self.timed = traits.is_remote(region.actual_backend)
         # Whether an event loop must call this backend off the loop (see _core.loops).
         self.blocking = not traits.never_blocks(region.actual_backend)
+        # Reads go to the primary where the backend reads from replicas (Redis
+        # Sentinel): a replica's lag would let a value outlive its invalidation.
+        self.reads_primary = traits.primary_client(region.actual_backend) is not None
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------
@@ -199,10 +202,12 @@ class CacheStore:
         started = health_.clock() if budget is not None or health_.open else -math.inf
         try:
             if tags:
-                found = region_io.get_many(self.region, [safe_key(key), *map(tag_key, tags)])
+                found = region_io.get_many(
+                    self.region, [safe_key(key), *map(tag_key, tags)], self.primary()
+                )
                 stored, current = found[0], found[1:]
             else:
-                stored = region_io.get_one(self.region, safe_key(key))
+                stored = region_io.get_one(self.region, safe_key(key), self.primary())
                 current = []
         except Exception as exc:
             error = self.failed(exc, key, "read")
@@ -224,7 +229,9 @@ class CacheStore:
             versions = self.attempt(
                 "tag read",
                 key,
-                lambda: region_io.get_many(self.region, [tag_key(t) for t, _ in entry.tags]),
+                lambda: region_io.get_many(
+                    self.region, [tag_key(t) for t, _ in entry.tags], self.primary()
+                ),
             )
             if isinstance(versions, BackendError):
                 return UNAVAILABLE if isinstance(versions, BackendUnavailable) else None
@@ -245,6 +252,10 @@ class CacheStore:
             self.health.failed_unreadable(entry, key)
             return None
         return entry
+
+    def primary(self) -> Any:
+        """The client to read with instead of the backend's reader (None: its reader)."""
+        return traits.primary_client(self.region.actual_backend) if self.reads_primary else None
 
     def backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
@@ -273,7 +284,7 @@ class CacheStore:
         found = self.attempt(
             "read",
             f"{len(keys)} keys",
-            lambda: region_io.get_many(self.region, [safe_key(k) for k in keys]),
+            lambda: region_io.get_many(self.region, [safe_key(k) for k in keys], self.primary()),
         )
         if isinstance(found, BackendError):
             return None
@@ -322,7 +333,9 @@ class CacheStore:
         """Whether ``entry``'s tag versions are the backend's now (an in-process read)."""
         if not entry.tags:
             return True
-        current = region_io.get_many(self.region, [tag_key(tag) for tag, _ in entry.tags])
+        current = region_io.get_many(
+            self.region, [tag_key(tag) for tag, _ in entry.tags], self.primary()
+        )
         return all(cur == version for cur, (_, version) in zip(current, entry.tags, strict=True))
 
     def _set_in_memory(self, entries: dict[str, Entry]) -> None:
