@@ -14,6 +14,12 @@ Modes:
     As ``stampede`` with ``stampede.fn`` an ``async def`` and ``--threads``
     concurrent awaiters on one event loop instead of threads.
 
+``logins``
+    Define ``stampede.profile``, a per-user function counting its computes in
+    the backend (``--counter``); create ``--ready``, wait for ``--go``, then
+    log in users 0 to ``--threads``-1 once each (``warm_user_data_optimized``)
+    and print one JSON line: ``{"warmed": [...], "skipped": [...]}``.
+
 ``hold``
     Configure the region (``--lock-timeout`` if given, else configure's
     default) and call ``stampede.hold``, whose computation creates the
@@ -183,6 +189,26 @@ def astampede(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def logins(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(ttl=60, name="stampede.profile", user_arg="user_id")
+    def profile(user_id: int) -> dict[str, Any]:
+        increment(args.backend, args.host, args.port, args.counter)
+        return {"user": user_id, "pid": os.getpid()}
+
+    with open(args.ready, "w"):
+        pass
+    if not wait_for_file(args.go):
+        print(json.dumps({"warmed": [], "skipped": [], "errors": ["no go file"]}), flush=True)
+        return 4
+    reports = [dogpile_warm.warm_user_data_optimized(user) for user in range(args.threads)]
+    warmed = [r["user_id"] for r in reports if not r["skipped"]]
+    skipped = [r["user_id"] for r in reports if r["skipped"]]
+    print(json.dumps({"warmed": warmed, "skipped": skipped, "errors": []}), flush=True)
+    return 0
+
+
 def hold(args: argparse.Namespace) -> int:
     configure(args.backend, args.host, args.port, args.lock_timeout)
 
@@ -199,7 +225,7 @@ def hold(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("stampede", "astampede", "hold"))
+    parser.add_argument("mode", choices=("stampede", "astampede", "logins", "hold"))
     parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
@@ -210,7 +236,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--go")
     parser.add_argument("--started")
     args = parser.parse_args(argv)
-    return {"stampede": stampede, "astampede": astampede, "hold": hold}[args.mode](args)
+    modes = {"stampede": stampede, "astampede": astampede, "logins": logins, "hold": hold}
+    return modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -474,7 +474,9 @@ def test_stop_returns_within_its_timeout_while_a_computation_runs(
 def test_the_thread_survives_failing_tasks_and_a_dead_backend(
     engine: CacheWarmingEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Failing tasks and an unreachable memcached do not end the scheduler's thread."""
+    """Failing tasks and an unreachable memcached do not end the scheduler's thread: while
+    the fleet's backend cannot be asked, cycles go unclaimed (none runs) and the thread
+    carries on; a cycle run with a failing task records the failure."""
     engine.configure_region(
         "dead",
         "dogpile.cache.pymemcache",
@@ -491,7 +493,11 @@ def test_the_thread_survives_failing_tasks_and_a_dead_backend(
     engine.register_task(WarmingTask("broken", "broken", "k:b", broken), is_critical=True)
     engine.start(check_every=0.05)
     try:
-        wait_until(lambda: scheduler_figures(engine)["cycles"] >= 3, message="3 cycles")
+        wait_until(
+            lambda: scheduler_figures(engine)["cycles_skipped"] >= 3, message="3 unclaimed cycles"
+        )
+        assert engine.running and scheduler_figures(engine)["cycles"] == 0
+        engine.run_scheduled_cycle()  # in this thread: no claim
         assert engine.running
     finally:
         engine.stop()

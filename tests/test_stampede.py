@@ -193,6 +193,49 @@ def test_a_fleet_stampede_on_a_cold_key_computes_it_once(
     assert all(v == values[0] for v in values) and values[0]["count"] == 1
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_login_preloads_a_user_once_per_fleet_within_the_window(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+) -> None:
+    """3 processes released together each log in the same 10 users: each user's data is
+    computed once in the fleet (10 computes, not 30), the other logins skipped."""
+    server = server_for(request, kind)
+    counter = Counter(kind, server, "login-computes")
+    go = tmp_path / "go"
+    ready = [tmp_path / f"ready-{i}" for i in range(3)]
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        for path in ready:
+            processes.append(
+                spawn(
+                    "logins",
+                    f"--backend={kind}",
+                    f"--host={server.host}",
+                    f"--port={server.port}",
+                    "--threads=10",
+                    "--counter=login-computes",
+                    f"--ready={path}",
+                    f"--go={go}",
+                )
+            )
+        wait_for_files(ready, processes, READY_TIMEOUT)
+        go.touch()
+        reports = []
+        for process in processes:
+            out, err = process.communicate(timeout=STAMPEDE_TIMEOUT)
+            assert process.returncode == 0, f"{out}\n{err}"
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        computes = counter.read()
+    finally:
+        reap(processes)
+        counter.close()
+    warmed = sorted(user for report in reports for user in report["warmed"])
+    assert warmed == list(range(10)), reports
+    assert computes == 10
+    assert sum(len(report["skipped"]) for report in reports) == 20
+
+
 # The bound held: with configure's defaults, a killed holder delays others by at most a
 # few seconds (its lease: 4 s after its last renewal), whatever the computation's length.
 RECOVERY_BOUND = 8.0

@@ -41,12 +41,11 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from .._backends import traits
 from .._core import forks
 from .._core.batch import KeyResult, WriteBatch
-from .._core.store import CacheStore
 from .._core.validation import check_positive_int, check_positive_number
 from ..reports import CycleReport, SchedulerFigures
+from . import fleet
 from .prewarm import PatternWarmer
 
 if TYPE_CHECKING:
@@ -198,30 +197,14 @@ class Scheduler:
                 self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _claim(self, cycle: int) -> bool:
-        """Whether this process runs ``cycle``: always, unless a fleet shares a distributed lock.
-
-        The claim outlives the cycle's period (processes try it within the
-        first fifth of it). A claim the backend cannot answer is not won: the
-        node holding it may be down for this process only (one of several
-        memcached servers), and every process would then run the cycle; a
-        backend that is down for all stores nothing warmed anyway.
-        """
-        store = self._fleet_store()
+        """Whether this process runs ``cycle``: always, unless a fleet shares a distributed
+        lock (see :mod:`dogpile_warm._warming.fleet`). The claim outlives the cycle's
+        period (processes try it within the first fifth of it)."""
+        store = fleet.fleet_store(self.planner.stores_in_use())
         if store is None:
             return True
         name = f"dogpile_warm:cycle:{self.check_every:g}:{cycle}"
-        key, backend = store.backend_key(name), store.region.actual_backend
-        seconds = max(1.0, 2 * self.check_every)
-        claimed = store.attempt("claim", name, lambda: traits.claim(backend, key, seconds))
-        return claimed is True
-
-    def _fleet_store(self) -> CacheStore | None:
-        """A store shared by a fleet (a distributed lock on memcached or Redis), if any."""
-        for store in self.planner.stores_in_use():
-            backend = store.region.actual_backend
-            if traits.can_claim(backend) and getattr(backend, "distributed_lock", False):
-                return store
-        return None
+        return fleet.claim(store, name, max(1.0, 2 * self.check_every))
 
     # -- one cycle ---------------------------------------------------------------------
     def run_cycle(self) -> CycleReport:

@@ -5,19 +5,25 @@ last warmed, for at most ``max_users`` users (the longest unseen are
 forgotten first). A user is marked *before* their warming starts, so a second
 login racing the first is skipped rather than warming twice; a warming that
 stored nothing gives the mark back, so the next login tries again.
+
+Where a fleet shares a backend (see :mod:`dogpile_warm._warming.fleet`), the
+window is the fleet's: a login also claims the user there for the window,
+and a login in any process within it is skipped.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._core import forks
 from .._core.batch import KeyResult
+from .._core.store import CacheStore
 from .._core.validation import check_non_negative_number
 from ..reports import UserWarmReport
+from . import fleet
 
 __all__ = ["UserPreloads"]
 
@@ -25,11 +31,21 @@ _MAX_USERS = 100_000
 
 
 class UserPreloads:
-    """When each user was last warmed, for the preload window (thread-safe)."""
+    """When each user was last warmed, for the preload window (thread-safe).
 
-    def __init__(self, window: float, max_users: int = _MAX_USERS) -> None:
+    ``stores()`` gives the stores in use, among which a fleet's shared one is
+    looked for at each login (None: this process's window only).
+    """
+
+    def __init__(
+        self,
+        window: float,
+        max_users: int = _MAX_USERS,
+        stores: Callable[[], Iterable[CacheStore]] | None = None,
+    ) -> None:
         self.window = check_non_negative_number("user_preload_window", window, " of seconds")
         self.max_users = max_users
+        self._stores = stores
         self._warmed: OrderedDict[Any, float] = OrderedDict()
         self._lock = forks.new_lock()
 
@@ -44,6 +60,9 @@ class UserPreloads:
             while len(self._warmed) > self.max_users:
                 self._warmed.popitem(last=False)
         return True
+
+    def _fleet_store(self) -> CacheStore | None:
+        return fleet.fleet_store(self._stores()) if self._stores is not None else None
 
     def release(self, user_id: Any, claimed_at: float) -> None:
         """Forget the claim made at ``claimed_at`` (unless a later one replaced it)."""
@@ -65,6 +84,10 @@ class UserPreloads:
         }
         if not self.claim(user_id, now, force):
             return report
+        shared = self._fleet_store() if self.window and not force else None
+        name = f"dogpile_warm:login:{user_id!r}"
+        if shared is not None and not fleet.claim(shared, name, self.window):
+            return report  # another process of the fleet warmed this user within the window
         t0 = time.perf_counter()
         outcomes = warm()
         report["skipped"] = False
@@ -72,5 +95,7 @@ class UserPreloads:
         report["failed"] = [r.key for r in outcomes if not r.success]
         if report["failed"] and not report["keys_warmed"]:
             self.release(user_id, now)  # nothing warmed: let the next login try again
+            if shared is not None:
+                fleet.forget(shared, name)
         report["duration_ms"] = (time.perf_counter() - t0) * 1000.0
         return report
