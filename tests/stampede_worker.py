@@ -20,6 +20,13 @@ Modes:
     log in users 0 to ``--threads``-1 once each (``warm_user_data_optimized``)
     and print one JSON line: ``{"warmed": [...], "skipped": [...]}``.
 
+``critical``
+    Define ``stampede.critical``, a critical function warmed for ``--threads``
+    arguments, counting its computes in the backend (``--counter``); create
+    ``--ready``, wait for ``--go``, then warm: with ``--scheduled``, start the
+    scheduler (a cycle every 0.1 s) for 2 s, else call ``warm_critical_data()``
+    once; print one JSON line ``{"succeeded": n, "skipped_tasks": [...]}``.
+
 ``hold``
     Configure the region (``--lock-timeout`` if given, else configure's
     default) and call ``stampede.hold``, whose computation creates the
@@ -209,6 +216,37 @@ def logins(args: argparse.Namespace) -> int:
     return 0
 
 
+def critical(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(
+        ttl=600,
+        priority=100,
+        name="stampede.critical",
+        warm_args=[(n,) for n in range(args.threads)],
+    )
+    def value(n: int) -> int:
+        increment(args.backend, args.host, args.port, args.counter)
+        return n
+
+    with open(args.ready, "w"):
+        pass
+    if not wait_for_file(args.go):
+        print(json.dumps({"succeeded": 0, "skipped_tasks": ["no go file"]}), flush=True)
+        return 4
+    if args.scheduled:
+        dogpile_warm.start_cache_warming(check_every=0.1)
+        time.sleep(2.0)  # real time: the scheduler's cycles, across the fleet
+        dogpile_warm.stop_cache_warming()
+        details = dogpile_warm.get_warming_stats()["task_details"]
+        print(json.dumps({"succeeded": details[0]["runs"], "skipped_tasks": []}), flush=True)
+        return 0
+    report = dogpile_warm.warm_critical_data()
+    summary = {"succeeded": report["succeeded"], "skipped_tasks": report["skipped_tasks"]}
+    print(json.dumps(summary), flush=True)
+    return 0
+
+
 def hold(args: argparse.Namespace) -> int:
     configure(args.backend, args.host, args.port, args.lock_timeout)
 
@@ -225,7 +263,7 @@ def hold(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("stampede", "astampede", "logins", "hold"))
+    parser.add_argument("mode", choices=("stampede", "astampede", "logins", "critical", "hold"))
     parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
@@ -235,8 +273,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--ready")
     parser.add_argument("--go")
     parser.add_argument("--started")
+    parser.add_argument("--scheduled", action="store_true")
     args = parser.parse_args(argv)
-    modes = {"stampede": stampede, "astampede": astampede, "logins": logins, "hold": hold}
+    modes = {
+        "stampede": stampede,
+        "astampede": astampede,
+        "logins": logins,
+        "critical": critical,
+        "hold": hold,
+    }
     return modes[args.mode](args)
 
 

@@ -193,15 +193,10 @@ def test_a_fleet_stampede_on_a_cold_key_computes_it_once(
     assert all(v == values[0] for v in values) and values[0]["count"] == 1
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", SERVERS)
-def test_a_login_preloads_a_user_once_per_fleet_within_the_window(
-    request: pytest.FixtureRequest, kind: str, tmp_path: Path
-) -> None:
-    """3 processes released together each log in the same 10 users: each user's data is
-    computed once in the fleet (10 computes, not 30), the other logins skipped."""
-    server = server_for(request, kind)
-    counter = Counter(kind, server, "login-computes")
+def run_three(
+    kind: str, server: servers.Server, tmp_path: Path, *args: str
+) -> list[dict[str, Any]]:
+    """Run 3 workers with ``args``, released together; each one's JSON report."""
     go = tmp_path / "go"
     ready = [tmp_path / f"ready-{i}" for i in range(3)]
     processes: list[subprocess.Popen[str]] = []
@@ -209,12 +204,10 @@ def test_a_login_preloads_a_user_once_per_fleet_within_the_window(
         for path in ready:
             processes.append(
                 spawn(
-                    "logins",
+                    *args,
                     f"--backend={kind}",
                     f"--host={server.host}",
                     f"--port={server.port}",
-                    "--threads=10",
-                    "--counter=login-computes",
                     f"--ready={path}",
                     f"--go={go}",
                 )
@@ -226,14 +219,55 @@ def test_a_login_preloads_a_user_once_per_fleet_within_the_window(
             out, err = process.communicate(timeout=STAMPEDE_TIMEOUT)
             assert process.returncode == 0, f"{out}\n{err}"
             reports.append(json.loads(out.strip().splitlines()[-1]))
-        computes = counter.read()
+        return reports
     finally:
         reap(processes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_login_preloads_a_user_once_per_fleet_within_the_window(
+    request: pytest.FixtureRequest, kind: str, tmp_path: Path
+) -> None:
+    """3 processes released together each log in the same 10 users: each user's data is
+    computed once in the fleet (10 computes, not 30), the other logins skipped."""
+    server = server_for(request, kind)
+    counter = Counter(kind, server, "login-computes")
+    try:
+        reports = run_three(
+            kind, server, tmp_path, "logins", "--threads=10", "--counter=login-computes"
+        )
+        computes = counter.read()
+    finally:
         counter.close()
     warmed = sorted(user for report in reports for user in report["warmed"])
     assert warmed == list(range(10)), reports
     assert computes == 10
     assert sum(len(report["skipped"]) for report in reports) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduled", [False, True], ids=["warm_critical_data", "scheduler"])
+@pytest.mark.parametrize("kind", SERVERS)
+def test_critical_data_is_warmed_once_per_fleet(
+    request: pytest.FixtureRequest, kind: str, scheduled: bool, tmp_path: Path
+) -> None:
+    """3 processes released together warm one critical function of 10 keys, each with
+    warm_critical_data() (or each with its scheduler running for 2 s): 10 computes in the
+    fleet, not 30; the other processes report the task warmed elsewhere."""
+    server = server_for(request, kind)
+    counter = Counter(kind, server, "critical-computes")
+    args = ["critical", "--threads=10", "--counter=critical-computes"]
+    try:
+        reports = run_three(kind, server, tmp_path, *args, *(["--scheduled"] if scheduled else []))
+        computes = counter.read()
+    finally:
+        counter.close()
+    assert computes == 10, reports
+    if not scheduled:
+        assert sorted(report["succeeded"] for report in reports) == [0, 0, 10]
+        reasons = [t["reason"] for report in reports for t in report["skipped_tasks"]]
+        assert reasons == ["warmed by another process of the fleet within its interval"] * 2
 
 
 # The bound held: with configure's defaults, a killed holder delays others by at most a

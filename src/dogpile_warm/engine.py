@@ -131,14 +131,11 @@ class CacheWarmingEngine(AwaitedWarming):
         """Configure (or replace) the region called ``name`` and return it."""
         if not isinstance(name, str) or not name:
             raise TypeError(f"region name must be a non-empty string, got {name!r}")
+        runner = self.async_creation_runner
         region = build_region(
-            name,
-            backend,
-            expiration_time=expiration_time,
-            arguments=arguments,
-            async_creation_runner=self.async_creation_runner,
-            **region_kwargs,
-        )
+            name, backend, expiration_time=expiration_time, arguments=arguments,
+            async_creation_runner=runner, **region_kwargs,
+        )  # fmt: skip
         self.add_region(name, region)
         return region
 
@@ -195,13 +192,15 @@ class CacheWarmingEngine(AwaitedWarming):
         return self.regions.store_for(region).fresh_value(key, self.clock())
 
     def warm_critical_data(self) -> WarmReport:
-        """Warm every critical task now, highest priority first.
+        """Warm every critical task now, highest priority first (in a fleet, each task
+        once per interval: see docs/contract.md).
 
         At most ``max_workers`` keys compute at once. A failing task is
         reported, signalled and logged; it never stops the others and never
         replaces a previously cached value.
         """
-        return self.planner.warm_records([r for r in self.registry.records() if r.critical])
+        critical = [r for r in self.registry.records() if r.critical]
+        return self.planner.warm_records(critical, claim=True)
 
     def warm_tasks(
         self,

@@ -11,8 +11,9 @@ nothing here imports a client library:
 - :func:`primary_client`: the client of a primary whose replicas serve reads;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
-- :func:`claim` / :func:`can_claim`: set-if-absent with an expiry of its own,
-  for the scheduler's one-cycle-per-fleet claim;
+- :func:`claim` / :func:`can_claim` / :func:`claim_holder`: set-if-absent
+  with an expiry of its own, for the claims a fleet shares (see
+  :mod:`dogpile_warm._warming.fleet`);
 - :func:`renewer`, :func:`releaser`, :func:`lock_never_expires`: how to extend
   the lease of a held distributed lock, release it from another thread, and
   tell whether one held by someone else will ever expire;
@@ -42,6 +43,7 @@ from ..errors import BackendUnavailable
 __all__ = [
     "can_claim",
     "claim",
+    "claim_holder",
     "endless_lock_setting",
     "is_remote",
     "is_unavailable",
@@ -160,19 +162,29 @@ def can_claim(backend: Any) -> bool:
     return is_remote(backend)
 
 
-def claim(backend: Any, key: str, seconds: float) -> bool | None:
-    """Store ``key`` unless it exists, expiring after ``seconds``: True if this call stored it.
+def claim(backend: Any, key: str, seconds: float, value: bytes = b"1") -> bool | None:
+    """Store ``value`` under ``key`` unless it exists, expiring after ``seconds``: True if
+    this call stored it.
 
     None when the backend has no such operation (the caller decides).
     """
     client = _memcached_client(backend)
     if client is not None:
         # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds.
-        return bool(client.add(key, b"1", math.ceil(seconds) + 1))
+        return bool(client.add(key, value, math.ceil(seconds) + 1))
     client = _redis_client(backend)
     if client is not None:
-        return bool(client.set(key, b"1", nx=True, px=max(1, int(seconds * 1000))))
+        return bool(client.set(key, value, nx=True, px=max(1, int(seconds * 1000))))
     return None
+
+
+def claim_holder(backend: Any, key: str) -> bytes | None:
+    """The value a :func:`claim` stored under ``key`` (None: none, or no such operation)."""
+    client = _memcached_client(backend) or _redis_client(backend)
+    if client is None:
+        return None
+    value = client.get(key)
+    return value if isinstance(value, bytes) else None
 
 
 # Extends a Redis lock's expiry only if the caller still owns it (its token).

@@ -22,6 +22,7 @@ from .._core.regions import RegionRegistry
 from .._core.store import CacheStore
 from ..errors import describe_error
 from ..reports import ScheduleReport, SkippedTask, WarmReport
+from . import fleet
 from .runs import OnResult, WarmJob, bind_job, report_jobs, report_row, row, run_jobs
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from .outcomes import Outcomes
     from .registry import TaskRecord, TaskRegistry
 
-__all__ = ["METHOD", "PER_USER", "WarmingPlanner", "calls_to_warm"]
+__all__ = ["METHOD", "PER_USER", "WARMED_ELSEWHERE", "WarmingPlanner", "calls_to_warm"]
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +92,32 @@ class WarmingPlanner:
             for args, kwargs in calls
         ]
 
+    def claim_warming(self, record: TaskRecord, *, asked: bool = False) -> bool:
+        """Whether this process warms ``record`` now: always on its own; in a fleet, unless
+        another process did within the task's interval (see :mod:`.fleet`). ``asked``: a
+        warming a caller asked for, which goes ahead when the claim cannot be made."""
+        store = fleet.fleet_store(self.stores_in_use())
+        if store is None:
+            return True
+        # Less than the interval: the claimant's own next scheduled run (jitter
+        # included) finds the claim gone, and warms again in time.
+        seconds = _FLEET_SHARE * record.interval_minutes * 60
+        name = f"dogpile_warm:warm:{record.task.task_id}"
+        return fleet.claim(store, name, seconds, mine_again=True, undecided=asked)
+
     def warm_records(
-        self, records: list[TaskRecord], on_result: OnResult | None = None
+        self, records: list[TaskRecord], on_result: OnResult | None = None, *, claim: bool = False
     ) -> WarmReport:
-        """Warm ``records``' keys now, in order, and report them (see :func:`report_jobs`)."""
+        """Warm ``records``' keys now, in order, and report them (see :func:`report_jobs`);
+        with ``claim``, each record once per fleet and interval (:meth:`claim_warming`)."""
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped: list[SkippedTask] = []
         failed = []
         for record in records:
+            if claim and not self.claim_warming(record, asked=True):
+                skipped.append({"task_id": record.task.task_id, "reason": WARMED_ELSEWHERE})
+                continue
             try:
                 task_jobs = self.jobs_for(record)
             except Exception as exc:  # e.g. a warm_args callable that raised
@@ -151,6 +169,9 @@ class WarmingPlanner:
 
 
 PER_USER = "per-user function: warm_user_data warms it on login"
+WARMED_ELSEWHERE = "warmed by another process of the fleet within its interval"
+# The share of a task's interval during which one process's warming stands for the fleet's.
+_FLEET_SHARE = 0.8
 METHOD = "method: warming has no instance to call it on"
 
 

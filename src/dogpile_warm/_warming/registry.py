@@ -54,6 +54,13 @@ class TaskRecord:
             self.total_duration_ms += duration_ms
             self.last_run = now
 
+    def warmed_elsewhere(self, now: float) -> None:
+        """Another process of the fleet warmed this task at about ``now``: it is not
+        "never warmed" here any more."""
+        with self._lock:
+            if self.last_run is None:
+                self.last_run = now
+
     def details(self) -> TaskDetails:
         task = self.task
         with self._lock:

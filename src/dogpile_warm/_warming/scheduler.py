@@ -226,6 +226,10 @@ class Scheduler:
         for record in planner.registry.records():
             if not self._due(record, now):
                 continue
+            if not planner.claim_warming(record):  # another process warmed it
+                record.warmed_elsewhere(now)
+                self._reschedule(record, now, failed=False)
+                continue
             try:
                 task_jobs = planner.jobs_for(record)
             except Exception as exc:
