@@ -34,6 +34,7 @@ __all__ = [
     "free_port",
     "start_memcached",
     "start_redis",
+    "start_redis_cluster",
     "start_redis_replica",
     "start_redis_sentinel",
 ]
@@ -389,6 +390,62 @@ def redis_sentinel(primary: Server, service: str, port: int | None = None) -> Se
     )
 
 
+def redis_cluster_node(where: str, port: int | None = None) -> Server:
+    """A redis-server :class:`Server` (not started) in cluster mode, its node file in
+    ``where``; :func:`start_redis_cluster` gives it slots and peers."""
+    binary = _binary("redis-server", "redis-server")
+
+    def argv(port: int) -> list[str]:
+        return [
+            binary,
+            "--port", str(port),
+            "--bind", HOST,
+            "--save", "",
+            "--appendonly", "no",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", os.path.join(where, f"nodes-{port}.conf"),
+            "--cluster-node-timeout", "2000",
+        ]  # fmt: skip
+
+    return Server(
+        "redis-cluster-node",
+        argv,
+        ping=(b"PING\r\n", b"+PONG"),
+        flush_request=(b"FLUSHALL\r\n", b"+OK"),
+        url=lambda port: f"redis://{HOST}:{port}/0",
+        port=port,
+    )
+
+
+def start_redis_cluster(masters: int = 3) -> list[Server]:
+    """``masters`` running cluster nodes, the 16,384 hash slots split evenly among them,
+    introduced to each other, the cluster answering ``cluster_state:ok`` on every node."""
+    import redis
+
+    where = tempfile.mkdtemp(prefix="redis-cluster-")
+    nodes = [_start(lambda port: redis_cluster_node(where, port)) for _ in range(masters)]
+    clients = [redis.Redis(host=node.host, port=node.port, socket_timeout=5) for node in nodes]
+    try:
+        bounds = [16384 * i // masters for i in range(masters + 1)]
+        for client, first, end in zip(clients, bounds, bounds[1:], strict=False):
+            client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, end - 1)
+        for node in nodes[1:]:
+            clients[0].execute_command("CLUSTER", "MEET", node.host, node.port)
+
+        def ready() -> bool:
+            return all(
+                b"cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+                and len(client.execute_command("CLUSTER", "NODES").splitlines()) == masters
+                for client in clients
+            )
+
+        wait_until(ready, START_TIMEOUT, interval=0.05, message="the cluster's state ok")
+    finally:
+        for client in clients:
+            client.close()
+    return nodes
+
+
 def start_redis_replica(primary: Server) -> Server:
     """A running replica of ``primary`` on a free loopback port."""
     return _start(lambda port: redis_replica(primary, port))
@@ -439,7 +496,8 @@ class ClientCloser:
         for name in ("writer_client", "reader_client"):  # redis: one shared pool
             client = getattr(backend, name, None)
             if client is not None:
-                self._closers.append(client.connection_pool.disconnect)
+                pool = getattr(client, "connection_pool", None)  # a cluster client has none
+                self._closers.append(pool.disconnect if pool is not None else client.close)
         return region
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ nothing here imports a client library:
   answer (the store decides what any other failure means);
 - :func:`is_remote`: whether round trips to it cross a network;
 - :func:`never_blocks`: whether an event loop may call it itself;
-- :func:`primary_client`: the client of a primary whose replicas serve reads;
+- :func:`direct_reader`, :func:`cluster_client`: how to read Sentinel and
+  Cluster backends where dogpile's own reads would not do;
 - :func:`persist`: lift the backend expiry the region sets on every value, for
   tag versions (they must live as long as the backend keeps them);
 - :func:`claim` / :func:`can_claim` / :func:`claim_holder`: set-if-absent
@@ -44,13 +45,14 @@ __all__ = [
     "can_claim",
     "claim",
     "claim_holder",
+    "cluster_client",
+    "direct_reader",
     "endless_lock_setting",
     "is_remote",
     "is_unavailable",
     "lock_never_expires",
     "never_blocks",
     "persist",
-    "primary_client",
     "releaser",
     "renewer",
     "reset_after_fork",
@@ -109,13 +111,39 @@ def is_remote(backend: Any) -> bool:
     return _is_memcached(backend) or _redis_client(backend) is not None
 
 
-def primary_client(backend: Any) -> Any:
-    """The client that reaches a Redis-protocol backend's primary, where its reads go to
-    a replica (dogpile's Sentinel backends); None where reads and writes share one."""
+def direct_reader(backend: Any) -> Any:
+    """What dogpile_warm reads a Redis-protocol backend with instead of dogpile's reader,
+    where that one would not do; None where it does. Has ``get(key)`` and ``mget(keys)``.
+
+    - Sentinel (reads go to a replica): the primary's client, so that a
+      replica's lag never undoes an invalidation;
+    - Cluster (``MGET`` needs one hash slot): the client, with ``mget`` split
+      by slot (redis-py's ``mget_nonatomic``).
+    """
     writer = _redis_client(backend)
-    if writer is None or getattr(backend, "reader_client", writer) is writer:
+    if writer is None:
+        return None
+    if cluster_client(backend) is not None:
+        return _ClusterReader(writer)
+    if getattr(backend, "reader_client", writer) is writer:
         return None
     return writer
+
+
+def cluster_client(backend: Any) -> Any:
+    """The client of a dogpile Redis or Valkey Cluster backend, or None."""
+    client = _redis_client(backend)
+    return client if hasattr(client, "mget_nonatomic") else None
+
+
+class _ClusterReader:
+    """A cluster client whose ``mget`` may span hash slots."""
+
+    __slots__ = ("get", "mget")
+
+    def __init__(self, client: Any) -> None:
+        self.get = client.get
+        self.mget = client.mget_nonatomic
 
 
 def never_blocks(backend: Any) -> bool:

@@ -9,16 +9,20 @@ store calls them inside its failure policy.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CantDeserializeException
+from dogpile.cache.region import value_version
 
+from .._backends import traits
 from ..errors import ValueUnreadable, describe_error
 from .signing import BadSignature
 
-__all__ = ["get_many", "get_one", "mangled"]
+__all__ = ["get_many", "get_one", "mangled", "set_many"]
 
 
 def mangled(region: CacheRegion, key: str) -> str:
@@ -93,3 +97,34 @@ def _payload(value: Any) -> Any:
         return value.payload
     except AttributeError:
         return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
+
+
+def set_many(region: CacheRegion, mapping: dict[str, Any]) -> None:
+    """``region.set_multi(mapping)`` (safe keys, payloads); raises what the backend raises.
+
+    On a Redis Cluster, one pipelined write per key, routed by slot (dogpile's
+    backend sends one ``MSET``, which a cluster refuses across slots): the values
+    carry dogpile's serialized format (what :func:`get_many` reads) and the
+    backend's expiry.
+    """
+    client = traits.cluster_client(region.actual_backend)
+    if client is None:
+        region.set_multi(mapping)
+        return
+    if not mapping:
+        return
+    serializer = region.serializer
+    assert serializer is not None  # dogpile's Redis backends serialize
+    metadata = json.dumps({"ct": time.time(), "v": value_version}).encode("ascii")
+    backend = region.actual_backend
+    expiry = getattr(backend, "redis_expiration_time", 0) or getattr(
+        backend, "valkey_expiration_time", 0
+    )
+    pipe = client.pipeline()
+    for key, payload in mapping.items():
+        raw = b"%b|%b" % (metadata, serializer(payload))
+        if expiry:
+            pipe.setex(mangled(region, key), expiry, raw)
+        else:
+            pipe.set(mangled(region, key), raw)
+    pipe.execute()

@@ -53,8 +53,10 @@ _EXPIRY_ARGUMENT = {
     "dogpile.cache.bmemcached": "memcached_expire_time",
     "dogpile.cache.redis": "redis_expiration_time",
     "dogpile.cache.redis_sentinel": "redis_expiration_time",
+    "dogpile.cache.redis_cluster": "redis_expiration_time",
     "dogpile.cache.valkey": "valkey_expiration_time",
     "dogpile.cache.valkey_sentinel": "valkey_expiration_time",
+    "dogpile.cache.valkey_cluster": "valkey_expiration_time",
 }
 
 
@@ -113,13 +115,26 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
             thread_local_lock=False,
             lock_timeout=LOCK_LEASE,
         )
-        if backend.endswith("_sentinel"):  # asking a Sentinel for the primary is a call too
-            defaults["sentinel_kwargs"] = {
+    elif backend in _CLUSTERS:
+        # A cluster client takes its connections' settings in connection_kwargs only.
+        defaults.update(
+            connection_kwargs={
                 "socket_timeout": CLIENT_TIMEOUT,
                 "socket_connect_timeout": CLIENT_TIMEOUT,
-            }
+            },
+            thread_local_lock=False,
+            lock_timeout=LOCK_LEASE,
+        )
+    if backend.endswith("_sentinel"):  # asking a Sentinel for the primary is a call too
+        defaults["sentinel_kwargs"] = {
+            "socket_timeout": CLIENT_TIMEOUT,
+            "socket_connect_timeout": CLIENT_TIMEOUT,
+        }
     return defaults
 
+
+# dogpile's Redis-protocol Cluster backends.
+_CLUSTERS = ("dogpile.cache.redis_cluster", "dogpile.cache.valkey_cluster")
 
 # dogpile's Redis-protocol backends, and the client library each one uses.
 _REDIS_CLIENTS = {

@@ -89,9 +89,9 @@ class CacheStore:
         self.timed = traits.is_remote(region.actual_backend)
         # Whether an event loop must call this backend off the loop (see _core.loops).
         self.blocking = not traits.never_blocks(region.actual_backend)
-        # Reads go to the primary where the backend reads from replicas (Redis
-        # Sentinel): a replica's lag would let a value outlive its invalidation.
-        self.reads_primary = traits.primary_client(region.actual_backend) is not None
+        # Where dogpile's reads would not do: Sentinel's replicas (their lag would
+        # let a value outlive its invalidation), Cluster's one-slot MGET.
+        self.reads_direct = traits.direct_reader(region.actual_backend) is not None
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------
@@ -254,8 +254,9 @@ class CacheStore:
         return entry
 
     def primary(self) -> Any:
-        """The client to read with instead of the backend's reader (None: its reader)."""
-        return traits.primary_client(self.region.actual_backend) if self.reads_primary else None
+        """What to read with instead of dogpile's reader (None: dogpile's); see
+        :func:`~dogpile_warm._backends.traits.direct_reader`."""
+        return traits.direct_reader(self.region.actual_backend) if self.reads_direct else None
 
     def backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
@@ -305,7 +306,7 @@ class CacheStore:
         """Store several entries in one backend call where the backend allows."""
         mapping = {safe_key(k): stored(k, e) for k, e in entries.items()}
         return self._write(
-            f"{len(entries)} keys", entries, owner, lambda: self.region.set_multi(mapping)
+            f"{len(entries)} keys", entries, owner, lambda: region_io.set_many(self.region, mapping)
         )
 
     def _write(

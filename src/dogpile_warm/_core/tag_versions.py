@@ -92,7 +92,7 @@ class TagVersionBook:
         evicted one still counts as invalidated).
         """
         store = self._store
-        store.region.set_multi(versions)
+        region_io.set_many(store.region, versions)
         traits.persist(
             store.region.actual_backend, [region_io.mangled(store.region, k) for k in versions]
         )
