@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks import (
     async_hit,
+    celery_warm,
     hit_path,
     key_memory,
     memcached_hit,
@@ -34,6 +35,7 @@ def benchmarks(chart: Path | None) -> dict[str, Callable[[bool], list[Row]]]:
         # The threaded and the async skewed loads, on one chart.
         "skewed_load": lambda quick: skewed_async.run(quick, chart=chart),
         "warm_throughput": warm_throughput.run,
+        "celery_warm": celery_warm.run,
         "tracker_cost": tracker_cost.run,
         "key_memory": key_memory.run,
     }

@@ -21,7 +21,7 @@ from typing import Any
 
 from dogpile.cache import CacheRegion
 
-__all__ = ["HOST", "ClientWatch", "running_memcached"]
+__all__ = ["HOST", "ClientWatch", "running_memcached", "running_redis"]
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds memcached gets to answer
@@ -187,3 +187,50 @@ class ClientWatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def running_redis(attempts: int = 3) -> Iterator[str]:
+    """Run redis-server (nothing kept on disk) on a free loopback port for the block;
+    yields its ``host:port``. ``RuntimeError`` when redis-server is not on PATH."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError(
+            "redis-server is not installed (not on PATH): install it, "
+            "e.g. `apt-get install redis-server`"
+        )
+    for _ in range(attempts):
+        port = _free_port()
+        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while process.poll() is None and not _redis_answers(port):
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+                raise RuntimeError(f"redis-server did not answer on {HOST}:{port}")
+            time.sleep(0.02)
+        if process.poll() is not None:
+            continue  # the port was taken meanwhile: try another
+        try:
+            yield f"{HOST}:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(STOP_TIMEOUT)
+        return
+    raise RuntimeError(f"redis-server did not start on any of {attempts} free ports")
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from benchmarks import __main__ as entry_point
 from benchmarks import (
     async_hit,
+    celery_warm,
     hit_path,
     key_memory,
     memcached_hit,
@@ -163,6 +165,18 @@ def test_async_hit_compares_an_awaited_hit_with_aiocache_cashews_and_a_bare_coro
     assert floor.ratio is not None and floor.ratio > 1.0
 
 
+@pytest.mark.redis
+@pytest.mark.slow
+def test_celery_warm_compares_four_workers_with_one() -> None:
+    """celery_warm.run warms on 1 and on 4 real celery worker processes and reports the
+    time ratio against the goal of a 3x speed-up, with the machine's core count."""
+    [row] = celery_warm.run(quick=True)
+    check_rows([row])
+    assert row.ratio is not None, row.detail  # redis-server and celery are installed here
+    assert row.goal == pytest.approx(1 / 3)
+    assert f"on {os.cpu_count()} cores" in row.detail
+
+
 @pytest.mark.memcached
 @pytest.mark.slow
 def test_warm_throughput_rates_both_backends_against_the_ideal() -> None:
@@ -213,7 +227,8 @@ def test_entry_point_runs_every_benchmark_into_one_table(
 
         return run
 
-    for module in (hit_path, async_hit, memcached_hit, warm_throughput, tracker_cost, key_memory):
+    modules = (hit_path, async_hit, memcached_hit, warm_throughput, celery_warm, tracker_cost)
+    for module in (*modules, key_memory):
         monkeypatch.setattr(module, "run", fake(module.__name__.rsplit(".", 1)[1]))
 
     def skewed(quick: bool, *, chart: Path | None) -> list[Row]:
@@ -229,6 +244,7 @@ def test_entry_point_runs_every_benchmark_into_one_table(
         "memcached_hit",
         "skewed_load",
         "warm_throughput",
+        "celery_warm",
         "tracker_cost",
         "key_memory",
     ]

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 import dogpile_warm
+import dogpile_warm.celery
 import dogpile_warm.cli
 import dogpile_warm.contrib.prometheus
 import dogpile_warm.errors
@@ -42,6 +43,7 @@ PUBLIC_MODULES: list[ModuleType] = [
     dogpile_warm,
     dogpile_warm.signals,
     dogpile_warm.signatures,
+    dogpile_warm.celery,
     dogpile_warm.testing,
     dogpile_warm.errors,
     dogpile_warm.contrib.prometheus,
@@ -52,6 +54,7 @@ NAMESPACES: list[ModuleType] = [
     dogpile_warm,
     dogpile_warm.testing,
     dogpile_warm.contrib.prometheus,
+    dogpile_warm.celery,
 ]
 
 
