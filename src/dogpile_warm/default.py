@@ -10,6 +10,7 @@ from typing import Any
 
 from dogpile.cache import CacheRegion
 
+from . import _config
 from ._core import forks
 from ._warming.runs import OnResult
 from .engine import CacheWarmingEngine
@@ -23,6 +24,7 @@ __all__ = [
     "awarm_user_data",
     "awarm_user_data_optimized",
     "configure",
+    "configure_from_config",
     "get_cached",
     "get_region",
     "get_warming_engine",
@@ -80,6 +82,18 @@ def configure(
     return get_warming_engine().configure_region(
         name, backend, expiration_time, arguments, **region_kwargs
     )
+
+
+def configure_from_config(
+    config: Mapping[str, Any],
+    prefix: str = _config.DEFAULT_PREFIX,
+    *,
+    engine: CacheWarmingEngine | None = None,
+) -> list[str]:
+    """Configure regions, the engine and the scheduler from a flat settings dict (an ini
+    section, a framework's settings), as dogpile's ``configure_from_config``; keys are
+    in docs/contract.md. Returns the names of the regions configured."""
+    return _config.configure_from_config(engine or get_warming_engine(), config, prefix)
 
 
 def get_region(name: str = "default") -> CacheRegion:

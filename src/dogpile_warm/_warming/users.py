@@ -61,6 +61,10 @@ class UserPreloads:
                 self._warmed.popitem(last=False)
         return True
 
+    def set_window(self, window: float) -> None:
+        """Change the window (seconds of the engine's clock, 0 or more)."""
+        self.window = check_non_negative_number("user_preload_window", window, " of seconds")
+
     def _fleet_store(self) -> CacheStore | None:
         return fleet.fleet_store(self._stores()) if self._stores is not None else None
 
