@@ -27,6 +27,11 @@ Modes:
     scheduler (a cycle every 0.1 s) for 2 s, else call ``warm_critical_data()``
     once; print one JSON line ``{"succeeded": n, "skipped_tasks": [...]}``.
 
+``snapshot``
+    Define ``stampede.snap`` (counting its computes in the backend, ``--counter``);
+    create ``--ready``, wait for ``--go``, then ``warm_from_snapshot()`` the hot set
+    the test saved; print one JSON line ``{"succeeded": n, "skipped": n}``.
+
 ``hold``
     Configure the region (``--lock-timeout`` if given, else configure's
     default) and call ``stampede.hold``, whose computation creates the
@@ -247,6 +252,24 @@ def critical(args: argparse.Namespace) -> int:
     return 0
 
 
+def snapshot(args: argparse.Namespace) -> int:
+    configure(args.backend, args.host, args.port, args.lock_timeout)
+
+    @warmable(ttl=600, name="stampede.snap")
+    def snap(n: int) -> int:
+        increment(args.backend, args.host, args.port, args.counter)
+        return n
+
+    with open(args.ready, "w"):
+        pass
+    if not wait_for_file(args.go):
+        print(json.dumps({"succeeded": 0, "skipped": -1}), flush=True)
+        return 4
+    report = dogpile_warm.get_warming_engine().warm_from_snapshot()
+    print(json.dumps({"succeeded": report["succeeded"], "skipped": report["skipped"]}), flush=True)
+    return 0
+
+
 def hold(args: argparse.Namespace) -> int:
     configure(args.backend, args.host, args.port, args.lock_timeout)
 
@@ -263,7 +286,9 @@ def hold(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=("stampede", "astampede", "logins", "critical", "hold"))
+    parser.add_argument(
+        "mode", choices=("stampede", "astampede", "logins", "critical", "snapshot", "hold")
+    )
     parser.add_argument("--backend", required=True, choices=("memcached", "redis"))
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", required=True, type=int)
@@ -280,6 +305,7 @@ def main(argv: list[str]) -> int:
         "astampede": astampede,
         "logins": logins,
         "critical": critical,
+        "snapshot": snapshot,
         "hold": hold,
     }
     return modes[args.mode](args)

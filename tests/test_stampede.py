@@ -270,6 +270,40 @@ def test_critical_data_is_warmed_once_per_fleet(
         assert reasons == ["warmed by another process of the fleet within its interval"] * 2
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", SERVERS)
+def test_a_snapshot_warm_up_computes_each_key_once_per_fleet(
+    request: pytest.FixtureRequest,
+    kind: str,
+    engine: CacheWarmingEngine,
+    client_closer: servers.ClientCloser,
+    tmp_path: Path,
+) -> None:
+    """A hot set of 10 keys saved here; 3 processes released together each warm from it:
+    10 computes in the fleet, not 30, the others' keys skipped."""
+    server = server_for(request, kind)
+    counter = Counter(kind, server, "snapshot-computes")
+    try:
+        client_closer.watch(configure_parent(engine, kind, server))
+
+        @warmable(engine=engine, ttl=600, name="stampede.snap")
+        def snap(n: int) -> int:
+            return n
+
+        for n in range(10):
+            snap(n)
+        engine.usage.drain()
+        assert engine.save_hot_set()["saved"] == 10
+        args = ["snapshot", "--counter=snapshot-computes"]
+        reports = run_three(kind, server, tmp_path, *args)
+        computes = counter.read()
+    finally:
+        counter.close()
+    assert computes == 10, reports
+    assert sum(r["succeeded"] for r in reports) == 10
+    assert sum(r["skipped"] for r in reports) == 20
+
+
 # The bound held: with configure's defaults, a killed holder delays others by at most a
 # few seconds (its lease: 4 s after its last renewal), whatever the computation's length.
 RECOVERY_BOUND = 8.0

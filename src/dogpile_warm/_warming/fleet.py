@@ -2,8 +2,8 @@
 
 A *claim* is a key set only if absent, with an expiry of its own (memcached
 ``add``, Redis ``SET NX PX``): the process that stores it runs the unit (a
-scheduler cycle, a user's login preload, a critical task's warming) and the
-others skip it until it expires. A claim the backend cannot answer is not won: the node holding it
+scheduler cycle, a user's login preload, a critical task's warming, a key of
+a hot-key or snapshot warm-up) and the others skip it until it expires. A claim the backend cannot answer is not won: the node holding it
 may be down for this process only (one of several memcached servers), and
 every process would then run the unit; a backend down for all stores
 nothing warmed anyway.
@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from .._backends import traits
 from .._core.store import CacheStore
 
-__all__ = ["claim", "fleet_store", "forget", "process_token"]
+__all__ = ["claim", "claim_key", "fleet_store", "forget", "process_token"]
 
 
 def fleet_store(stores: Iterable[CacheStore]) -> CacheStore | None:
@@ -57,6 +57,17 @@ def claim(
         return False
     holder = store.attempt("claim", name, lambda: traits.claim_holder(backend, key))
     return holder == value
+
+
+def claim_key(store: CacheStore | None, key: str, ttl: float) -> bool:
+    """Whether this process warms ``key`` (a value living ``ttl`` seconds) in a warm-up a
+    caller asked for: always on its own (``store`` None); in a fleet, unless another
+    process claimed it within 80% of its ttl. A claim that cannot be made lets it go
+    ahead: the warm-up's report says what the backend did."""
+    if store is None:
+        return True
+    name = f"dogpile_warm:warmkey:{key}"
+    return claim(store, name, 0.8 * ttl, mine_again=True, undecided=True)
 
 
 _token: tuple[int, bytes] | None = None

@@ -153,15 +153,20 @@ class WarmingPlanner:
 
     def warm_hot_keys(self, top_n: int) -> WarmReport:
         """Recompute the ``top_n`` hottest keys with their remembered arguments; keys whose
-        arguments are not remembered, or that need an instance, count as skipped."""
+        arguments are not remembered, that need an instance, or that another process of
+        the fleet warmed within 80% of their ttl, count as skipped."""
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped = 0
+        shared = fleet.fleet_store(self.stores_in_use())
         for key, _count in self._usage.tracker.get_hot_keys(top_n):
             call = self._usage.calls.get(key)
             record = self.registry.get(call[0].task.task_id) if call else None
             if call is None or record is None or call[0].keys.skips_first:
                 skipped += 1
+                continue
+            if not fleet.claim_key(shared, key, record.task.ttl):
+                skipped += 1  # another process of the fleet warmed it
                 continue
             cached, args, kwargs = call
             jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))

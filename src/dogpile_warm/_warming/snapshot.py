@@ -36,8 +36,9 @@ from .._core.store import UNAVAILABLE, CacheStore, Entry
 from .._core.validation import check_positive_int, check_positive_number
 from ..errors import WarmError, describe_error
 from ..reports import SkippedItem, SnapshotSaved, SnapshotWarmReport
+from . import fleet
 from .call_codec import Dumps, Loads, codec_of, decode_call, encode_call
-from .planner import METHOD, PER_USER
+from .planner import METHOD, PER_USER, WARMED_ELSEWHERE
 from .runs import OnResult, WarmJob, bind_job, report_jobs
 
 if TYPE_CHECKING:
@@ -179,7 +180,9 @@ def warm_from_snapshot(
     tasks of ``registry``: unknown tasks, per-user functions, methods and
     arguments that no longer unpickle or fit the function are skipped.
 
-    Same shape as ``warm_critical_data`` (``on_result`` as in ``warm_tasks``),
+    In a fleet (a distributed lock on memcached or Redis), a key another
+    process warmed within 80% of its ttl is skipped. Same shape as
+    ``warm_critical_data`` (``on_result`` as in ``warm_tasks``),
     plus ``"found"`` (was there a snapshot), ``"saved_at"`` (epoch seconds or
     None) and ``"skipped_items"`` (``[{"key", "task_id", "reason"}]``).
     Raises :class:`WarmError` when the backend cannot be read.
@@ -207,6 +210,7 @@ def warm_from_snapshot(
     if top_n is not None:
         items = items[:top_n]
     pace = _Pacer(rate_limit, clock, sleep) if rate_limit is not None else None
+    shared = fleet.fleet_store([store])
     jobs: list[tuple[TaskRecord, WarmJob]] = []
     skipped: list[SkippedItem] = []
     for item in items:
@@ -215,7 +219,10 @@ def warm_from_snapshot(
         job: WarmJob | None = None
         if reason is None:
             assert record is not None and record.source is not None
-            job, reason = _job(record, item, codec, pace)
+            if fleet.claim_key(shared, item["key"], record.task.ttl):
+                job, reason = _job(record, item, codec, pace)
+            else:
+                reason = WARMED_ELSEWHERE
         if job is None:
             why = reason or "cannot be warmed"
             skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": why})
