@@ -140,9 +140,10 @@ NO_CONTROL_SOCKET = _no_control_socket()
 class Gunicorn:
     """One gunicorn master (in a session of its own) with its workers, and its output."""
 
-    def __init__(self, env: dict[str, str], preload: bool) -> None:
+    def __init__(self, env: dict[str, str], preload: bool, app: str = APP) -> None:
         self.env = env
         self.preload = preload
+        self.app = app
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.workers_seen: set[int] = set()  # every worker pid ever seen, for the cleanup
@@ -161,7 +162,7 @@ class Gunicorn:
                 "--graceful-timeout", "5",
                 *NO_CONTROL_SOCKET,
                 *(["--preload"] if self.preload else []),
-                APP,
+                self.app,
             ]  # fmt: skip
             self.process = subprocess.Popen(
                 argv,
@@ -663,3 +664,47 @@ def test_every_route_keeps_answering_when_the_worker_computing_the_catalog_is_ki
     assert set(stats) == final_workers and all(s["running"] for s in stats.values()), context
     # ... and the processes sharing memcached never ran one cycle twice.
     assert len(all_claims) == len(set(all_claims)), context
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["no-preload", "preload"])
+def test_prometheus_multiprocess_mode_counts_every_workers_reads(
+    preload: bool, tmp_path: Path
+) -> None:
+    """Under gunicorn (2 workers, with and without --preload) in prometheus_client's
+    multiprocess mode, /metrics from any worker counts the reads of both: hits plus
+    misses equal the requests made, and each worker's first read of a key is a miss."""
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(shared)}
+    gunicorn = Gunicorn(env, preload, app="tests.gunicorn_metrics_app:app")
+    try:
+        gunicorn.start()
+        answered: set[int] = set()
+        requests = 0
+
+        def both_workers_read() -> bool:
+            nonlocal requests
+            status, body = fetch(gunicorn.port, f"/value/{requests % 5}", timeout=5.0)
+            assert status == 200, body
+            requests += 1
+            answered.add(json.loads(body)["pid"])
+            return len(answered) == WORKERS and requests >= 40
+
+        wait_until(both_workers_read, 30, interval=0.0, message="reads answered by both workers")
+        status, body = fetch(gunicorn.port, "/metrics", timeout=5.0)
+        assert status == 200, body
+        text = body.decode()
+        hits = _sample(text, 'dogpile_warm_hits_total{task="metrics.value"}')
+        misses = _sample(text, 'dogpile_warm_misses_total{task="metrics.value"}')
+        assert hits + misses == requests, f"{requests} requests\n{text}"
+        assert 5 < misses <= 5 * WORKERS, text  # each worker computes the keys it reads
+    finally:
+        gunicorn.close()
+
+
+def _sample(text: str, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in an exposition ``text``."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name} in:\n{text}")
