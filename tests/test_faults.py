@@ -396,8 +396,9 @@ def test_callers_get_computed_values_while_the_backend_is_down(
 def test_warming_while_down_reports_failure_and_logs_no_line_per_key(
     region: Any, server: servers.Server, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Critical warming and warm_cache report failure while the server is dead, and the
-    outage's one warning is all that is logged (not one line per key)."""
+    """While the server is dead, critical warming skips its task (the fleet's claim on it
+    cannot be made) and says why, warm_tasks and warm_cache report each key failed, and
+    the outage's one warning is all that is logged (not one line per key)."""
     caplog.set_level(logging.WARNING, logger="dogpile_warm")
 
     @dogpile_warm.warmable(priority=100, ttl=60, warm_args=[(i,) for i in range(20)])
@@ -406,7 +407,11 @@ def test_warming_while_down_reports_failure_and_logs_no_line_per_key(
 
     server.kill()
     report = dogpile_warm.warm_critical_data()
+    assert (report["succeeded"], report["failed"], report["skipped"]) == (0, 0, 1)
+    [skipped] = report["skipped_tasks"]
+    assert "could not say" in skipped["reason"]
 
+    report = dogpile_warm.get_warming_engine().warm_tasks(critical_only=True)
     assert (report["succeeded"], report["failed"]) == (0, 20)
     assert all("BackendUnavailable" in str(row["error"]) for row in report["results"])
     assert dogpile_warm.warm_cache("report", lambda: 1, ttl=60) is False

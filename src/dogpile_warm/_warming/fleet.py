@@ -18,7 +18,19 @@ from collections.abc import Iterable
 from .._backends import traits
 from .._core.store import CacheStore
 
-__all__ = ["claim", "claim_key", "fleet_store", "forget", "process_token"]
+__all__ = [
+    "UNDECIDED",
+    "WARMED_ELSEWHERE",
+    "claim",
+    "claim_key",
+    "claim_unit",
+    "fleet_store",
+    "forget",
+    "process_token",
+]
+
+WARMED_ELSEWHERE = "warmed by another process of the fleet within its interval"
+UNDECIDED = "not warmed: the fleet's backend could not say whether another process warms it"
 
 
 def fleet_store(stores: Iterable[CacheStore]) -> CacheStore | None:
@@ -31,43 +43,39 @@ def fleet_store(stores: Iterable[CacheStore]) -> CacheStore | None:
     return None
 
 
-def claim(
-    store: CacheStore,
-    name: str,
-    seconds: float,
-    *,
-    mine_again: bool = False,
-    undecided: bool = False,
-) -> bool:
-    """Whether this process won the claim ``name`` for ``seconds`` (see the module).
+def claim(store: CacheStore, name: str, seconds: float) -> bool:
+    """Whether this process won the claim ``name`` for ``seconds`` (see the module)."""
+    return _claim(store, name, seconds, b"1") is True
 
-    ``mine_again``: a claim this very process holds counts as won too (its own
-    second warm run may run; another process's may not). ``undecided``: the
-    answer when the backend cannot be asked (False but for a unit a caller
-    asked for explicitly, whose report then says what the backend did).
-    """
+
+def claim_unit(store: CacheStore, name: str, seconds: float) -> str | None:
+    """Claim the unit of warming ``name`` for ``seconds``: None when this process warms
+    it (it won the claim, or holds it from an earlier warming of its own), else why
+    not (:data:`WARMED_ELSEWHERE`, or :data:`UNDECIDED`: the backend did not answer)."""
+    token = process_token()
+    won = _claim(store, name, seconds, token)
+    if won is None:
+        return UNDECIDED
+    if won:
+        return None
     key, backend = store.backend_key(name), store.region.actual_backend
-    value = process_token() if mine_again else b"1"
-    won = store.attempt("claim", name, lambda: traits.claim(backend, key, seconds, value))
-    if won is True:
-        return True
-    if won is not False:
-        return undecided
-    if not mine_again:
-        return False
     holder = store.attempt("claim", name, lambda: traits.claim_holder(backend, key))
-    return holder == value
+    return None if holder == token else WARMED_ELSEWHERE
 
 
-def claim_key(store: CacheStore | None, key: str, ttl: float) -> bool:
-    """Whether this process warms ``key`` (a value living ``ttl`` seconds) in a warm-up a
-    caller asked for: always on its own (``store`` None); in a fleet, unless another
-    process claimed it within 80% of its ttl. A claim that cannot be made lets it go
-    ahead: the warm-up's report says what the backend did."""
+def claim_key(store: CacheStore | None, key: str, ttl: float) -> str | None:
+    """:func:`claim_unit` for one key of a warm-up (a value living ``ttl`` seconds), for
+    80% of its ttl; None (warm it) when there is no fleet (``store`` None)."""
     if store is None:
-        return True
-    name = f"dogpile_warm:warmkey:{key}"
-    return claim(store, name, 0.8 * ttl, mine_again=True, undecided=True)
+        return None
+    return claim_unit(store, f"dogpile_warm:warmkey:{key}", 0.8 * ttl)
+
+
+def _claim(store: CacheStore, name: str, seconds: float, value: bytes) -> bool | None:
+    """True if this call stored the claim, False if it exists, None if undecided."""
+    key, backend = store.backend_key(name), store.region.actual_backend
+    won = store.attempt("claim", name, lambda: traits.claim(backend, key, seconds, value))
+    return won if isinstance(won, bool) else None
 
 
 _token: tuple[int, bytes] | None = None

@@ -92,18 +92,17 @@ class WarmingPlanner:
             for args, kwargs in calls
         ]
 
-    def claim_warming(self, record: TaskRecord, *, asked: bool = False) -> bool:
-        """Whether this process warms ``record`` now: always on its own; in a fleet, unless
-        another process did within the task's interval (see :mod:`.fleet`). ``asked``: a
-        warming a caller asked for, which goes ahead when the claim cannot be made."""
+    def claim_warming(self, record: TaskRecord) -> str | None:
+        """None when this process warms ``record`` now: always on its own; in a fleet,
+        unless another process did within the task's interval or the claim cannot be
+        made (the reason is returned; see :mod:`.fleet`)."""
         store = fleet.fleet_store(self.stores_in_use())
         if store is None:
-            return True
+            return None
         # Less than the interval: the claimant's own next scheduled run (jitter
         # included) finds the claim gone, and warms again in time.
         seconds = _FLEET_SHARE * record.interval_minutes * 60
-        name = f"dogpile_warm:warm:{record.task.task_id}"
-        return fleet.claim(store, name, seconds, mine_again=True, undecided=asked)
+        return fleet.claim_unit(store, f"dogpile_warm:warm:{record.task.task_id}", seconds)
 
     def warm_records(
         self, records: list[TaskRecord], on_result: OnResult | None = None, *, claim: bool = False
@@ -115,8 +114,9 @@ class WarmingPlanner:
         skipped: list[SkippedTask] = []
         failed = []
         for record in records:
-            if claim and not self.claim_warming(record, asked=True):
-                skipped.append({"task_id": record.task.task_id, "reason": WARMED_ELSEWHERE})
+            reason = self.claim_warming(record) if claim else None
+            if reason is not None:
+                skipped.append({"task_id": record.task.task_id, "reason": reason})
                 continue
             try:
                 task_jobs = self.jobs_for(record)
@@ -165,8 +165,8 @@ class WarmingPlanner:
             if call is None or record is None or call[0].keys.skips_first:
                 skipped += 1
                 continue
-            if not fleet.claim_key(shared, key, record.task.ttl):
-                skipped += 1  # another process of the fleet warmed it
+            if fleet.claim_key(shared, key, record.task.ttl) is not None:
+                skipped += 1  # another process of the fleet warmed it, or may have
                 continue
             cached, args, kwargs = call
             jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))
@@ -174,7 +174,7 @@ class WarmingPlanner:
 
 
 PER_USER = "per-user function: warm_user_data warms it on login"
-WARMED_ELSEWHERE = "warmed by another process of the fleet within its interval"
+WARMED_ELSEWHERE = fleet.WARMED_ELSEWHERE
 # The share of a task's interval during which one process's warming stands for the fleet's.
 _FLEET_SHARE = 0.8
 METHOD = "method: warming has no instance to call it on"

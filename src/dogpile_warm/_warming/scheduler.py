@@ -226,9 +226,11 @@ class Scheduler:
         for record in planner.registry.records():
             if not self._due(record, now):
                 continue
-            if not planner.claim_warming(record):  # another process warmed it
-                record.warmed_elsewhere(now)
-                self._reschedule(record, now, failed=False)
+            unclaimed = planner.claim_warming(record)
+            if unclaimed is not None:  # another process warmed it, or the backend is out
+                if unclaimed == fleet.WARMED_ELSEWHERE:
+                    record.warmed_elsewhere(now)
+                self._reschedule(record, now, failed=unclaimed != fleet.WARMED_ELSEWHERE)
                 continue
             try:
                 task_jobs = planner.jobs_for(record)

@@ -38,7 +38,7 @@ from ..errors import WarmError, describe_error
 from ..reports import SkippedItem, SnapshotSaved, SnapshotWarmReport
 from . import fleet
 from .call_codec import Dumps, Loads, codec_of, decode_call, encode_call
-from .planner import METHOD, PER_USER, WARMED_ELSEWHERE
+from .planner import METHOD, PER_USER
 from .runs import OnResult, WarmJob, bind_job, report_jobs
 
 if TYPE_CHECKING:
@@ -219,10 +219,9 @@ def warm_from_snapshot(
         job: WarmJob | None = None
         if reason is None:
             assert record is not None and record.source is not None
-            if fleet.claim_key(shared, item["key"], record.task.ttl):
+            reason = fleet.claim_key(shared, item["key"], record.task.ttl)
+            if reason is None:
                 job, reason = _job(record, item, codec, pace)
-            else:
-                reason = WARMED_ELSEWHERE
         if job is None:
             why = reason or "cannot be warmed"
             skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": why})
