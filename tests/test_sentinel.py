@@ -38,19 +38,21 @@ def sentinel_servers() -> Iterator[tuple[servers.Server, servers.Server, servers
             server.stop()
 
 
-@pytest.fixture
+@pytest.fixture(params=["redis", "valkey"])
 def sentinel_engine(
+    request: pytest.FixtureRequest,
     sentinel_servers: tuple[servers.Server, servers.Server, servers.Server],
     client_closer: servers.ClientCloser,
 ) -> Iterator[CacheWarmingEngine]:
-    """An engine whose default region is the Sentinel setup (emptied), through configure."""
+    """An engine whose default region is the Sentinel setup (emptied), through configure,
+    with dogpile's Redis or Valkey Sentinel backend."""
     primary, _, sentinel = sentinel_servers
     primary.flush()
     engine = CacheWarmingEngine()
     client_closer.watch(
         engine.configure_region(
             "default",
-            "dogpile.cache.redis_sentinel",
+            f"dogpile.cache.{request.param}_sentinel",
             expiration_time=60,
             arguments={
                 "sentinels": [(sentinel.host, sentinel.port)],
@@ -73,7 +75,8 @@ def test_configure_gives_sentinel_regions_the_redis_defaults(
     backend: Any = sentinel_engine.region.actual_backend
     assert backend.socket_timeout == backend.socket_connect_timeout == CLIENT_TIMEOUT
     assert backend.lock_timeout == LOCK_LEASE and backend.thread_local_lock is False
-    assert backend.redis_expiration_time == 120
+    expiry = getattr(backend, "redis_expiration_time", None) or backend.valkey_expiration_time
+    assert expiry == 120
     assert backend.sentinel_kwargs["socket_timeout"] == CLIENT_TIMEOUT
     assert backend.reader_client is not backend.writer_client  # reads would go to a replica
 
