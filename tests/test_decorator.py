@@ -157,12 +157,7 @@ def test_errors_reach_the_caller_and_are_not_cached() -> None:
 
 
 class Catalog:
-    """A class with warmable methods.
-
-    Calls of them carry ``type: ignore[arg-type]``: WarmableFunction subclasses
-    wrapt.FunctionWrapper without its type parameters, so wrapt's stubs bind a method
-    (and a staticmethod, which mypy cannot follow through them) as taking no arguments.
-    """
+    """A class with warmable methods."""
 
     def __init__(self, calls: Counter) -> None:
         self.calls = calls
@@ -207,11 +202,9 @@ def test_bound_method_warm_uses_the_instance() -> None:
 
 def test_staticmethods_work() -> None:
     """A warmable staticmethod caches like a function."""
-    # mypy looks through staticmethod and binds the function as a method: these two
-    # lines are right at run time, not to mypy.
     assert Catalog.static(1) == 2
-    assert Catalog(Counter()).static(1) == 2  # type: ignore[call-arg]
-    assert Catalog.static.get(1) == 2  # type: ignore[call-arg]
+    assert Catalog(Counter()).static(1) == 2
+    assert Catalog.static.get(1) == 2
 
 
 def test_a_passed_in_region_is_used_and_not_changed() -> None:

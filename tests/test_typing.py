@@ -36,12 +36,28 @@ USER_MODULE = textwrap.dedent(
         async def stock(self, item: str) -> int:
             return 0
 
+        @warmable(ttl=60)
+        @classmethod
+        def currency(cls, country: str) -> str:
+            return country
+
+        @warmable(ttl=60)
+        @staticmethod
+        def tax(rate: float) -> float:
+            return rate
+
+        @warmable(ttl=60)
+        @classmethod
+        async def rates(cls, day: int) -> list[float]:
+            return []
+
 
     async def handler() -> None:
         reveal_type(await fetch(1))
         reveal_type(await fetch.aget(1))
         reveal_type(await Shop().stock("tea"))
         reveal_type(await Shop().price.awarm("tea"))
+        reveal_type(await Shop.rates(1))
         await fetch("x")  # bad: an async function's argument of the wrong type
 
 
@@ -51,10 +67,16 @@ USER_MODULE = textwrap.dedent(
     reveal_type(Shop.price(Shop(), "tea"))
     reveal_type(Shop().price.key_for("tea"))
     reveal_type(fetch.get(1))
+    reveal_type(Shop.currency("fr"))
+    reveal_type(Shop().currency("fr"))
+    reveal_type(Shop.tax(0.2))
+    reveal_type(Shop().tax.get(0.2))
     load("x")  # bad: an argument of the wrong type
     load(1, 2)  # bad: one argument too many
     n: int = load(1)  # bad: the wrong return type
     Shop().price(3)  # bad: a method's argument of the wrong type
+    Shop.currency(3)  # bad: a classmethod's argument of the wrong type
+    Shop().tax("x")  # bad: a staticmethod's argument of the wrong type
     """
 )
 BAD_LINES = [n for n, line in enumerate(USER_MODULE.splitlines(), 1) if "# bad:" in line]
@@ -110,8 +132,8 @@ def test_the_installed_package_is_found_and_typed(mypy_output: str) -> None:
 
 @pytest.mark.slow
 def test_a_decorated_function_and_method_keep_their_return_types(mypy_output: str) -> None:
-    """Calls reveal the functions' own return types (awaited, for an async def);
-    get() adds NO_VALUE."""
+    """Calls reveal the functions' own return types (awaited, for an async def), for
+    functions, methods, classmethods and staticmethods; get() adds NO_VALUE."""
     names = [name.removeprefix("builtins.") for name in revealed(mypy_output)]
     no_value = "dogpile.cache.api.NoValue"
     assert names == [
@@ -119,22 +141,31 @@ def test_a_decorated_function_and_method_keep_their_return_types(mypy_output: st
         f"bytes | {no_value}",
         "int",
         "bool",
+        "list[float]",
         "str",
         f"str | {no_value}",
         "int",
         "int",
         "str",
         f"bytes | {no_value}",
+        "str",
+        "str",
+        "float",
+        f"float | {no_value}",
     ], mypy_output
 
 
 @pytest.mark.slow
 def test_bad_calls_are_errors_and_good_ones_are_not(mypy_output: str) -> None:
     """Exactly the bad lines are flagged: arguments (of a function, an async function,
-    a method), arity, return type."""
+    a method, a classmethod, a staticmethod), arity, return type."""
     errors = errors_on(mypy_output)
     assert sorted(errors) == BAD_LINES, mypy_output
-    awaited, argument, arity, returned, method = (errors[n] for n in BAD_LINES)
+    awaited, argument, arity, returned, method, classmethod, staticmethod = (
+        errors[n] for n in BAD_LINES
+    )
+    assert "incompatible type" in classmethod and 'expected "str"' in classmethod
+    assert "incompatible type" in staticmethod and 'expected "float"' in staticmethod
     assert "incompatible type" in awaited and 'expected "int"' in awaited
     assert "incompatible type" in argument and 'expected "int"' in argument
     assert "Too many arguments" in arity

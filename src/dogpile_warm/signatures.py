@@ -12,7 +12,7 @@ awaitables of the same value. A method looked up on an instance is a
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 from dogpile.cache.api import NoValue
 
@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BoundAsyncWarmable",
     "BoundWarmable",
+    "ClassFirst",
     "Decorator",
+    "SelfFirst",
     "UnboundAsyncWarmable",
     "UnboundWarmable",
 ]
@@ -31,6 +33,7 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+S_contra = TypeVar("S_contra", contravariant=True)
 
 
 class _Companions(Protocol[P, R_co]):
@@ -83,13 +86,27 @@ class BoundAsyncWarmable(_BoundCompanions[P, R_co], Protocol[P, R_co]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R_co]: ...
 
 
+class ClassFirst(Protocol[P, R_co]):
+    """A decorated function whose first parameter is a class: a classmethod's."""
+
+    @property
+    def original(self) -> Callable[Concatenate[type[Any], P], R_co]: ...
+
+
+class SelfFirst(Protocol[S_contra, P, R_co]):
+    """A decorated function whose first parameter takes an ``S_contra``: a method's."""
+
+    @property
+    def original(self) -> Callable[Concatenate[S_contra, P], R_co]: ...
+
+
 class Decorator(Protocol):
     """What ``warmable(...)`` returns, by what it is given.
 
     Under ``@warmable``, type checkers hand the decorator a ``@classmethod``'s
-    or ``@staticmethod``'s function itself; the proxy's ``__get__`` then tells
-    them from methods by the class they are looked up on, which pyright
-    follows and mypy does not (it binds both as methods).
+    or ``@staticmethod``'s function itself; the proxy's ``__get__`` tells them
+    from methods by their first parameter (:class:`ClassFirst`,
+    :class:`SelfFirst`), so each binds as it does at run time.
     """
 
     # An async def first: it is a callable too.

@@ -17,7 +17,6 @@ from collections.abc import Callable, Coroutine
 from typing import (
     TYPE_CHECKING,
     Any,
-    Concatenate,
     Generic,
     ParamSpec,
     TypeVar,
@@ -33,7 +32,14 @@ from ._cached.reader import make_async_reader
 from ._cached.settings import FunctionSettings
 from ._core.loops import in_thread
 from .engine import CacheWarmingEngine
-from .signatures import BoundAsyncWarmable, BoundWarmable, UnboundAsyncWarmable, UnboundWarmable
+from .signatures import (
+    BoundAsyncWarmable,
+    BoundWarmable,
+    ClassFirst,
+    SelfFirst,
+    UnboundAsyncWarmable,
+    UnboundWarmable,
+)
 from .task import WarmingTask
 
 __all__ = ["AsyncWarmableFunction", "WarmableFunction"]
@@ -133,24 +139,22 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
 
         # wrapt's stubs type binding for any method; ours keeps the function's own types:
-        # a method on its class or an instance, a classmethod's function (cls first),
-        # anything else (a staticmethod's function) as it is. pyright tells them
-        # apart; mypy binds all three as methods.
+        # a classmethod's function (cls first: type checkers hand @warmable the function
+        # under @classmethod), a method on its class or an instance (its first
+        # parameter takes the instance), anything else (a staticmethod's function) as it
+        # is. The self types are protocols on ``original``, which mypy and pyright both
+        # match strictly.
         @overload  # type: ignore[override]
         def __get__(
-            self: WarmableFunction[Concatenate[S, P2], R2], instance: None, owner: type[S]
-        ) -> UnboundWarmable[P2, R2]: ...
-        @overload
-        def __get__(
-            self: WarmableFunction[Concatenate[S, P2], R2],
-            instance: S,
-            owner: type[S] | None = None,
+            self: ClassFirst[P2, R2], instance: Any, owner: type[Any] | None = None
         ) -> BoundWarmable[P2, R2]: ...
         @overload
         def __get__(
-            self: WarmableFunction[Concatenate[type[S], P2], R2],
-            instance: S | None,
-            owner: type[S],
+            self: SelfFirst[S, P2, R2], instance: None, owner: type[S]
+        ) -> UnboundWarmable[P2, R2]: ...
+        @overload
+        def __get__(
+            self: SelfFirst[S, P2, R2], instance: S, owner: type[S] | None = None
         ) -> BoundWarmable[P2, R2]: ...
         @overload
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> BoundWarmable[P, R]: ...
@@ -273,19 +277,19 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
 
         @overload  # type: ignore[override]
         def __get__(
-            self: AsyncWarmableFunction[Concatenate[S, P2], R2], instance: None, owner: type[S]
-        ) -> UnboundAsyncWarmable[P2, R2]: ...
-        @overload
-        def __get__(
-            self: AsyncWarmableFunction[Concatenate[S, P2], R2],
-            instance: S,
-            owner: type[S] | None = None,
+            self: ClassFirst[P2, Coroutine[Any, Any, R2]],
+            instance: Any,
+            owner: type[Any] | None = None,
         ) -> BoundAsyncWarmable[P2, R2]: ...
         @overload
         def __get__(
-            self: AsyncWarmableFunction[Concatenate[type[S], P2], R2],
-            instance: S | None,
-            owner: type[S],
+            self: SelfFirst[S, P2, Coroutine[Any, Any, R2]], instance: None, owner: type[S]
+        ) -> UnboundAsyncWarmable[P2, R2]: ...
+        @overload
+        def __get__(
+            self: SelfFirst[S, P2, Coroutine[Any, Any, R2]],
+            instance: S,
+            owner: type[S] | None = None,
         ) -> BoundAsyncWarmable[P2, R2]: ...
         @overload
         def __get__(
