@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -202,6 +203,7 @@ def running_redis(attempts: int = 3) -> Iterator[str]:
     for _ in range(attempts):
         port = _free_port()
         argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+        argv += ["--dir", tempfile.mkdtemp(prefix="redis-")]  # no dump.rdb in the cwd
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )

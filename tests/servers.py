@@ -283,10 +283,13 @@ def _binary(name: str, package: str) -> str:
     return path
 
 
-def _start(make: Callable[[int], Server], attempts: int = 3) -> Server:
-    """Start a server on a fresh free port, trying another if one was taken meanwhile."""
+def _start(
+    make: Callable[[int], Server], attempts: int = 3, port: Callable[[], int] = free_port
+) -> Server:
+    """Start a server on a fresh free port (from ``port()``), trying another if one was
+    taken meanwhile."""
     for attempt in range(attempts):
-        server = make(free_port())
+        server = make(port())
         try:
             return server.start()
         except pytest.fail.Exception:
@@ -318,6 +321,7 @@ def memcached(port: int | None = None) -> Server:
 def redis(port: int | None = None) -> Server:
     """A redis-server :class:`Server` (not started), keeping nothing on disk."""
     binary = _binary("redis-server", "redis-server")
+    where = tempfile.mkdtemp(prefix="redis-")
 
     def argv(port: int) -> list[str]:
         return [
@@ -326,6 +330,7 @@ def redis(port: int | None = None) -> Server:
             "--bind", HOST,
             "--save", "",
             "--appendonly", "no",
+            "--dir", where,  # never a dump.rdb left in the working directory
         ]  # fmt: skip
 
     return Server(
@@ -341,6 +346,7 @@ def redis(port: int | None = None) -> Server:
 def redis_replica(primary: Server, port: int | None = None) -> Server:
     """A redis-server :class:`Server` (not started) replicating ``primary``."""
     binary = _binary("redis-server", "redis-server")
+    where = tempfile.mkdtemp(prefix="redis-replica-")
 
     def argv(port: int) -> list[str]:
         return [
@@ -349,6 +355,7 @@ def redis_replica(primary: Server, port: int | None = None) -> Server:
             "--bind", HOST,
             "--save", "",
             "--appendonly", "no",
+            "--dir", where,  # a replica's full sync writes an RDB file: here
             "--replicaof", primary.host, str(primary.port),
         ]  # fmt: skip
 
@@ -402,6 +409,7 @@ def redis_cluster_node(where: str, port: int | None = None) -> Server:
             "--bind", HOST,
             "--save", "",
             "--appendonly", "no",
+            "--dir", where,  # never a dump.rdb left in the working directory
             "--cluster-enabled", "yes",
             "--cluster-config-file", os.path.join(where, f"nodes-{port}.conf"),
             "--cluster-node-timeout", "2000",
@@ -423,7 +431,9 @@ def start_redis_cluster(masters: int = 3) -> list[Server]:
     import redis
 
     where = tempfile.mkdtemp(prefix="redis-cluster-")
-    nodes = [_start(lambda port: redis_cluster_node(where, port)) for _ in range(masters)]
+    nodes: list[Server] = []
+    for _ in range(masters):
+        nodes.append(_start(lambda port: redis_cluster_node(where, port), port=_cluster_port))
     clients = [redis.Redis(host=node.host, port=node.port, socket_timeout=5) for node in nodes]
     try:
         bounds = [16384 * i // masters for i in range(masters + 1)]
@@ -444,6 +454,21 @@ def start_redis_cluster(masters: int = 3) -> list[Server]:
         for client in clients:
             client.close()
     return nodes
+
+
+def _cluster_port() -> int:
+    """A free port for a cluster node: at most 55535, its cluster bus port (10,000
+    higher) free too, as redis-server requires."""
+    while True:
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((HOST, port + 10000))
+            except OSError:
+                continue
+        return port
 
 
 def start_redis_replica(primary: Server) -> Server:
@@ -498,6 +523,10 @@ class ClientCloser:
             if client is not None:
                 pool = getattr(client, "connection_pool", None)  # a cluster client has none
                 self._closers.append(pool.disconnect if pool is not None else client.close)
+                # A Sentinel backend's pools ask the Sentinels through clients of their own.
+                manager = getattr(pool, "sentinel_manager", None)
+                for sentinel in getattr(manager, "sentinels", ()):
+                    self._closers.append(sentinel.close)
         return region
 
     def close(self) -> None:

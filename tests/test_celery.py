@@ -66,7 +66,13 @@ def fleet(redis_server: servers.Server) -> Iterator[ModuleType]:
             return bool(application.app.control.ping(timeout=0.5))
 
         wait_until(answers, 30, interval=0.2, message="the celery worker to answer a ping")
-        yield application
+        try:
+            yield application
+        finally:  # this process's connections: the broker's, the results', the region's
+            application.engine.close()
+            application.engine.region.backend.writer_client.connection_pool.disconnect()
+            application.app.close()
+            application.app.backend.client.connection_pool.disconnect()
     finally:
         worker.terminate()
         with contextlib.suppress(subprocess.TimeoutExpired):
