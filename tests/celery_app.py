@@ -50,6 +50,15 @@ def flaky(n: int) -> int:
     return n
 
 
+engine.configure_region("local", "dogpile.cache.memory")
+
+
+@warmable(ttl=600, priority=100, engine=engine, region="local", name="celery.local")
+def local() -> int:
+    """Kept in each process's memory: not something a worker can warm for another."""
+    return os.getpid()
+
+
 engine.register_task(
     WarmingTask("celery.plain", "plain", "celery:plain", lambda: os.getpid(), priority=100),
     is_critical=True,

@@ -124,3 +124,58 @@ def test_timeouts_given_in_the_settings_win_over_the_defaults(
     )
     backend: Any = engine.region.actual_backend
     assert backend.timeout == 2.5 and backend.connect_timeout == CLIENT_TIMEOUT
+
+
+@pytest.mark.parametrize("word", ["no", "off", "false", "0", "No"])
+def test_a_false_word_keeps_the_scheduler_stopped(engine: CacheWarmingEngine, word: str) -> None:
+    """scheduler.start = no/off/false/0 does not start it (a word is not a yes)."""
+    dogpile_warm.configure_from_config({"dogpile_warm.scheduler.start": word})
+    assert not engine.running
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"dogpile_warm.scheduler.start": "maybe"}, "scheduler.start must be true or false"),
+        ({"dogpile_warm.scheduler.interval_minutes": "5"}, "scheduler.start is not true"),
+        (
+            {
+                "dogpile_warm.region.a.backend": "dogpile.cache.memory",
+                "dogpile_warm.region.b.backend": "dogpile.cache.memory",
+                "dogpile_warm.region.b.key_mangler": "no_such_module.fn",
+            },
+            "cannot import",
+        ),
+        (
+            {
+                "dogpile_warm.region.a.backend": "dogpile.cache.memory",
+                "dogpile_warm.engine.user_preload_window": "60",
+                "dogpile_warm.scheduler.start": "true",
+                "dogpile_warm.scheduler.check_every": "0",
+            },
+            "check_every must be positive",
+        ),
+    ],
+)
+def test_a_bad_setting_anywhere_leaves_the_engine_as_it_was(
+    engine: CacheWarmingEngine, settings: dict[str, str], message: str
+) -> None:
+    """Every setting is checked before any is applied: no region, window or scheduler
+    change survives a refusal."""
+    with pytest.raises(ValueError, match=message):
+        dogpile_warm.configure_from_config(settings)
+    with pytest.raises(dogpile_warm.UnknownRegionError):
+        engine.get_region("a")
+    assert engine.user_preload_window == 300 and not engine.running
+
+
+def test_a_signing_key_of_digits_stays_text(engine: CacheWarmingEngine) -> None:
+    """An ini file's signing key made of digits is used as the text it is, not a number."""
+    key = "1234567890123456789012"
+    dogpile_warm.configure_from_config(
+        {
+            "dogpile_warm.region.signed.backend": "dogpile.cache.memory_pickle",
+            "dogpile_warm.region.signed.signing_key": key,
+        }
+    )
+    assert engine.get_region("signed").serializer is not None

@@ -48,6 +48,11 @@ TASK_NAME = "dogpile_warm.warm_keys"
 
 Job = tuple[str, str, str]  # (task id, the call's arguments as text, key)
 
+_IN_PROCESS = (
+    "not sent to the workers: its region keeps values in each process's memory, where "
+    "a worker's would never reach this process"
+)
+
 
 class CeleryWarming:
     """Warm runs of an engine's tasks, computed by ``app``'s Celery workers.
@@ -112,12 +117,16 @@ class CeleryWarming:
             signatures = [self.task.s(batch) for batch in batches]
             options = {"queue": self.queue} if self.queue else {}
             pending = group(signatures).apply_async(**options)
-            try:
-                results = pending.get(timeout=self.timeout, propagate=False)
-            except Exception as exc:  # the whole run timed out, or the backend failed
-                results = [exc] * len(batches)
-            for batch, result in zip(batches, results, strict=True):
-                rows.extend(self._rows(batch, result))
+            deadline = time.monotonic() + self.timeout
+            for batch, result in zip(batches, pending.results, strict=True):
+                try:
+                    answer = result.get(
+                        timeout=max(0.001, deadline - time.monotonic()), propagate=False
+                    )
+                except Exception as exc:  # this batch timed out, or the backend failed
+                    result.revoke()  # not started yet: never; under way: it may still store
+                    answer = exc
+                rows.extend(self._rows(batch, answer))
         self._count(rows)
         succeeded = sum(1 for r in rows if r["success"])
         return {
@@ -139,7 +148,11 @@ class CeleryWarming:
         for record in records:
             task_id, source = record.task.task_id, record.source
             if source is None:
-                jobs.append((task_id, "", record.task.cache_key))
+                region = self.engine.regions.store_for(record.task.region)
+                if region.blocking:
+                    jobs.append((task_id, "", record.task.cache_key))
+                else:
+                    rows.append(_row(task_id, record.task.cache_key, False, 0.0, _IN_PROCESS))
                 continue
             try:
                 calls = calls_to_warm(source)
@@ -149,7 +162,14 @@ class CeleryWarming:
             if isinstance(calls, str):
                 skipped.append({"task_id": task_id, "reason": calls})
                 continue
-            codec = codec_of(source.store().region)
+            store = source.store()
+            if not store.blocking:  # dogpile's memory backend: each process has its own
+                rows.extend(
+                    _row(task_id, source.key_for(args, kwargs), False, 0.0, _IN_PROCESS)
+                    for args, kwargs in calls
+                )
+                continue
+            codec = codec_of(store.region)
             for args, kwargs in calls:
                 key = source.key_for(args, kwargs)
                 encoded, reason = encode_call(codec, source, args, kwargs, key)

@@ -103,7 +103,7 @@ class CacheWarmingEngine(AwaitedWarming):
         self.planner = WarmingPlanner(
             self.registry, self.regions, self.usage, self.outcomes, clock, max_workers
         )
-        self.users = UserPreloads(user_preload_window, stores=self.planner.stores_in_use)
+        self.users = UserPreloads(user_preload_window, stores=self.planner.per_user_stores)
         self._scheduler = SchedulerControl(self._new_scheduler)
 
     def _new_scheduler(self, **settings: Any) -> Scheduler:

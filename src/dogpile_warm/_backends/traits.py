@@ -198,8 +198,10 @@ def claim(backend: Any, key: str, seconds: float, value: bytes = b"1") -> bool |
     """
     client = _memcached_client(backend)
     if client is not None:
-        # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds.
-        return bool(client.add(key, value, math.ceil(seconds) + 1))
+        # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds;
+        # over 30 days it would be read as a date (in 1970: gone at once).
+        expiry = min(math.ceil(seconds) + 1, 30 * 24 * 3600)
+        return bool(client.add(key, value, expiry))
     client = _redis_client(backend)
     if client is not None:
         return bool(client.set(key, value, nx=True, px=max(1, int(seconds * 1000))))

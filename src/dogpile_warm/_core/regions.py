@@ -71,6 +71,11 @@ CLIENT_TIMEOUT = 0.5
 LOCK_LEASE = 4
 
 
+# The longest expiry memcached takes as seconds from now (30 days); a larger number is
+# a Unix time.
+MEMCACHED_MAX_RELATIVE = 30 * 24 * 3600
+
+
 def backend_defaults(backend: str, expiration_time: float | None = None) -> dict[str, Any]:
     """Backend arguments dogpile_warm sets unless the user gives their own.
 
@@ -87,15 +92,19 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
       ``async_creation_runner`` releases it in another thread than the one
       that took it.
     - Both: with a region ``expiration_time``, the backend's own expiry is
-      twice that, so a value outlives its soft expiry long enough to be
+      twice that (memcached: none when that is over 30 days, which it would
+      read as a date), so a value outlives its soft expiry long enough to be
       served while it is refreshed (dogpile's advice); without one, the
       backend never expires values itself (memcached evicts by LRU). Tag
       versions never carry that expiry.
     """
     defaults: dict[str, Any] = {}
     expiry_argument = _EXPIRY_ARGUMENT.get(backend)
-    if expiry_argument and expiration_time:
-        defaults[expiry_argument] = math.ceil(expiration_time * 2)
+    expiry = math.ceil(expiration_time * 2) if expiration_time else 0
+    if expiry_argument == "memcached_expire_time" and expiry > MEMCACHED_MAX_RELATIVE:
+        expiry = 0  # memcached would read it as a date in 1970: never expire instead
+    if expiry_argument and expiry:
+        defaults[expiry_argument] = expiry
     if backend == "dogpile.cache.pymemcache":
         defaults.update(
             connect_timeout=CLIENT_TIMEOUT,
@@ -116,11 +125,15 @@ def backend_defaults(backend: str, expiration_time: float | None = None) -> dict
             lock_timeout=LOCK_LEASE,
         )
     elif backend in _CLUSTERS:
-        # A cluster client takes its connections' settings in connection_kwargs only.
+        # A cluster client takes its settings in connection_kwargs only; without a
+        # retry of its own it retries a node that does not answer with backoff, for
+        # seconds of a caller's time.
+        library = "valkey" if backend.startswith("dogpile.cache.valkey") else "redis"
         defaults.update(
             connection_kwargs={
                 "socket_timeout": CLIENT_TIMEOUT,
                 "socket_connect_timeout": CLIENT_TIMEOUT,
+                "retry": _retry_once(library),
             },
             thread_local_lock=False,
             lock_timeout=LOCK_LEASE,

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from .._backends import traits
 from .._core.store import CacheStore
+from ..reports import ResultRow
 
 __all__ = [
     "UNDECIDED",
@@ -26,21 +27,34 @@ __all__ = [
     "claim_unit",
     "fleet_store",
     "forget",
+    "give_back",
+    "is_shared",
+    "key_claim",
     "process_token",
+    "task_claim",
 ]
 
 WARMED_ELSEWHERE = "warmed by another process of the fleet within its interval"
 UNDECIDED = "not warmed: the fleet's backend could not say whether another process warms it"
 
 
+def is_shared(store: CacheStore) -> bool:
+    """Whether ``store``'s values are the fleet's (memcached or Redis with a distributed
+    lock), so that one process's warming serves every process."""
+    backend = store.region.actual_backend
+    return traits.can_claim(backend) and bool(getattr(backend, "distributed_lock", False))
+
+
 def fleet_store(stores: Iterable[CacheStore]) -> CacheStore | None:
-    """The first of ``stores`` a fleet shares claims through (memcached or Redis with a
-    distributed lock), or None: this process is on its own."""
+    """Where a unit of work touching ``stores`` is claimed: the first of them when every
+    one is shared (see :func:`is_shared`); None when any lives in this process only (every
+    process must then do the unit itself) or there are none."""
+    found = None
     for store in stores:
-        backend = store.region.actual_backend
-        if traits.can_claim(backend) and getattr(backend, "distributed_lock", False):
-            return store
-    return None
+        if not is_shared(store):
+            return None
+        found = found or store
+    return found
 
 
 def claim(store: CacheStore, name: str, seconds: float) -> bool:
@@ -68,7 +82,17 @@ def claim_key(store: CacheStore | None, key: str, ttl: float) -> str | None:
     80% of its ttl; None (warm it) when there is no fleet (``store`` None)."""
     if store is None:
         return None
-    return claim_unit(store, f"dogpile_warm:warmkey:{key}", 0.8 * ttl)
+    return claim_unit(store, key_claim(key), 0.8 * ttl)
+
+
+def key_claim(key: str) -> str:
+    """The name of the claim on warming ``key``."""
+    return f"dogpile_warm:warmkey:{key}"
+
+
+def task_claim(task_id: str) -> str:
+    """The name of the claim on warming the task ``task_id``."""
+    return f"dogpile_warm:warm:{task_id}"
 
 
 def _claim(store: CacheStore, name: str, seconds: float, value: bytes) -> bool | None:
@@ -92,6 +116,18 @@ def process_token() -> bytes:
 
 
 def forget(store: CacheStore, name: str) -> None:
-    """Give the claim ``name`` back (its unit did nothing: the next try may run it)."""
+    """Give back the claim ``name``, if this process holds it (its unit stored nothing:
+    the next try, in any process, may run it)."""
     key, backend = store.backend_key(name), store.region.actual_backend
-    store.attempt("claim", name, lambda: backend.delete(key))
+    holder = store.attempt("claim", name, lambda: traits.claim_holder(backend, key))
+    if holder in (b"1", process_token()):  # a login's or cycle's, or this process's own
+        store.attempt("claim", name, lambda: backend.delete(key))
+
+
+def give_back(claims: dict[str, tuple[CacheStore, str]], rows: Iterable[ResultRow]) -> None:
+    """Forget the claims of ``claims`` (by task id or key) whose rows all failed."""
+    stored = {row["key"] for row in rows if row["success"]}
+    stored |= {row["task_id"] for row in rows if row["success"]}
+    for unit, (store, name) in claims.items():
+        if unit not in stored:
+            forget(store, name)

@@ -62,6 +62,14 @@ class WarmingPlanner:
         """The stores of the default region and of every region a task names."""
         return self._regions.stores_in_use(self.registry.regions())
 
+    def per_user_stores(self) -> list[CacheStore]:
+        """The stores of the functions a login warms."""
+        return [
+            r.source.store()
+            for r in self.registry.records()
+            if r.source is not None and r.source.user_arg is not None
+        ]
+
     def adapt_intervals(self) -> ScheduleReport:
         """Set each task's interval from its reads per minute over the last hour."""
         task_frequency = self._usage.task_frequency
@@ -96,13 +104,26 @@ class WarmingPlanner:
         """None when this process warms ``record`` now: always on its own; in a fleet,
         unless another process did within the task's interval or the claim cannot be
         made (the reason is returned; see :mod:`.fleet`)."""
-        store = fleet.fleet_store(self.stores_in_use())
-        if store is None:
-            return None
+        store = self._claim_store(record)
+        if not fleet.is_shared(store):
+            return None  # its values live in this process: this process warms them
         # Less than the interval: the claimant's own next scheduled run (jitter
         # included) finds the claim gone, and warms again in time.
         seconds = _FLEET_SHARE * record.interval_minutes * 60
-        return fleet.claim_unit(store, f"dogpile_warm:warm:{record.task.task_id}", seconds)
+        return fleet.claim_unit(store, fleet.task_claim(record.task.task_id), seconds)
+
+    def unclaim(self, record: TaskRecord) -> None:
+        """Give back this process's claim on warming ``record`` (its warming stored nothing)."""
+        store = self._claim_store(record)
+        if fleet.is_shared(store):
+            fleet.forget(store, fleet.task_claim(record.task.task_id))
+
+    def _claim_store(self, record: TaskRecord) -> CacheStore:
+        """Where ``record``'s values live, so where its warming is claimed."""
+        source = record.source
+        if source is not None:
+            return source.store()
+        return self._regions.store_for(record.task.region)
 
     def warm_records(
         self, records: list[TaskRecord], on_result: OnResult | None = None, *, claim: bool = False
@@ -113,11 +134,15 @@ class WarmingPlanner:
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped: list[SkippedTask] = []
         failed = []
+        claims: dict[str, tuple[CacheStore, str]] = {}
         for record in records:
             reason = self.claim_warming(record) if claim else None
             if reason is not None:
                 skipped.append({"task_id": record.task.task_id, "reason": reason})
                 continue
+            store = self._claim_store(record) if claim else None
+            if store is not None and fleet.is_shared(store):
+                claims[record.task.task_id] = (store, fleet.task_claim(record.task.task_id))
             try:
                 task_jobs = self.jobs_for(record)
             except Exception as exc:  # e.g. a warm_args callable that raised
@@ -133,9 +158,11 @@ class WarmingPlanner:
         if on_result is not None:
             for failure in failed:
                 report_row(on_result, failure)
-        return report_jobs(
+        report = report_jobs(
             jobs, failed, len(skipped), t0, self.max_workers, on_result, skipped_tasks=skipped
         )
+        fleet.give_back(claims, report["results"])  # a task that stored nothing: unclaimed
+        return report
 
     def warm_user(self, user_id: Any, preload_forms: bool) -> list[KeyResult]:
         """Warm every per-user function for ``user_id`` now (``preload_forms=False``: not
@@ -158,19 +185,24 @@ class WarmingPlanner:
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped = 0
-        shared = fleet.fleet_store(self.stores_in_use())
+        claims: dict[str, tuple[CacheStore, str]] = {}
         for key, _count in self._usage.tracker.get_hot_keys(top_n):
             call = self._usage.calls.get(key)
             record = self.registry.get(call[0].task.task_id) if call else None
             if call is None or record is None or call[0].keys.skips_first:
                 skipped += 1
                 continue
-            if fleet.claim_key(shared, key, record.task.ttl) is not None:
+            shared = fleet.fleet_store([call[0].store()])  # where its values live
+            if fleet.claim_key(shared, key, record.task.ttl):
                 skipped += 1  # another process of the fleet warmed it, or may have
                 continue
+            if shared is not None:
+                claims[key] = (shared, fleet.key_claim(key))
             cached, args, kwargs = call
             jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))
-        return report_jobs(jobs, [], skipped, t0, self.max_workers)
+        report = report_jobs(jobs, [], skipped, t0, self.max_workers)
+        fleet.give_back(claims, report["results"])  # a key that was not stored: unclaimed
+        return report
 
 
 PER_USER = "per-user function: warm_user_data warms it on login"

@@ -226,12 +226,6 @@ class Scheduler:
         for record in planner.registry.records():
             if not self._due(record, now):
                 continue
-            unclaimed = planner.claim_warming(record)
-            if unclaimed is not None:  # another process warmed it, or the backend is out
-                if unclaimed == fleet.WARMED_ELSEWHERE:
-                    record.warmed_elsewhere(now)
-                self._reschedule(record, now, failed=unclaimed != fleet.WARMED_ELSEWHERE)
-                continue
             try:
                 task_jobs = planner.jobs_for(record)
             except Exception as exc:
@@ -243,6 +237,13 @@ class Scheduler:
                 continue
             if jobs and len(jobs) + len(task_jobs) > budget:
                 break  # stays due; the next cycle takes it first
+            # Claimed only once it is sure to run in this cycle.
+            unclaimed = planner.claim_warming(record)
+            if unclaimed is not None:  # another process warmed it, or the backend is out
+                if unclaimed == fleet.WARMED_ELSEWHERE:
+                    record.warmed_elsewhere(now)
+                self._reschedule(record, now, failed=unclaimed != fleet.WARMED_ELSEWHERE)
+                continue
             due.append((record, len(task_jobs)))
             jobs.extend(functools.partial(job, batch) for job in task_jobs)
         outcomes = self._run(jobs)
@@ -252,6 +253,8 @@ class Scheduler:
             results = outcomes[start : start + count]
             start += count
             failed = all(r is None or not r.success for r in results) if results else False
+            if failed:
+                planner.unclaim(record)  # nothing stored: another process may try
             self._reschedule(record, now, failed)
         prewarmed: list[str] = []
         if self.pattern_warming:

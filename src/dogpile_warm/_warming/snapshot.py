@@ -180,8 +180,9 @@ def warm_from_snapshot(
     tasks of ``registry``: unknown tasks, per-user functions, methods and
     arguments that no longer unpickle or fit the function are skipped.
 
-    In a fleet (a distributed lock on memcached or Redis), a key another
-    process warmed within 80% of its ttl is skipped. Same shape as
+    A key whose function's region is the fleet's (a distributed lock on
+    memcached or Redis) and that another process warmed within 80% of its
+    ttl is skipped. Same shape as
     ``warm_critical_data`` (``on_result`` as in ``warm_tasks``),
     plus ``"found"`` (was there a snapshot), ``"saved_at"`` (epoch seconds or
     None) and ``"skipped_items"`` (``[{"key", "task_id", "reason"}]``).
@@ -210,18 +211,21 @@ def warm_from_snapshot(
     if top_n is not None:
         items = items[:top_n]
     pace = _Pacer(rate_limit, clock, sleep) if rate_limit is not None else None
-    shared = fleet.fleet_store([store])
     jobs: list[tuple[TaskRecord, WarmJob]] = []
     skipped: list[SkippedItem] = []
+    claims: dict[str, tuple[CacheStore, str]] = {}
     for item in items:
         record = tasks.get(item["task_id"])
         reason = _unwarmable(record)
         job: WarmJob | None = None
         if reason is None:
             assert record is not None and record.source is not None
+            shared = fleet.fleet_store([record.source.store()])  # where its values live
             reason = fleet.claim_key(shared, item["key"], record.task.ttl)
             if reason is None:
                 job, reason = _job(record, item, codec, pace)
+                if shared is not None:
+                    claims[item["key"]] = (shared, fleet.key_claim(item["key"]))
         if job is None:
             why = reason or "cannot be warmed"
             skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": why})
@@ -229,6 +233,7 @@ def warm_from_snapshot(
         assert record is not None
         jobs.append((record, job))
     report = report_jobs(jobs, [], len(skipped), t0, max_workers, on_result)
+    fleet.give_back(claims, report["results"])  # a key that was not stored: unclaimed
     return {
         **report,
         "found": entry is not None,

@@ -66,6 +66,8 @@ class UserPreloads:
         self.window = check_non_negative_number("user_preload_window", window, " of seconds")
 
     def _fleet_store(self) -> CacheStore | None:
+        """Where a login is claimed: the stores of the per-user functions, when every one
+        is the fleet's (see :func:`.fleet.fleet_store`)."""
         return fleet.fleet_store(self._stores()) if self._stores is not None else None
 
     def release(self, user_id: Any, claimed_at: float) -> None:
