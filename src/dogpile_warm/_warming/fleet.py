@@ -17,6 +17,7 @@ from collections.abc import Iterable
 
 from .._backends import traits
 from .._core.store import CacheStore
+from ..errors import BackendError
 from ..reports import ResultRow
 
 __all__ = [
@@ -74,6 +75,8 @@ def claim_unit(store: CacheStore, name: str, seconds: float) -> str | None:
         return None
     key, backend = store.backend_key(name), store.region.actual_backend
     holder = store.attempt("claim", name, lambda: traits.claim_holder(backend, key))
+    if isinstance(holder, BackendError):
+        return UNDECIDED
     return None if holder == token else WARMED_ELSEWHERE
 
 
