@@ -474,13 +474,13 @@ def test_stop_returns_within_its_timeout_while_a_computation_runs(
 def test_the_thread_survives_a_dead_fleet_backend(engine: CacheWarmingEngine) -> None:
     """An unreachable memcached shared by the fleet does not end the scheduler's thread:
     cycles go unclaimed (none runs) and the thread carries on."""
-    engine.configure_region(
-        "dead",
+    engine.configure_region(  # the fleet's only region: cycles are claimed there
+        "default",
         "dogpile.cache.pymemcache",
         arguments={"url": "127.0.0.1:1", "distributed_lock": True},
     )
 
-    @warmable(priority=100, region="dead")
+    @warmable(priority=100)
     def on_dead_backend() -> int:
         return 1
 
@@ -493,6 +493,30 @@ def test_the_thread_survives_a_dead_fleet_backend(engine: CacheWarmingEngine) ->
     finally:
         engine.stop()
     assert no_scheduler_threads()
+
+
+def test_with_a_region_in_process_memory_each_process_runs_its_own_cycles(
+    engine: CacheWarmingEngine,
+) -> None:
+    """A memcached region shared by the fleet (here unreachable) beside the default memory
+    region: cycles are not claimed, since the memory region's values are this process's
+    own to warm; they run."""
+    engine.configure_region(
+        "shared",
+        "dogpile.cache.pymemcache",
+        arguments={"url": "127.0.0.1:1", "distributed_lock": True},
+    )
+
+    @warmable(priority=100, region="shared")
+    def on_shared() -> int:
+        return 1
+
+    engine.start(check_every=0.05)
+    try:
+        wait_until(lambda: scheduler_figures(engine)["cycles"] >= 3, message="3 cycles")
+        assert scheduler_figures(engine)["cycles_skipped"] == 0
+    finally:
+        engine.stop()
 
 
 def test_the_thread_survives_failing_tasks(engine: CacheWarmingEngine) -> None:
