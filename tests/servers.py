@@ -318,10 +318,12 @@ def memcached(port: int | None = None) -> Server:
     )
 
 
-def redis(port: int | None = None) -> Server:
-    """A redis-server :class:`Server` (not started), keeping nothing on disk."""
+def _redis_server(name: str, port: int | None, *options: str, flush: bool = True) -> Server:
+    """A redis-server :class:`Server` (not started) keeping nothing on disk, in a
+    directory of its own (a replica's sync writes an RDB file, which a server started
+    in the same directory would load), with more ``options``."""
     binary = _binary("redis-server", "redis-server")
-    where = tempfile.mkdtemp(prefix="redis-")
+    where = tempfile.mkdtemp(prefix=f"{name}-")
 
     def argv(port: int) -> list[str]:
         return [
@@ -330,42 +332,30 @@ def redis(port: int | None = None) -> Server:
             "--bind", HOST,
             "--save", "",
             "--appendonly", "no",
-            "--dir", where,  # never a dump.rdb left in the working directory
+            "--dir", where,
+            *(option.format(where=where, port=port) for option in options),
         ]  # fmt: skip
 
     return Server(
-        "redis-server",
+        name,
         argv,
         ping=(b"PING\r\n", b"+PONG"),
-        flush_request=(b"FLUSHALL\r\n", b"+OK"),
+        # A replica takes no writes: its "flush" is a ping.
+        flush_request=(b"FLUSHALL\r\n", b"+OK") if flush else (b"PING\r\n", b"+PONG"),
         url=lambda port: f"redis://{HOST}:{port}/0",
         port=port,
     )
 
 
+def redis(port: int | None = None) -> Server:
+    """A redis-server :class:`Server` (not started), keeping nothing on disk."""
+    return _redis_server("redis-server", port)
+
+
 def redis_replica(primary: Server, port: int | None = None) -> Server:
     """A redis-server :class:`Server` (not started) replicating ``primary``."""
-    binary = _binary("redis-server", "redis-server")
-    where = tempfile.mkdtemp(prefix="redis-replica-")
-
-    def argv(port: int) -> list[str]:
-        return [
-            binary,
-            "--port", str(port),
-            "--bind", HOST,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", where,  # a replica's full sync writes an RDB file: here
-            "--replicaof", primary.host, str(primary.port),
-        ]  # fmt: skip
-
-    return Server(
-        "redis-replica",
-        argv,
-        ping=(b"PING\r\n", b"+PONG"),
-        flush_request=(b"PING\r\n", b"+PONG"),  # a replica takes no writes
-        url=lambda port: f"redis://{HOST}:{port}/0",
-        port=port,
+    return _redis_server(
+        "redis-replica", port, "--replicaof", primary.host, str(primary.port), flush=False
     )
 
 
@@ -397,32 +387,16 @@ def redis_sentinel(primary: Server, service: str, port: int | None = None) -> Se
     )
 
 
-def redis_cluster_node(where: str, port: int | None = None) -> Server:
-    """A redis-server :class:`Server` (not started) in cluster mode, its node file in
-    ``where``; :func:`start_redis_cluster` gives it slots and peers."""
-    binary = _binary("redis-server", "redis-server")
-
-    def argv(port: int) -> list[str]:
-        return [
-            binary,
-            "--port", str(port),
-            "--bind", HOST,
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", where,  # never a dump.rdb left in the working directory
-            "--cluster-enabled", "yes",
-            "--cluster-config-file", os.path.join(where, f"nodes-{port}.conf"),
-            "--cluster-node-timeout", "2000",
-        ]  # fmt: skip
-
-    return Server(
+def redis_cluster_node(port: int | None = None) -> Server:
+    """A redis-server :class:`Server` (not started) in cluster mode;
+    :func:`start_redis_cluster` gives it slots and peers."""
+    return _redis_server(
         "redis-cluster-node",
-        argv,
-        ping=(b"PING\r\n", b"+PONG"),
-        flush_request=(b"FLUSHALL\r\n", b"+OK"),
-        url=lambda port: f"redis://{HOST}:{port}/0",
-        port=port,
-    )
+        port,
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", "{where}/nodes-{port}.conf",
+        "--cluster-node-timeout", "2000",
+    )  # fmt: skip
 
 
 def start_redis_cluster(masters: int = 3) -> list[Server]:
@@ -430,10 +404,7 @@ def start_redis_cluster(masters: int = 3) -> list[Server]:
     introduced to each other, the cluster answering ``cluster_state:ok`` on every node."""
     import redis
 
-    where = tempfile.mkdtemp(prefix="redis-cluster-")
-    nodes: list[Server] = []
-    for _ in range(masters):
-        nodes.append(_start(lambda port: redis_cluster_node(where, port), port=_cluster_port))
+    nodes = [_start(redis_cluster_node, port=_cluster_port) for _ in range(masters)]
     clients = [redis.Redis(host=node.host, port=node.port, socket_timeout=5) for node in nodes]
     try:
         bounds = [16384 * i // masters for i in range(masters + 1)]
