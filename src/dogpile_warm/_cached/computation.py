@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import health
@@ -89,28 +89,30 @@ class Computation:
         :attr:`cost_estimate`. The computation runs outside the caller's
         round-trip budget: cached calls it makes are theirs to account for.
         """
-        token = begin_compute(store, key, self.name) if self.owns_key else None
-        no_budget = health.round_trip_budget.set(None)
         t0 = time.perf_counter()
-        try:
+        with self._computing(store, key):
             value = compute()
             if inspect.iscoroutine(value):  # an async function's: its result is the value
                 value = result_of(value, self.name)
-        finally:
-            health.round_trip_budget.reset(no_budget)
-            if token is not None:
-                end_compute(token)
         return value, self._measured(t0)
 
     async def run_async(
         self, store: CacheStore, key: str, compute: Callable[[], Awaitable[Any]]
     ) -> tuple[Any, float]:
         """:meth:`run` for an awaitable computation, awaited in the calling task."""
+        t0 = time.perf_counter()
+        with self._computing(store, key):
+            value = await compute()
+        return value, self._measured(t0)
+
+    @contextlib.contextmanager
+    def _computing(self, store: CacheStore, key: str) -> Iterator[None]:
+        """The block computes ``key``: marked as this thread's (or task's) computation
+        when it :attr:`owns_key`, and outside the caller's round-trip budget."""
         token = begin_compute(store, key, self.name) if self.owns_key else None
         no_budget = health.round_trip_budget.set(None)
-        t0 = time.perf_counter()
         try:
-            value = await compute()
+            yield
         finally:
             # A task left on a closed loop is closed by the garbage collector, outside
             # its context: the marks then die with the task, and cannot be reset.
@@ -118,7 +120,6 @@ class Computation:
                 health.round_trip_budget.reset(no_budget)
                 if token is not None:
                     end_compute(token)
-        return value, self._measured(t0)
 
     def _measured(self, t0: float) -> float:
         """Seconds since ``t0``, folded into :attr:`cost_estimate`."""
