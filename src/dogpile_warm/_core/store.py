@@ -89,9 +89,11 @@ class CacheStore:
         self.timed = traits.is_remote(region.actual_backend)
         # Whether an event loop must call this backend off the loop (see _core.loops).
         self.blocking = not traits.never_blocks(region.actual_backend)
-        # Where dogpile's reads would not do: Sentinel's replicas (their lag would
-        # let a value outlive its invalidation), Cluster's one-slot MGET.
-        self.reads_direct = traits.direct_reader(region.actual_backend) is not None
+        # What reads go through where dogpile's reads would not do (None: dogpile's):
+        # Sentinel's replicas (their lag would let a value outlive its invalidation),
+        # Cluster's one-slot MGET. The backend's clients are made once and outlive a
+        # fork (redis-py reconnects in the child), so it is resolved once.
+        self.reader = traits.direct_reader(region.actual_backend)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------
@@ -203,11 +205,11 @@ class CacheStore:
         try:
             if tags:
                 found = region_io.get_many(
-                    self.region, [safe_key(key), *map(tag_key, tags)], self.primary()
+                    self.region, [safe_key(key), *map(tag_key, tags)], self.reader
                 )
                 stored, current = found[0], found[1:]
             else:
-                stored = region_io.get_one(self.region, safe_key(key), self.primary())
+                stored = region_io.get_one(self.region, safe_key(key), self.reader)
                 current = []
         except Exception as exc:
             error = self.failed(exc, key, "read")
@@ -230,7 +232,7 @@ class CacheStore:
                 "tag read",
                 key,
                 lambda: region_io.get_many(
-                    self.region, [tag_key(t) for t, _ in entry.tags], self.primary()
+                    self.region, [tag_key(t) for t, _ in entry.tags], self.reader
                 ),
             )
             if isinstance(versions, BackendError):
@@ -252,11 +254,6 @@ class CacheStore:
             self.health.failed_unreadable(entry, key)
             return None
         return entry
-
-    def primary(self) -> Any:
-        """What to read with instead of dogpile's reader (None: dogpile's); see
-        :func:`~dogpile_warm._backends.traits.direct_reader`."""
-        return traits.direct_reader(self.region.actual_backend) if self.reads_direct else None
 
     def backend_key(self, key: str) -> str:
         """``key`` as the backend sees it: made safe, then through the region's key mangler."""
@@ -285,7 +282,7 @@ class CacheStore:
         found = self.attempt(
             "read",
             f"{len(keys)} keys",
-            lambda: region_io.get_many(self.region, [safe_key(k) for k in keys], self.primary()),
+            lambda: region_io.get_many(self.region, [safe_key(k) for k in keys], self.reader),
         )
         if isinstance(found, BackendError):
             return None
@@ -335,7 +332,7 @@ class CacheStore:
         if not entry.tags:
             return True
         current = region_io.get_many(
-            self.region, [tag_key(tag) for tag, _ in entry.tags], self.primary()
+            self.region, [tag_key(tag) for tag, _ in entry.tags], self.reader
         )
         return all(cur == version for cur, (_, version) in zip(current, entry.tags, strict=True))
 

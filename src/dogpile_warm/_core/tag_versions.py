@@ -47,7 +47,7 @@ class TagVersionBook:
         keys = [tag_key(t) for t in names]
 
         def versions() -> list[str]:
-            current = region_io.get_many(store.region, keys, store.primary())
+            current = region_io.get_many(store.region, keys, store.reader)
             if all(isinstance(v, str) for v in current):
                 return current
             return self._create_versions(keys)
@@ -64,7 +64,7 @@ class TagVersionBook:
         # instead of racing to store their own: the loser's entries would read
         # as stale once, a recompute.
         with self._creating:
-            current = region_io.get_many(store.region, keys, store.primary())
+            current = region_io.get_many(store.region, keys, store.reader)
             for key, value in zip(keys, current, strict=True):
                 if value is not NO_VALUE and not isinstance(value, str):
                     # Bytes another client wrote: replaced below, so the tag's
@@ -81,7 +81,7 @@ class TagVersionBook:
             # Another process may have stored versions of the same tags a
             # moment ago: take what the backend kept, so only a write landing
             # after this read can leave an entry stale (one recompute).
-            stored = region_io.get_many(store.region, keys, store.primary())
+            stored = region_io.get_many(store.region, keys, store.reader)
         return [v if isinstance(v, str) else missing[k] for k, v in zip(keys, stored, strict=True)]
 
     def _set_versions(self, versions: dict[str, str]) -> None:
@@ -114,9 +114,9 @@ class TagVersionBook:
         label = ",".join(sorted(tags))
 
         def bump() -> tuple[list[Any], list[Any]]:
-            before = region_io.get_many(store.region, keys, store.primary())
+            before = region_io.get_many(store.region, keys, store.reader)
             self._set_versions({key: _new_version() for key in keys})
-            return before, region_io.get_many(store.region, keys, store.primary())
+            return before, region_io.get_many(store.region, keys, store.reader)
 
         try:
             result = store.attempt("invalidate", label, bump, always=True)
