@@ -104,26 +104,30 @@ class WarmingPlanner:
         """None when this process warms ``record`` now: always on its own; in a fleet,
         unless another process did within the task's interval or the claim cannot be
         made (the reason is returned; see :mod:`.fleet`)."""
-        store = self._claim_store(record)
-        if not fleet.is_shared(store):
-            return None  # its values live in this process: this process warms them
-        # Less than the interval: the claimant's own next scheduled run (jitter
-        # included) finds the claim gone, and warms again in time.
-        seconds = _FLEET_SHARE * record.interval_minutes * 60
-        return fleet.claim_unit(store, fleet.task_claim(record.task.task_id), seconds)
+        held = self._claim_of(record)
+        return None if held is None else self._claim(record, held)
 
     def unclaim(self, record: TaskRecord) -> None:
         """Give back this process's claim on warming ``record`` (its warming stored nothing)."""
-        store = self._claim_store(record)
-        if fleet.is_shared(store):
-            fleet.forget(store, fleet.task_claim(record.task.task_id))
+        held = self._claim_of(record)
+        if held is not None:
+            fleet.forget(*held)
 
-    def _claim_store(self, record: TaskRecord) -> CacheStore:
-        """Where ``record``'s values live, so where its warming is claimed."""
+    def _claim_of(self, record: TaskRecord) -> tuple[CacheStore, str] | None:
+        """Where, and under what name, ``record``'s warming is claimed: in the region its
+        values live in, when the fleet shares it; None when they live in this process
+        (this process warms them)."""
         source = record.source
-        if source is not None:
-            return source.store()
-        return self._regions.store_for(record.task.region)
+        store = (
+            source.store() if source is not None else self._regions.store_for(record.task.region)
+        )
+        return (store, fleet.task_claim(record.task.task_id)) if fleet.is_shared(store) else None
+
+    def _claim(self, record: TaskRecord, held: tuple[CacheStore, str]) -> str | None:
+        # Less than the interval: the claimant's own next scheduled run (jitter
+        # included) finds the claim gone, and warms again in time.
+        seconds = _FLEET_SHARE * record.interval_minutes * 60
+        return fleet.claim_unit(*held, seconds)
 
     def warm_records(
         self, records: list[TaskRecord], on_result: OnResult | None = None, *, claim: bool = False
@@ -136,13 +140,13 @@ class WarmingPlanner:
         failed = []
         claims: dict[str, tuple[CacheStore, str]] = {}
         for record in records:
-            reason = self.claim_warming(record) if claim else None
-            if reason is not None:
-                skipped.append({"task_id": record.task.task_id, "reason": reason})
-                continue
-            store = self._claim_store(record) if claim else None
-            if store is not None and fleet.is_shared(store):
-                claims[record.task.task_id] = (store, fleet.task_claim(record.task.task_id))
+            held = self._claim_of(record) if claim else None
+            if held is not None:
+                reason = self._claim(record, held)
+                if reason is not None:
+                    skipped.append({"task_id": record.task.task_id, "reason": reason})
+                    continue
+                claims[record.task.task_id] = held
             try:
                 task_jobs = self.jobs_for(record)
             except Exception as exc:  # e.g. a warm_args callable that raised
