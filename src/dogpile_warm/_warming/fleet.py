@@ -23,12 +23,11 @@ from ..reports import ResultRow
 __all__ = [
     "UNDECIDED",
     "WARMED_ELSEWHERE",
+    "Held",
     "claim",
-    "claim_key",
     "claim_unit",
     "fleet_store",
     "forget",
-    "give_back",
     "is_shared",
     "key_claim",
     "process_token",
@@ -80,14 +79,6 @@ def claim_unit(store: CacheStore, name: str, seconds: float) -> str | None:
     return None if holder == token else WARMED_ELSEWHERE
 
 
-def claim_key(store: CacheStore | None, key: str, ttl: float) -> str | None:
-    """:func:`claim_unit` for one key of a warm-up (a value living ``ttl`` seconds), for
-    80% of its ttl; None (warm it) when there is no fleet (``store`` None)."""
-    if store is None:
-        return None
-    return claim_unit(store, key_claim(key), 0.8 * ttl)
-
-
 def key_claim(key: str) -> str:
     """The name of the claim on warming ``key``."""
     return f"dogpile_warm:warmkey:{key}"
@@ -127,10 +118,30 @@ def forget(store: CacheStore, name: str) -> None:
         store.attempt("claim", name, lambda: backend.delete(key))
 
 
-def give_back(claims: dict[str, tuple[CacheStore, str]], rows: Iterable[ResultRow]) -> None:
-    """Forget the claims of ``claims`` (by task id or key) whose rows all failed."""
-    stored = {row["key"] for row in rows if row["success"]}
-    stored |= {row["task_id"] for row in rows if row["success"]}
-    for unit, (store, name) in claims.items():
-        if unit not in stored:
-            forget(store, name)
+class Held:
+    """The claims one warm run holds, by unit (a task id or a key), so that those whose
+    unit stored nothing are given back when the run is over."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, tuple[CacheStore, str]] = {}
+
+    def hold(self, unit: str, store: CacheStore, name: str) -> None:
+        self._claims[unit] = (store, name)
+
+    def key(self, store: CacheStore, key: str, ttl: float) -> str | None:
+        """Claim warming ``key`` (stored in ``store``, living ``ttl`` seconds) when the
+        fleet shares ``store``, for 80% of its ttl: None to warm it, else why not."""
+        if not is_shared(store):
+            return None  # its value lives in this process: this process warms it
+        reason = claim_unit(store, key_claim(key), 0.8 * ttl)
+        if reason is None:
+            self.hold(key, store, key_claim(key))
+        return reason
+
+    def give_back(self, rows: Iterable[ResultRow]) -> None:
+        """Forget the claims whose unit has no successful row among ``rows``."""
+        stored = {row["key"] for row in rows if row["success"]}
+        stored |= {row["task_id"] for row in rows if row["success"]}
+        for unit, (store, name) in self._claims.items():
+            if unit not in stored:
+                forget(store, name)

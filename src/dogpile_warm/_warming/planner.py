@@ -138,7 +138,7 @@ class WarmingPlanner:
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped: list[SkippedTask] = []
         failed = []
-        claims: dict[str, tuple[CacheStore, str]] = {}
+        claims = fleet.Held()
         for record in records:
             held = self._claim_of(record) if claim else None
             if held is not None:
@@ -146,7 +146,7 @@ class WarmingPlanner:
                 if reason is not None:
                     skipped.append({"task_id": record.task.task_id, "reason": reason})
                     continue
-                claims[record.task.task_id] = held
+                claims.hold(record.task.task_id, *held)
             try:
                 task_jobs = self.jobs_for(record)
             except Exception as exc:  # e.g. a warm_args callable that raised
@@ -165,7 +165,7 @@ class WarmingPlanner:
         report = report_jobs(
             jobs, failed, len(skipped), t0, self.max_workers, on_result, skipped_tasks=skipped
         )
-        fleet.give_back(claims, report["results"])  # a task that stored nothing: unclaimed
+        claims.give_back(report["results"])  # a task that stored nothing: unclaimed
         return report
 
     def warm_user(self, user_id: Any, preload_forms: bool) -> list[KeyResult]:
@@ -189,23 +189,20 @@ class WarmingPlanner:
         t0 = time.perf_counter()
         jobs: list[tuple[TaskRecord, WarmJob]] = []
         skipped = 0
-        claims: dict[str, tuple[CacheStore, str]] = {}
+        claims = fleet.Held()
         for key, _count in self._usage.tracker.get_hot_keys(top_n):
             call = self._usage.calls.get(key)
             record = self.registry.get(call[0].task.task_id) if call else None
             if call is None or record is None or call[0].keys.skips_first:
                 skipped += 1
                 continue
-            shared = fleet.fleet_store([call[0].store()])  # where its values live
-            if fleet.claim_key(shared, key, record.task.ttl):
+            if claims.key(call[0].store(), key, record.task.ttl):
                 skipped += 1  # another process of the fleet warmed it, or may have
                 continue
-            if shared is not None:
-                claims[key] = (shared, fleet.key_claim(key))
             cached, args, kwargs = call
             jobs.append((record, bind_job(cached, cached.fn, args, kwargs, key)))
         report = report_jobs(jobs, [], skipped, t0, self.max_workers)
-        fleet.give_back(claims, report["results"])  # a key that was not stored: unclaimed
+        claims.give_back(report["results"])  # a key that was not stored: unclaimed
         return report
 
 

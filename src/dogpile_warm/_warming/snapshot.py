@@ -213,19 +213,16 @@ def warm_from_snapshot(
     pace = _Pacer(rate_limit, clock, sleep) if rate_limit is not None else None
     jobs: list[tuple[TaskRecord, WarmJob]] = []
     skipped: list[SkippedItem] = []
-    claims: dict[str, tuple[CacheStore, str]] = {}
+    claims = fleet.Held()
     for item in items:
         record = tasks.get(item["task_id"])
         reason = _unwarmable(record)
         job: WarmJob | None = None
         if reason is None:
             assert record is not None and record.source is not None
-            shared = fleet.fleet_store([record.source.store()])  # where its values live
-            reason = fleet.claim_key(shared, item["key"], record.task.ttl)
+            reason = claims.key(record.source.store(), item["key"], record.task.ttl)
             if reason is None:
                 job, reason = _job(record, item, codec, pace)
-                if shared is not None:
-                    claims[item["key"]] = (shared, fleet.key_claim(item["key"]))
         if job is None:
             why = reason or "cannot be warmed"
             skipped.append({"key": item["key"], "task_id": item["task_id"], "reason": why})
@@ -233,7 +230,7 @@ def warm_from_snapshot(
         assert record is not None
         jobs.append((record, job))
     report = report_jobs(jobs, [], len(skipped), t0, max_workers, on_result)
-    fleet.give_back(claims, report["results"])  # a key that was not stored: unclaimed
+    claims.give_back(report["results"])  # a key that was not stored: unclaimed
     return {
         **report,
         "found": entry is not None,
