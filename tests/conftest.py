@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from dogpile_warm import CacheWarmingEngine
+from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core.locks import KeyLock
 from dogpile_warm.testing import FakeClock, isolated_engine
 
@@ -122,3 +123,31 @@ def client_closer() -> Iterator[servers.ClientCloser]:
     closer = servers.ClientCloser()
     yield closer
     closer.close()
+
+
+def threads_on_a_cold_key(
+    engine: CacheWarmingEngine, name: str, threads: int = 8
+) -> tuple[list[int], list[int]]:
+    """``threads`` threads released together on one cold key of a 0.2 s computation on
+    ``engine``: the values they got and the arguments computed (once, if the key's lock
+    holds)."""
+    computes: list[int] = []
+    go = threading.Barrier(threads)
+    values: list[int] = []
+
+    @warmable(ttl=60, engine=engine, name=name)
+    def slow(x: int) -> int:
+        computes.append(x)
+        time.sleep(0.2)  # real time: a computation the others must wait for
+        return x * 10
+
+    def call() -> None:
+        go.wait()
+        values.append(slow(3))
+
+    started = [threading.Thread(target=call) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join(10)
+    return values, computes

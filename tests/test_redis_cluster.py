@@ -9,8 +9,6 @@ writes them in one pipeline routed by slot, where dogpile's backend would send o
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,7 @@ from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core.regions import CLIENT_TIMEOUT, LOCK_LEASE
 from dogpile_warm.testing import wait_until
 from tests import servers
+from tests.conftest import threads_on_a_cold_key
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -137,25 +136,7 @@ def test_threads_stampeding_a_cold_key_compute_it_once(
 ) -> None:
     """8 threads released together on a cold key: one computation, through the cluster's
     distributed lock."""
-    computes: list[int] = []
-    go = threading.Barrier(8)
-    values: list[int] = []
-
-    @warmable(ttl=60, engine=cluster_engine, name="cluster.stampede")
-    def slow(x: int) -> int:
-        computes.append(x)
-        time.sleep(0.2)  # real time: a computation the others must wait for
-        return x * 10
-
-    def call() -> None:
-        go.wait()
-        values.append(slow(3))
-
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    values, computes = threads_on_a_cold_key(cluster_engine, "cluster.stampede")
     assert values == [30] * 8 and computes == [3]
 
 

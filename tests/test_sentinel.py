@@ -7,8 +7,6 @@ so an invalidation is never undone by a replica's lag.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +15,7 @@ import pytest
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._core.regions import CLIENT_TIMEOUT, LOCK_LEASE
 from tests import servers
+from tests.conftest import threads_on_a_cold_key
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -120,23 +119,5 @@ def test_threads_stampeding_a_cold_key_compute_it_once(
 ) -> None:
     """8 threads released together on a cold key: one computation, through the primary's
     distributed lock; every thread gets its value."""
-    computes: list[int] = []
-    go = threading.Barrier(8)
-    values: list[int] = []
-
-    @warmable(ttl=60, engine=sentinel_engine, name="sentinel.stampede")
-    def slow(x: int) -> int:
-        computes.append(x)
-        time.sleep(0.2)  # real time: a computation the others must wait for
-        return x * 10
-
-    def call() -> None:
-        go.wait()
-        values.append(slow(3))
-
-    threads = [threading.Thread(target=call) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    values, computes = threads_on_a_cold_key(sentinel_engine, "sentinel.stampede")
     assert values == [30] * 8 and computes == [3]
