@@ -111,6 +111,13 @@ def wait_for_file(path: str) -> bool:
     return True
 
 
+def ready_then_released(args: argparse.Namespace) -> bool:
+    """Create the ``--ready`` file, then wait for the ``--go`` file: False if it never came."""
+    with open(args.ready, "w"):
+        pass
+    return wait_for_file(args.go)
+
+
 def stampede(args: argparse.Namespace) -> int:
     configure(args.backend, args.host, args.port, args.lock_timeout)
 
@@ -142,9 +149,7 @@ def stampede(args: argparse.Namespace) -> int:
     threads = [threading.Thread(target=call, daemon=True) for _ in range(args.threads)]
     for thread in threads:
         thread.start()
-    with open(args.ready, "w"):
-        pass
-    if not wait_for_file(args.go):
+    if not ready_then_released(args):
         print(json.dumps({"values": [], "errors": ["no go file"]}), flush=True)
         return 4
     go.set()
@@ -184,9 +189,7 @@ def astampede(args: argparse.Namespace) -> int:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
         callers = [asyncio.create_task(call()) for _ in range(args.threads)]
-        with open(args.ready, "w"):
-            pass
-        if not await asyncio.to_thread(wait_for_file, args.go):
+        if not await asyncio.to_thread(ready_then_released, args):
             return {"values": [], "errors": ["no go file"]}
         go.set()
         _, hung = await asyncio.wait(callers, timeout=WAIT_LIMIT)
@@ -209,9 +212,7 @@ def logins(args: argparse.Namespace) -> int:
         increment(args.backend, args.host, args.port, args.counter)
         return {"user": user_id, "pid": os.getpid()}
 
-    with open(args.ready, "w"):
-        pass
-    if not wait_for_file(args.go):
+    if not ready_then_released(args):
         print(json.dumps({"warmed": [], "skipped": [], "errors": ["no go file"]}), flush=True)
         return 4
     reports = [dogpile_warm.warm_user_data_optimized(user) for user in range(args.threads)]
@@ -234,9 +235,7 @@ def critical(args: argparse.Namespace) -> int:
         increment(args.backend, args.host, args.port, args.counter)
         return n
 
-    with open(args.ready, "w"):
-        pass
-    if not wait_for_file(args.go):
+    if not ready_then_released(args):
         print(json.dumps({"succeeded": 0, "skipped_tasks": ["no go file"]}), flush=True)
         return 4
     if args.scheduled:
@@ -260,9 +259,7 @@ def snapshot(args: argparse.Namespace) -> int:
         increment(args.backend, args.host, args.port, args.counter)
         return n
 
-    with open(args.ready, "w"):
-        pass
-    if not wait_for_file(args.go):
+    if not ready_then_released(args):
         print(json.dumps({"succeeded": 0, "skipped": -1}), flush=True)
         return 4
     report = dogpile_warm.get_warming_engine().warm_from_snapshot()
