@@ -44,20 +44,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _answers(port: int) -> bool:
+def _answers(port: int, request: bytes, reply: bytes) -> bool:
     try:
         with socket.create_connection((HOST, port), timeout=1.0) as sock:
-            sock.sendall(b"version\r\n")
-            return sock.recv(64).startswith(b"VERSION")
+            sock.sendall(request)
+            return sock.recv(64).startswith(reply)
     except OSError:
         return False
 
 
-def _start(binary: str, port: int) -> subprocess.Popen[bytes] | None:
-    """memcached on ``port`` once it answers; None if it exited (the port was taken)."""
-    argv = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", "64"]
-    if os.geteuid() == 0:
-        argv += ["-u", "root"]  # memcached refuses to run as root otherwise
+def _start(
+    name: str, argv: list[str], port: int, ping: tuple[bytes, bytes]
+) -> subprocess.Popen[bytes] | None:
+    """The server ``argv`` starts on ``port``, once it answers ``ping``; None if it exited
+    (the port was taken)."""
     process = subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -65,11 +65,11 @@ def _start(binary: str, port: int) -> subprocess.Popen[bytes] | None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return None
-        if _answers(port):
+        if _answers(port, *ping):
             return process
         time.sleep(0.02)
     _stop(process, port)
-    raise RuntimeError(f"memcached did not answer on {HOST}:{port} within {START_TIMEOUT:g} s")
+    raise RuntimeError(f"{name} did not answer on {HOST}:{port} within {START_TIMEOUT:g} s")
 
 
 def _stop(process: subprocess.Popen[bytes], port: int) -> None:
@@ -87,19 +87,23 @@ def _stop(process: subprocess.Popen[bytes], port: int) -> None:
 
 
 @contextlib.contextmanager
-def running_memcached(attempts: int = 3) -> Iterator[str]:
-    """Run memcached on a free loopback port for the block; yields its ``host:port``.
-
-    Raises ``RuntimeError`` (saying what to install) when memcached is not on PATH.
-    """
-    binary = shutil.which("memcached")
+def _running(
+    name: str,
+    package: str,
+    argv: Callable[[str, int], list[str]],
+    ping: tuple[bytes, bytes],
+    attempts: int,
+) -> Iterator[str]:
+    """Run ``name`` (``argv(binary, port)``) on a free loopback port for the block; yields
+    its ``host:port``. ``RuntimeError`` (saying what to install) when it is not on PATH."""
+    binary = shutil.which(name)
     if binary is None:
         raise RuntimeError(
-            "memcached is not installed (not on PATH): install it, e.g. `apt-get install memcached`"
+            f"{name} is not installed (not on PATH): install it, e.g. `apt-get install {package}`"
         )
     for _ in range(attempts):
         port = _free_port()
-        process = _start(binary, port)
+        process = _start(name, argv(binary, port), port, ping)
         if process is None:
             continue  # another process took the port meanwhile: try another
         try:
@@ -107,7 +111,31 @@ def running_memcached(attempts: int = 3) -> Iterator[str]:
         finally:
             _stop(process, port)
         return
-    raise RuntimeError(f"memcached did not start on any of {attempts} free ports")
+    raise RuntimeError(f"{name} did not start on any of {attempts} free ports")
+
+
+def running_memcached(attempts: int = 3) -> contextlib.AbstractContextManager[str]:
+    """Run memcached on a free loopback port for the block; yields its ``host:port``."""
+
+    def argv(binary: str, port: int) -> list[str]:
+        args = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]  # memcached refuses to run as root otherwise
+        return args
+
+    return _running("memcached", "memcached", argv, (b"version\r\n", b"VERSION"), attempts)
+
+
+def running_redis(attempts: int = 3) -> contextlib.AbstractContextManager[str]:
+    """Run redis-server (nothing kept on disk, in a directory of its own) on a free loopback
+    port for the block; yields its ``host:port``."""
+
+    def argv(binary: str, port: int) -> list[str]:
+        where = tempfile.mkdtemp(prefix="redis-")  # no dump.rdb in the working directory
+        return [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no",
+                "--dir", where]  # fmt: skip
+
+    return _running("redis-server", "redis-server", argv, (b"PING\r\n", b"+PONG"), attempts)
 
 
 class _CountingClient:
@@ -188,51 +216,3 @@ class ClientWatch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@contextlib.contextmanager
-def running_redis(attempts: int = 3) -> Iterator[str]:
-    """Run redis-server (nothing kept on disk) on a free loopback port for the block;
-    yields its ``host:port``. ``RuntimeError`` when redis-server is not on PATH."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError(
-            "redis-server is not installed (not on PATH): install it, "
-            "e.g. `apt-get install redis-server`"
-        )
-    for _ in range(attempts):
-        port = _free_port()
-        argv = [binary, "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
-        argv += ["--dir", tempfile.mkdtemp(prefix="redis-")]  # no dump.rdb in the cwd
-        process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while process.poll() is None and not _redis_answers(port):
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
-                raise RuntimeError(f"redis-server did not answer on {HOST}:{port}")
-            time.sleep(0.02)
-        if process.poll() is not None:
-            continue  # the port was taken meanwhile: try another
-        try:
-            yield f"{HOST}:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(STOP_TIMEOUT)
-        return
-    raise RuntimeError(f"redis-server did not start on any of {attempts} free ports")
-
-
-def _redis_answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1.0) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
