@@ -31,40 +31,41 @@ def mangled(region: CacheRegion, key: str) -> str:
     return mangler(key) if mangler is not None else key
 
 
-def get_one(region: CacheRegion, key: str, primary: Any = None) -> Any:
+def get_one(region: CacheRegion, key: str, reader: Any = None) -> Any:
     """The payload stored under ``key`` (safe), ``NO_VALUE``, or a ``ValueUnreadable``.
 
     The backend is asked directly: for a region without a serializer of
     its own (memory, memcached) that is all ``region.get`` does when told
     to ignore expiration; with one (Redis, dbm), each value is
     deserialized here, so that one unreadable value is one miss rather
-    than a failed read. ``primary``: the client to read with instead of the
-    backend's reader (see :func:`get_many`).
+    than a failed read. ``reader``: what to read with instead of the backend's
+    own reader (see :func:`get_many`).
     """
     if region.key_mangler is not None:
         key = region.key_mangler(key)
-    if primary is not None:
-        return _deserialized(region, primary.get(key))
+    if reader is not None:
+        return _deserialized(region, reader.get(key))
     if region.deserializer is None:
         return _payload(region.backend.get(key))
     return _deserialized(region, region.backend.get_serialized(key))
 
 
-def get_many(region: CacheRegion, keys: Sequence[str], primary: Any = None) -> list[Any]:
+def get_many(region: CacheRegion, keys: Sequence[str], reader: Any = None) -> list[Any]:
     """What is stored under ``keys`` (safe keys) in one backend call: payloads,
     ``NO_VALUE`` or ``ValueUnreadable``. Raises what the backend raises: call it
     inside :meth:`CacheStore.attempt <dogpile_warm._core.store.CacheStore.attempt>`.
 
-    ``primary``: a Redis client of the primary to read with, instead of the
-    backend's reader, a replica (see :func:`~dogpile_warm._backends.traits.primary_client`).
+    ``reader``: what to read with (``get``, ``mget``) instead of the backend's own
+    reader: a Sentinel's primary, a Cluster's slot-split ``MGET`` (see
+    :func:`~dogpile_warm._backends.traits.direct_reader`).
     """
     if not keys:
         return []
     mangler = region.key_mangler
     if mangler is not None:
         keys = [mangler(key) for key in keys]
-    if primary is not None:
-        return [_deserialized(region, raw) for raw in primary.mget(keys)]
+    if reader is not None:
+        return [_deserialized(region, raw) for raw in reader.mget(keys)]
     if region.deserializer is None:
         values = region.backend.get_multi(keys)
         try:
