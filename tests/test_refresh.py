@@ -13,6 +13,7 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._cached import refresh
 from dogpile_warm._cached.refresh import RefreshBackoff, refresh_due
 from dogpile_warm._core.regions import backend_defaults
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
@@ -139,6 +140,77 @@ def test_window_policy_refreshes_past_refresh_ahead_times_ttl() -> None:
     """The window policy refreshes exactly past refresh_ahead * ttl."""
     assert refresh_due("window", 8.0, 10.0, 0.8, 0.0, 1.0) is False
     assert refresh_due("window", 8.01, 10.0, 0.8, 0.0, 1.0) is True
+
+
+def test_a_key_read_often_is_refreshed_late_in_its_window(
+    wall: FakeClock, idle_refreshes: None
+) -> None:
+    """The window policy refreshes a key read every 0.1 s of a 10 s ttl close to its
+    ttl (twice the compute time, SLACK and READS_AHEAD gaps before it), not at 8 s.
+    The point is decided by the first read in the window, from the gaps seen then."""
+    computed: list[float] = []
+
+    @warmable(ttl=10, refresh_ahead=0.8)
+    def hot() -> float:
+        computed.append(wall.now)
+        return wall.now
+
+    with captured_signals("refreshed") as sent:
+        for _ in range(95):  # 0.0 .. 9.4 s old
+            assert hot() == 1000.0
+            wall.now += 0.1
+        assert computed == [1000.0] and not sent, "refreshed early in its window"
+        wall.now = 1009.95  # within SLACK and READS_AHEAD gaps of the ttl
+        assert hot() == 1000.0
+        wait_until(lambda: sent, message="the late refresh")
+    assert computed == [1000.0, 1009.95]
+    # The point the first read in the window decided for the first value (it cost ~0 s).
+    lead = refresh.SLACK + refresh.READS_AHEAD * 0.1
+    created, point = hot._self_cached.policy.points[hot.key_for()]
+    assert created == 1000.0 and point == pytest.approx(1010.0 - lead, abs=1e-3)
+
+
+def test_a_key_gone_quiet_is_refreshed_by_its_first_read_in_the_window(
+    wall: FakeClock, idle_refreshes: None
+) -> None:
+    """A key read twice a second apart, then not for 5.5 s, refreshes at its next read
+    past refresh_ahead * ttl: the gap since its last read counts, not only the mean."""
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def quiet() -> float:
+        return wall.now
+
+    with captured_signals("refreshed") as sent:
+        quiet()
+        wall.now += 1
+        quiet()
+        wall.now += 4.5
+        assert quiet() == 1000.0  # 5.5 s old: a gap of 4.5 s leads the ttl by more
+        wait_until(lambda: sent, message="the refresh")
+
+
+def test_wasted_refreshes_are_those_no_read_used(wall: FakeClock, engine: CacheWarmingEngine) -> None:
+    """get_performance counts refreshed values that expired unread as wasted, and the
+    share among refreshed values whose fate is known."""
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def value(x: int) -> float:
+        return wall.now
+
+    value(1), value(2)
+    wall.now += 6
+    with captured_signals("refreshed") as sent:
+        value(1), value(2)  # both refresh in the background
+        wait_until(lambda: len(sent) == 2, message="two refreshes")
+    wall.now += 1
+    assert value(1) == 1006.0  # read: useful
+    before = engine.get_performance()
+    assert before["refreshes"] == 2 and before["wasted_refreshes"] == 0
+    assert before["wasted_refresh_share"] == 0.0  # one fate known: read
+    wall.now += 10  # value(2)'s refreshed value expires unread
+    after = engine.get_performance()
+    assert after["wasted_refreshes"] == 1
+    assert after["wasted_refresh_share"] == 0.5
 
 
 def test_xfetch_functions_refresh_in_the_background(

@@ -290,13 +290,14 @@ def test_a_key_read_more_often_than_its_refresh_window_is_left_to_refresh_ahead(
     assert computed == []
 
 
-def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
+def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_expired(
     engine: CacheWarmingEngine, clock: FakeClock
 ) -> None:
-    """Pattern warming recomputes a hot key whose value will be in its refresh window."""
+    """Pattern warming recomputes a key read every 6 s (too seldom for a read to land in
+    its 5 s refresh window reliably) whose value expires before the next cycle ends."""
     square, computed = make_hot_function(engine)
     read_steadily(square, 3, clock, every=6, n=5)
-    age_value(square, 3, 4.5)  # refresh point 5 s; the next cycle ends within 2 s
+    age_value(square, 3, 8.9)  # ttl 10 s; the next cycle ends within 1.25 s
     computed.clear()
     with captured_signals() as log:
         done = scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()
@@ -308,9 +309,11 @@ def test_a_key_read_steadily_is_warmed_before_its_next_read_would_find_it_due(
 
 
 def test_a_fresh_value_is_not_warmed(engine: CacheWarmingEngine, clock: FakeClock) -> None:
-    """A value that stays before its refresh point through the next cycle is left alone."""
+    """A value that stays within its ttl through the next cycle is left alone, also
+    inside its refresh window: a read there refreshes it."""
     square, computed = make_hot_function(engine)
     read_steadily(square, 3, clock, every=6, n=5)
+    age_value(square, 3, 7.5)
     computed.clear()
     assert (
         scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()["keys_prewarmed"] == []
@@ -358,16 +361,16 @@ def test_a_missing_hot_key_is_warmed(engine: CacheWarmingEngine, clock: FakeCloc
     assert computed == [4]
 
 
-def test_a_key_is_not_warmed_twice_within_its_refresh_window(
+def test_a_key_is_not_warmed_twice_within_half_its_ttl(
     engine: CacheWarmingEngine, clock: FakeClock
 ) -> None:
-    """Once warmed, a key is not warmed again for ttl * (1 - refresh_ahead) seconds."""
+    """Once warmed, a key is not warmed again for half its ttl."""
     square, computed = make_hot_function(engine)
     read_steadily(square, 3, clock, every=6, n=5)
     cycles = scheduler(engine, check_every=1.0, pattern_warming=True)
-    age_value(square, 3, 4.5)
-    cycles.run_cycle()
-    age_value(square, 3, 4.5)  # as if it aged at once; the scheduler just warmed it
+    age_value(square, 3, 8.9)
+    assert cycles.run_cycle()["keys_prewarmed"] == [square.key_for(3)]
+    age_value(square, 3, 8.9)  # as if it aged at once; the scheduler just warmed it
     computed.clear()
     assert cycles.run_cycle()["keys_prewarmed"] == []
     assert computed == []
@@ -379,7 +382,7 @@ def test_a_key_being_recomputed_elsewhere_is_skipped(
     """Pattern warming does not wait for, or duplicate, a recompute holding the key's lock."""
     square, computed = make_hot_function(engine)
     read_steadily(square, 3, clock, every=6, n=5)
-    age_value(square, 3, 4.5)
+    age_value(square, 3, 8.9)
     computed.clear()
     cached = square._self_cached
     mutex = cached.store().lock(square.key_for(3))
@@ -710,8 +713,9 @@ def test_start_rejects_bad_settings_naming_them(
 def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
     backend: str, request: pytest.FixtureRequest, client_closer: ClientCloser
 ) -> None:
-    """A key read every 0.3 s (ttl 1 s, refresh window 0.5 s) is pre-warmed by the running
-    scheduler on every backend, and its reads after the first are (nearly all) hits."""
+    """A key read every 0.3 s (ttl 1 s, no refresh-ahead: only pattern warming keeps it
+    fresh) is pre-warmed by the running scheduler on every backend, and its reads after
+    the first are (nearly all) hits."""
     from tests.conftest import configure_backend
 
     real = CacheWarmingEngine()  # the real clock: predictions need real read times
@@ -721,7 +725,7 @@ def test_pattern_warming_keeps_a_sparsely_read_key_fresh_in_real_time(
             configure_backend(real, backend, server)
             client_closer.watch(real.region)
 
-        @warmable(ttl=1.0, refresh_ahead=0.5, engine=real)
+        @warmable(ttl=1.0, refresh_ahead=None, engine=real)
         def slow_square(x: int) -> int:
             time.sleep(0.02)  # real time: a computation worth warming ahead
             return x * x

@@ -191,3 +191,6 @@ class Performance(TypedDict):
     slowest_ms: float
     p95_ms: float
     efficiency_score: float | None
+    refreshes: int  # background refreshes stored
+    wasted_refreshes: int  # refreshed values replaced, invalidated or expired unread
+    wasted_refresh_share: float | None  # of the refreshed values whose fate is known

@@ -37,7 +37,7 @@ from ..errors import describe_error
 from ..task import WarmingTask
 from .computation import Computation
 from .reader import Reader, make_reader
-from .refresh import DUE, FRESH, Freshness, RefreshBackoff, RefreshRunner, refresh_due
+from .refresh import DUE, FRESH, Freshness, RefreshBackoff, RefreshRunner, make_policy
 from .settings import FunctionSettings
 
 if TYPE_CHECKING:
@@ -85,13 +85,10 @@ class CachedFunction:
         self.sorted_tags = tuple(sorted(s.tags))
         self.refresh_ahead = s.refresh_ahead
         self.refresh_policy = s.refresh_policy if s.refresh_ahead is not None else None
-        # Up to this age a read returns the value with nothing else to decide:
-        # None for xfetch, whose decision is random on every read.
-        self.fresh_for: float | None = {
-            None: s.ttl,
-            "window": s.ttl * (s.refresh_ahead or 0.0),
-        }.get(self.refresh_policy)
-        self.xfetch_beta = s.xfetch_beta
+        self.policy = make_policy(self.refresh_policy, s, usage.read_gap)
+        # Up to this age a read returns the value with nothing else to decide (None:
+        # xfetch, whose decision is random on every read).
+        self.fresh_for = s.ttl if self.policy is None else self.policy.fresh_for
         self.stale_if_error = s.stale_if_error
         self.user_arg = s.user_arg
         self.warm_args = s.warm_args
@@ -210,7 +207,8 @@ class CachedFunction:
     def freshness(self, entry: Entry, key: str) -> Freshness | None:
         """Whether ``entry`` may be served as it is, served while a refresh runs, or not
         served at all (None)."""
-        age = self.clock() - entry.created
+        now = self.clock()
+        age = now - entry.created
         if age > self.ttl:
             # The freshness promise: never served, even while another thread
             # or process holds the lock; the caller waits for the recompute.
@@ -218,13 +216,11 @@ class CachedFunction:
         fresh_for = self.fresh_for
         if fresh_for is not None and age <= fresh_for:
             return FRESH  # the common case, without asking the policy
-        policy = self.refresh_policy
+        policy = self.policy
         if (
             policy is not None
-            and refresh_due(
-                policy, age, self.ttl, self.refresh_ahead or 0.0, entry.cost, self.xfetch_beta
-            )
-            and self.backoff.allows(key)
+            and policy.due(key, entry.created, entry.cost, now)
+            and self.backoff.allows(key, now)
         ):
             return DUE
         return FRESH

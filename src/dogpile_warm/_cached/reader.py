@@ -4,7 +4,7 @@
 ``read(fn, /, *args, **kwargs)`` returns the call's cached value, computing
 it with ``fn(*args, **kwargs)`` when needed. A plain function's proxy calls
 it directly (see :class:`~dogpile_warm.decorator.WarmableFunction`); methods
-reach it through wrapt's binding.
+reach it through their own read path (``binds``), bound to their instance.
 
 It is a closure because every cached call runs it: what never changes is
 bound once here rather than looked up per call, and the two steps that would
@@ -17,11 +17,13 @@ answer (see :mod:`dogpile_warm._core.memory_index`); everything else goes to
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
 from .._core.keys import MEMO_TYPES
 from .._usage.usage import DRAIN_AT, QUEUE_CAP
+from .refresh import WindowPolicy
 
 if TYPE_CHECKING:
     from .awaited import AwaitedReads
@@ -32,12 +34,19 @@ __all__ = ["Reader", "make_async_reader", "make_reader"]
 Reader = Callable[..., Any]  # read(fn, /, *args, **kwargs)
 
 
-def make_reader(cached: CachedFunction) -> Reader:
-    """Build the read path of ``cached``'s calls (see the module docstring)."""
+def make_reader(cached: CachedFunction, binds: bool = False) -> Reader:
+    """Build the read path of ``cached``'s calls (see the module docstring).
+
+    ``binds``: the read path of a method, ``read(obj, /, *args, **kwargs)``,
+    which computes with ``cached.fn`` bound to ``obj`` (an instance, or a
+    classmethod's class); its key is made of ``args`` and ``kwargs`` alone.
+    """
     memo, build_key = cached.keys.memo, cached.keys.key
+    method = cached.fn
     usage = cached.usage
     queued_hits, clock = usage.queued_hits, cached.clock
     fresh_for = cached.fresh_for or 0.0  # only read where memory_entries is set, so not None
+    ttl, points = cached.ttl, refresh_points(cached)
     cache_hit = signals.cache_hit
 
     def read(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
@@ -66,19 +75,34 @@ def make_reader(cached: CachedFunction) -> Reader:
             if entry is not None:
                 now = clock()
                 age = now - entry.created
-                if age <= fresh_for:
+                if age <= fresh_for or (
+                    # In the refresh window, before the point decided for this value.
+                    age <= ttl
+                    and (point := points.get(key)) is not None
+                    and point[0] == entry.created
+                    and now < point[1]
+                ):
                     # A hit, written out: what Usage.hit and the slow path's cache_hit do
                     # (tests/test_read_path.py checks that the two agree).
                     queued_hits.append((cached, key, now))
                     if cache_hit.receivers:
                         cache_hit.send(cached.sender, key=key, age=age)
                     return entry.value
+        if binds:
+            fn = MethodType(method, fn)
         return cached.read_through(key, fn, args, kwargs)
 
     return read
 
 
-def make_async_reader(cached: CachedFunction, reads: AwaitedReads) -> Reader:
+def refresh_points(cached: CachedFunction) -> dict[str, tuple[float, float]]:
+    """The refresh points the window policy decided (see :class:`WindowPolicy`), else
+    an empty dict: no point, so past ``fresh_for`` the read path asks the policy."""
+    policy = cached.policy
+    return policy.points if isinstance(policy, WindowPolicy) else {}
+
+
+def make_async_reader(cached: CachedFunction, reads: AwaitedReads, binds: bool = False) -> Reader:
     """Build the read path of an ``async def``'s calls: ``read(fn, /, *args, **kwargs)``
     returns a coroutine, and a memory hit returns without suspending; past the
     shortcut, ``reads`` (see :mod:`dogpile_warm._cached.awaited`).
@@ -87,9 +111,11 @@ def make_async_reader(cached: CachedFunction, reads: AwaitedReads) -> Reader:
     (tests/test_async.py checks that the two agree).
     """
     memo, build_key = cached.keys.memo, cached.keys.key
+    method = cached.fn
     usage = cached.usage
     queued_hits, clock = usage.queued_hits, cached.clock
     fresh_for = cached.fresh_for or 0.0
+    ttl, points = cached.ttl, refresh_points(cached)
     cache_hit = signals.cache_hit
     read_through = reads.read_through
 
@@ -116,11 +142,18 @@ def make_async_reader(cached: CachedFunction, reads: AwaitedReads) -> Reader:
             if entry is not None:
                 now = clock()
                 age = now - entry.created
-                if age <= fresh_for:
+                if age <= fresh_for or (
+                    age <= ttl
+                    and (point := points.get(key)) is not None
+                    and point[0] == entry.created
+                    and now < point[1]
+                ):
                     queued_hits.append((cached, key, now))
                     if cache_hit.receivers:
                         cache_hit.send(cached.sender, key=key, age=age)
                     return entry.value
+        if binds:
+            fn = MethodType(method, fn)
         return await read_through(key, fn, args, kwargs)
 
     return read

@@ -3,8 +3,19 @@
 Two policies, chosen per function with ``@warmable(refresh_policy=...)``:
 
 ``"window"`` (default)
-    Refresh once a value is older than ``refresh_ahead * ttl``. Simple and
-    predictable: every hot key is refreshed at the same point of its life.
+    A value may be refreshed from ``refresh_ahead * ttl`` of its life on (the
+    refresh window); the read that refreshes it is the last one expected
+    before the latest point that still leaves time for the recompute. That
+    point is the ttl less a *lead*: twice what the value's computation took
+    (the next may take longer), ``SLACK`` for the refresh thread to start,
+    and ``READS_AHEAD`` mean gaps between reads of the key as this process's
+    usage tracker has seen them (with reads at random, one lands in that
+    stretch with probability ``1 - exp(-READS_AHEAD)``). A key read many times
+    a second is refreshed close to its ttl, once per life, not at
+    ``refresh_ahead * ttl``; a key read rarely, or not tracked, is refreshed
+    by its first read in the window, as a fixed line would. The point is
+    decided once per value (:class:`WindowPolicy`), so later reads compare a
+    time with it.
 
 ``"xfetch"``
     Probabilistic early expiration (Vattani, Chierichetti and Lowenstein,
@@ -36,12 +47,30 @@ from typing import Any
 from dogpile.cache.api import CacheMutex
 
 from .._core import forks
+from .settings import FunctionSettings
 
-__all__ = ["DUE", "FRESH", "Freshness", "RefreshBackoff", "RefreshRunner", "refresh_due"]
+__all__ = [
+    "DUE",
+    "FRESH",
+    "Freshness",
+    "RefreshBackoff",
+    "RefreshRunner",
+    "WindowPolicy",
+    "XFetchPolicy",
+    "make_policy",
+    "refresh_due",
+]
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("window", "xfetch")
+
+# The window policy's lead (see the module docstring): mean gaps between reads,
+# and seconds for a refresh to get under way.
+READS_AHEAD = 1.0
+SLACK = 0.01
+# Keys whose refresh point is remembered, per function: past that, it starts over.
+_MAX_POINTS = 10_000
 
 
 class Freshness(enum.Enum):
@@ -69,6 +98,67 @@ def refresh_due(
         return age > refresh_ahead * ttl
     u = random.random() if rand is None else rand
     return age - cost * beta * math.log(max(u, 1e-12)) >= ttl
+
+
+class WindowPolicy:
+    """The ``"window"`` policy of one function (see the module docstring); thread-safe.
+
+    ``gap_of(key)`` is the mean time between reads of ``key`` (None if not
+    known). ``points`` maps a key to ``(created, refresh at)`` for the value
+    last asked about: the read path compares a time with it and asks
+    :meth:`due` only when it has no point for the value it holds.
+    """
+
+    def __init__(
+        self, ttl: float, refresh_ahead: float, gap_of: Callable[[str], float | None]
+    ) -> None:
+        self.ttl = ttl
+        self.fresh_for = ttl * refresh_ahead
+        self.gap_of = gap_of
+        self.points: dict[str, tuple[float, float]] = {}
+
+    def due(self, key: str, created: float, cost: float, now: float) -> bool:
+        """Whether a read at ``now`` of ``key``'s value created at ``created`` refreshes it."""
+        point = self.points.get(key)
+        if point is None or point[0] != created:
+            point = (created, self.refresh_point(key, created, cost))
+            points = self.points
+            if len(points) >= _MAX_POINTS:
+                points.clear()
+            points[key] = point
+        return now >= point[1]
+
+    def refresh_point(self, key: str, created: float, cost: float) -> float:
+        """The engine time from which a read of this value refreshes it."""
+        earliest = created + self.fresh_for
+        gap = self.gap_of(key)
+        if gap is None:
+            return earliest
+        return max(earliest, created + self.ttl - (2.0 * cost + SLACK + READS_AHEAD * gap))
+
+
+class XFetchPolicy:
+    """The ``"xfetch"`` policy of one function (see the module docstring)."""
+
+    fresh_for = None  # every read past the memory shortcut asks: the decision is random
+
+    def __init__(self, ttl: float, beta: float) -> None:
+        self.ttl = ttl
+        self.beta = beta
+
+    def due(self, key: str, created: float, cost: float, now: float) -> bool:
+        return refresh_due("xfetch", now - created, self.ttl, 0.0, cost, self.beta)
+
+
+def make_policy(
+    name: str | None, settings: FunctionSettings, gap_of: Callable[[str], float | None]
+) -> WindowPolicy | XFetchPolicy | None:
+    """The refresh policy ``name`` (None: refresh-ahead is off) for a function."""
+    if name == "window":
+        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of)
+    if name == "xfetch":
+        return XFetchPolicy(settings.ttl, settings.xfetch_beta)
+    return None
 
 
 class RefreshBackoff:

@@ -122,6 +122,15 @@ class Usage:
         self.tracker.record_grouped(per_key)
         self.task_usage.record_grouped(per_task.items())
 
+    def read_gap(self, key: str) -> float | None:
+        """The mean time between reads of ``key``, or the time since its last read when
+        that is longer (a key gone quiet); None with fewer than two reads known."""
+        known = self.tracker.last_and_gap(key)
+        if known is None:
+            return None
+        last, gap = known
+        return max(gap, self.clock() - last)
+
     def remember_call(
         self, cached: CachedFunction, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:

@@ -73,7 +73,7 @@ class Outcomes:
         tags: frozenset[str],
     ) -> None:
         """One background refresh that computed a value (``stored`` or not)."""
-        self._count(task, key, stored, duration_ms, ttl, tags)
+        self._count(task, key, stored, duration_ms, ttl, tags, refresh=True)
 
     def refresh_failed(
         self,
@@ -104,10 +104,11 @@ class Outcomes:
         duration_ms: float,
         ttl: float,
         tags: frozenset[str],
+        refresh: bool = False,
     ) -> None:
         usage = self._usage
         usage.drain()  # reads before this warming count against the value it replaces
         record = self._registry.get(task.task_id) if task is not None else None
         if record is not None:
             record.record_run(success, duration_ms, self._clock())
-        usage.figures.warmed(key, success, duration_ms, ttl, tags)
+        usage.figures.warmed(key, success, duration_ms, ttl, tags, refresh)

@@ -1,16 +1,17 @@
-"""Pattern warming: the hot keys worth recomputing before their predicted next read.
+"""Pattern warming: the hot keys worth recomputing before their value expires.
 
 Among the hottest keys whose arguments were remembered from real calls, a
-key is warmed when its next read is expected (see
-:meth:`UsagePatternTracker.predict_next_access
-<dogpile_warm._usage.tracker.UsagePatternTracker.predict_next_access>`) before
-the next cycle ends and its value would by then be inside its refresh window
-(``refresh_ahead * ttl`` old; ttl without refresh-ahead) or is missing. Keys
-read several times per refresh window are left to refresh-ahead: one of
-their reads lands in the window and refreshes them without anyone waiting.
-The warming takes the key's lock without waiting: a key already being
-recomputed, in any process, is left alone. A key warmed here is not warmed
-again for the length of its refresh window.
+key is warmed when its value would expire (or is missing) before the next
+cycle has warmed it, with the time its last computation took to spare, and
+it is expected to be read within the new value's life (a mean gap between
+its reads shorter than the ttl: a refresh is worth it only for a key read
+before its ttl). Keys read several times per refresh window are left to
+refresh-ahead: one of their reads lands in the window and refreshes them,
+close to the ttl (see :class:`~dogpile_warm._cached.refresh.WindowPolicy`),
+without anyone waiting. Keys gone quiet (no read for two mean gaps) are not
+warmed. The warming takes the key's lock without waiting: a key already
+being recomputed, in any process, is left alone. A key warmed here is not
+warmed again for half its ttl.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._core.batch import KeyResult
+from .._cached.refresh import SLACK
 from .._core.store import CacheStore, Entry
 
 if TYPE_CHECKING:
@@ -36,10 +38,16 @@ _MAX_REMEMBERED_KEYS = 100_000
 # about exp(-3), 5%, of the time; benchmarks/skewed_load.py weighs the recomputes
 # this costs against the waits it saves.
 _READS_PER_WINDOW = 3
+# Keys read fewer times than this per ttl (on average) are left to expire: keeping
+# them warm would cost a computation per life that no read may use.
+_READS_PER_LIFE = 1
+# A key warmed here is not warmed again before this share of its ttl has passed.
+_REWARM_AFTER = 0.5
 # Candidates looked at per key of budget: most hot keys are not due.
 _CANDIDATES_PER_SLOT = 4
 
 Job = Callable[[], KeyResult | None]
+Needed = Callable[[Entry | None], bool]
 
 
 class PatternWarmer:
@@ -61,7 +69,7 @@ class PatternWarmer:
         and would find the value due for refresh, or gone."""
         tracker = self.usage.tracker
         now = self.clock()
-        by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job]]]] = {}
+        by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job, Needed]]]] = {}
         considered = 0
         for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
             call = self.usage.calls.get(key)
@@ -74,51 +82,50 @@ class PatternWarmer:
             if gap is None:
                 continue
             last, mean_gap = gap
-            if last + mean_gap > now + horizon or now > last + 2 * mean_gap + horizon:
-                continue  # not expected before the next cycle, or gone cold
+            if now > last + 2 * mean_gap + horizon:
+                continue  # gone cold
             if cached.refresh_policy == "window" and mean_gap * _READS_PER_WINDOW < (
                 cached.ttl - (cached.fresh_for or 0.0)
             ):
                 # Read several times per refresh window: a read lands in the window
                 # and refreshes the value in the background, and nobody waits.
                 continue
-            threshold = cached.ttl * (cached.refresh_ahead or 1.0)
-            if not self._may_warm(key, cached, now + horizon, threshold):
+            if mean_gap * _READS_PER_LIFE > cached.ttl:
+                continue  # too few reads per life to be worth a computation ahead of them
+            if not self._may_warm(key, cached, now + horizon):
                 continue
             fn = cached.fn
-            needed = _needed(self.clock, threshold, horizon)
+            needed = _needed(self.clock, cached.ttl, horizon)
             job: Job = _prewarm_job(cached, fn, args, kwargs, key, needed)
             store = cached.store()
-            by_store.setdefault(id(store), (store, []))[1].append((key, cached, job))
+            by_store.setdefault(id(store), (store, []))[1].append((key, cached, job, needed))
             considered += 1
             if considered >= budget * _CANDIDATES_PER_SLOT:
                 break
         planned: list[tuple[str, Job]] = []
         for store, items in by_store.values():
-            entries = store.peek_many([key for key, _, _ in items])
+            entries = store.peek_many([key for key, _, _, _ in items])
             if entries is None:  # the backend does not answer: nothing to plan with
                 continue
-            for (key, cached, job), entry in zip(items, entries, strict=True):
-                threshold = cached.ttl * (cached.refresh_ahead or 1.0)
+            for (key, _, job, needed), entry in zip(items, entries, strict=True):
                 if entry is not None:
                     _remember(self._created, key, entry.created)
-                    if now + horizon + entry.cost - entry.created < threshold:
-                        continue
-                planned.append((key, job))
+                if needed(entry):
+                    planned.append((key, job))
         return planned
 
     def warmed(self, key: str) -> None:
         """``key`` was warmed just now: not again within its refresh window."""
         _remember(self._warmed_at, key, self.clock())
 
-    def _may_warm(self, key: str, cached: CachedFunction, at: float, threshold: float) -> bool:
-        """False when the key was warmed within its refresh window or is known not to be due."""
+    def _may_warm(self, key: str, cached: CachedFunction, at: float) -> bool:
+        """False when the key was warmed within its last tenth of ttl or is known not to
+        need it by ``at``."""
         warmed = self._warmed_at.get(key)
-        window = cached.ttl * (1.0 - (cached.refresh_ahead or 0.8))
-        if warmed is not None and self.clock() - warmed < window:
+        if warmed is not None and self.clock() - warmed < cached.ttl * _REWARM_AFTER:
             return False
         created = self._created.get(key)
-        return created is None or at - created >= threshold
+        return created is None or at + SLACK >= created + cached.ttl
 
 
 def _remember(memory: OrderedDict[str, float], key: str, value: float) -> None:
@@ -128,11 +135,12 @@ def _remember(memory: OrderedDict[str, float], key: str, value: float) -> None:
         memory.popitem(last=False)
 
 
-def _needed(
-    clock: Callable[[], float], threshold: float, horizon: float
-) -> Callable[[Entry | None], bool]:
+def _needed(clock: Callable[[], float], ttl: float, horizon: float) -> Needed:
+    """Whether a value expires (or is gone) before the scheduler's next cycle has warmed
+    it: its recompute, timed as the last one, must end by then."""
+
     def needed(entry: Entry | None) -> bool:
-        return entry is None or clock() + horizon + entry.cost - entry.created >= threshold
+        return entry is None or clock() + horizon + entry.cost + SLACK >= entry.created + ttl
 
     return needed
 
@@ -143,7 +151,7 @@ def _prewarm_job(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     key: str,
-    needed: Callable[[Entry | None], bool],
+    needed: Needed,
 ) -> Job:
     return lambda: cached.computation.prewarm(
         cached.store(), key, lambda: fn(*args, **kwargs), needed
