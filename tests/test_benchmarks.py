@@ -77,6 +77,9 @@ def test_hit_path_has_one_row_per_contender_relative_to_dogpile() -> None:
         "functools.lru_cache",
     }
     assert ratios[hit_path.BASELINE].ratio == 1.0
+    bound = by_contender(rows, hit_path.METHOD_FIGURE)
+    assert set(bound) == set(hit_path.BOUND_CALLS)
+    assert all(row.ratio is not None and row.ratio > 0 for row in bound.values())
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@ owners, and a miss costs the round trips it should."""
 
 from __future__ import annotations
 
+import inspect
+
 from collections import Counter
 from typing import Any
 
@@ -38,8 +40,13 @@ def test_a_plain_function_is_called_straight_into_its_read_path(
     assert through_wrapt == []
 
 
-def test_methods_go_through_wrapts_binding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Methods, classmethods and staticmethods are reached through wrapt (they need it)."""
+def test_methods_bind_without_wrapt_unless_looked_up_on_their_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A method on an instance, a classmethod and a staticmethod reach their read path
+    through the proxy's own binding (no wrapt wrapper call); a method looked up on its
+    class, called with the instance first, goes through wrapt's binding, and both give
+    the same key, value and attributes."""
     through_wrapt: list[str] = []
     original = CachedFunction.__call__
 
@@ -48,24 +55,45 @@ def test_methods_go_through_wrapts_binding(monkeypatch: pytest.MonkeyPatch) -> N
         return original(self, *args)
 
     monkeypatch.setattr(CachedFunction, "__call__", spy)
+    computed: list[str] = []
 
     class Shop:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
         @warmable(ttl=60)
-        def price(self, item: str) -> int:
-            return len(item)
+        def price(self, item: str) -> str:
+            computed.append(item)
+            return f"{self.name}:{item}"
 
         @warmable(ttl=60)
         @classmethod
         def currency(cls) -> str:
-            return "EUR"
+            return f"EUR@{cls.__name__}"
 
         @warmable(ttl=60)
         @staticmethod
         def vat() -> float:
             return 0.2
 
-    assert (Shop().price("tea"), Shop.currency(), Shop.vat()) == (3, "EUR", 0.2)
-    assert through_wrapt == ["price", "currency", "vat"]
+    shop = Shop("corner")
+    assert (shop.price("tea"), Shop.currency(), shop.currency(), Shop.vat()) == (
+        "corner:tea",
+        "EUR@Shop",
+        "EUR@Shop",
+        0.2,
+    )
+    assert through_wrapt == []
+    assert Shop.price(shop, "tea") == "corner:tea"  # the same key: a hit
+    assert through_wrapt == ["price"] and computed == ["tea"]
+    assert shop.price.key_for("tea") == Shop.price.key_for("tea")
+    assert shop.price.warm("jam") and computed == ["tea", "jam"]
+    assert shop.price.get("jam") == "corner:jam"
+    assert shop.price.__name__ == "price" and shop.price.__self__ is shop
+    assert list(inspect.signature(shop.price).parameters) == ["item"]
+    assert shop.price == shop.price and hash(shop.price) == hash(shop.price)
+    assert shop.price != Shop("other").price
+    assert repr(shop.price).startswith("<bound warmable ")
 
 
 ARGUMENT_SETS: list[tuple[Any, ...]] = [

@@ -28,7 +28,7 @@ from dogpile.cache.api import NoValue
 
 from ._cached.awaited import AwaitedReads
 from ._cached.cached import CachedFunction
-from ._cached.reader import make_async_reader
+from ._cached.reader import make_async_reader, make_reader
 from ._cached.settings import FunctionSettings
 from ._core.loops import in_thread
 from .engine import CacheWarmingEngine
@@ -81,6 +81,42 @@ class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-a
         return await in_thread(self.warm, *args, **kwargs)
 
 
+class _BoundMethod(functools.partial):  # type: ignore[type-arg]
+    """A warmable method bound to its instance (or a classmethod's class): ``func`` is
+    the method's read path, ``args`` that object.
+
+    What ``__get__`` hands out instead of wrapt's bound wrapper: a call is
+    partial's own (in C), straight into the read path. Every attribute but
+    partial's comes from wrapt's bound wrapper, made on demand, so
+    ``obj.method.warm(x)``, ``__wrapped__``, ``__name__`` and the signature
+    are what they were.
+    """
+
+    __slots__ = ()
+
+    def _wrapt_bound(self) -> Any:
+        read = self.func
+        proxy: WarmableFunction[..., Any] = read.proxy  # type: ignore[attr-defined]
+        obj = self.args[0]
+        if read.binds_class:  # type: ignore[attr-defined]
+            return wrapt.FunctionWrapper.__get__(proxy, None, obj)
+        return wrapt.FunctionWrapper.__get__(proxy, obj, type(obj))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapt_bound(), name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _BoundMethod):
+            return NotImplemented
+        return self.func is other.func and self.args[0] is other.args[0]
+
+    def __hash__(self) -> int:
+        return hash((id(self.func), id(self.args[0])))
+
+    def __repr__(self) -> str:
+        return f"<bound warmable {self.func.proxy.__qualname__} of {self.args[0]!r}>"  # type: ignore[attr-defined]
+
+
 class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[type-arg]
     """What ``@warmable`` returns: the function, cached, with warming attributes.
 
@@ -119,19 +155,28 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         super().__init__(wrapped, cached)
         self._self_cached = cached
         self._self_engine = engine
-        self._use_read_path(cached, engine)
-        # A plain function called directly, the common case, goes straight to
-        # its read path, skipping wrapt's generic call and its search for a
-        # __self__ the function cannot have. Bound as a method, it is reached
-        # through __get__ and _BoundWarmableFunction instead.
-        self._self_call = (
-            functools.partial(cached.read, plain)
-            if _is_plain_function(wrapped)
-            else self._wrapt_call
-        )
+        cached.read = self._read_path(cached, engine, binds=False)
+        # A plain function (or a staticmethod's) called directly, the common case,
+        # goes straight to its read path, skipping wrapt's generic call and its
+        # search for a __self__ the function cannot have.
+        direct = _is_plain_function(wrapped) or isinstance(wrapped, staticmethod)
+        self._self_call = functools.partial(cached.read, plain) if direct else self._wrapt_call
+        # How __get__ binds: "static" (not at all), "class" (a classmethod's class),
+        # "self" (an instance, or a class that @classmethod above hands over), or
+        # None: wrapt's binding (a first parameter named neither self nor cls, a
+        # method looked up on its class, any other descriptor).
+        self._self_binds = _binding(wrapped, cached)
+        self._self_method_read: Any = None
+        if self._self_binds in ("self", "class"):
+            method_read: Any = self._read_path(cached, engine, binds=True)
+            method_read.proxy = self
+            method_read.binds_class = self._self_binds == "class"
+            self._self_method_read = method_read
 
-    def _use_read_path(self, cached: CachedFunction, engine: CacheWarmingEngine) -> None:
-        """Set ``cached.read``, what calls run: the sync read path is its own already."""
+    def _read_path(self, cached: CachedFunction, engine: CacheWarmingEngine, binds: bool) -> Any:
+        """A read path of ``cached`` (see :mod:`dogpile_warm._cached.reader`)."""
+        return make_reader(cached, binds)
+
 
     if TYPE_CHECKING:
         # What type checkers see: the function's own signature, and for a method
@@ -165,6 +210,20 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         # handing it out, so no frame of ours (and no attribute lookup in one)
         # stands between a caller and the read path.
         __call__ = property(operator.attrgetter("_self_call"))
+
+        def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+            # One frame and one C object per method call (see _BoundMethod), where
+            # wrapt's binding costs a bound wrapper and two frames of ours.
+            binds = self._self_binds
+            if binds == "self" and instance is not None:
+                return _BoundMethod(self._self_method_read, instance)
+            if binds == "class":
+                return _BoundMethod(
+                    self._self_method_read, owner if owner is not None else type(instance)
+                )
+            if binds == "static":
+                return self
+            return wrapt.FunctionWrapper.__get__(self, instance, owner)
 
     def _wrapt_call(self, *args: Any, **kwargs: Any) -> Any:
         return wrapt.FunctionWrapper.__call__(self, *args, **kwargs)
@@ -261,9 +320,15 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
     ``warm``) run the coroutine with ``asyncio.run`` when called outside a loop.
     """
 
-    def _use_read_path(self, cached: CachedFunction, engine: CacheWarmingEngine) -> None:
-        reads = AwaitedReads(cached, engine.offloop, engine.refresher.max_pending)
-        cached.read = make_async_reader(cached, reads)
+    _self_reads: AwaitedReads | None = None
+
+    def _read_path(self, cached: CachedFunction, engine: CacheWarmingEngine, binds: bool) -> Any:
+        reads = self._self_reads
+        if reads is None:
+            reads = self._self_reads = AwaitedReads(
+                cached, engine.offloop, engine.refresher.max_pending
+            )
+        return make_async_reader(cached, reads, binds)
 
     if TYPE_CHECKING:
         # A WarmableFunction at runtime (one class for signal senders and
@@ -301,6 +366,17 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
 _SHARED_ATTRIBUTES = frozenset(
     ("task", "original", "key_for", "get", "set", "invalidate", "aget", "aset", "ainvalidate")
 )
+
+
+def _binding(wrapped: object, cached: CachedFunction) -> str | None:
+    """How the proxy of ``wrapped`` binds when looked up (see WarmableFunction.__init__)."""
+    if isinstance(wrapped, staticmethod):
+        return "static"
+    if isinstance(wrapped, classmethod) and cached.keys.skips_first:
+        return "class"
+    if _is_plain_function(wrapped) and cached.keys.skips_first:
+        return "self"
+    return None
 
 
 def _is_plain_function(fn: object) -> bool:
