@@ -18,6 +18,7 @@ from benchmarks import (
     hit_path,
     key_memory,
     memcached_hit,
+    redis_hit,
     skewed_async,
     skewed_load,
     tracker_cost,
@@ -32,6 +33,7 @@ def benchmarks(chart: Path | None) -> dict[str, Callable[[bool], list[Row]]]:
         "hit_path": hit_path.run,
         "async_hit": async_hit.run,
         "memcached_hit": memcached_hit.run,
+        "redis_hit": redis_hit.run,
         # The threaded and the async skewed loads, on one chart.
         "skewed_load": lambda quick: skewed_async.run(quick, chart=chart),
         "warm_throughput": warm_throughput.run,

@@ -18,6 +18,7 @@ from benchmarks import (
     hit_path,
     key_memory,
     memcached_hit,
+    redis_hit,
     skewed_async,
     skewed_load,
     tracker_cost,
@@ -112,6 +113,21 @@ def test_memcached_hit_compares_with_a_raw_get_on_its_own_server() -> None:
     }
     assert ratios[memcached_hit.RAW].ratio == 1.0
     assert ratios[memcached_hit.WARM].goal == memcached_hit.GOAL
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+def test_redis_hit_compares_with_a_raw_get_and_with_dogpile_on_one_region() -> None:
+    """redis_hit.run starts redis-server, rates each contender against the raw GET, and
+    @warmable on the user's region against dogpile's decorator on that region."""
+    rows = redis_hit.run(quick=True)
+    check_rows(rows)
+    ratios = by_contender(rows, redis_hit.RAW_FIGURE)
+    assert set(ratios) == {redis_hit.RAW, redis_hit.DOGPILE, redis_hit.CONFIGURED, redis_hit.ON_REGION}
+    assert ratios[redis_hit.RAW].ratio == 1.0
+    assert ratios[redis_hit.CONFIGURED].goal == redis_hit.CONFIGURED_GOAL
+    [own] = by_contender(rows, redis_hit.DOGPILE_FIGURE).values()
+    assert own.contender == redis_hit.ON_REGION and own.goal == redis_hit.ON_REGION_GOAL
 
 
 @pytest.mark.slow
