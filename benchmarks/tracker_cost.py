@@ -5,8 +5,8 @@ Every hit and miss of a decorated function feeds the engine's
 the hit path. Figures: its time per call as a ratio to ``counts[key] += 1``
 (the least any counting can cost); its absolute time in microseconds on
 this machine, with a goal of 1; the same for a stream of keys never seen
-before, once the tracker is full (each one makes room for itself: only
-reported); and the memory it holds, traced with
+before, once the tracker is full (each one makes room for itself; best of
+several rounds, goal 2); and the memory it holds, traced with
 tracemalloc while 1,000,000 distinct keys are fed to a tracker with the
 default ``max_keys``: the peak after all of them over the peak after the
 first 100,000, which must stay flat (goal 1.1).
@@ -36,7 +36,9 @@ DICT = "dict[key] += 1"
 KEY = "bench.tracker|42"
 CALLS, REPEAT = 200_000, 5
 QUICK_CALLS, QUICK_REPEAT = 2_000, 2
-NEW_KEYS, QUICK_NEW_KEYS = 100_000, 5_000
+NEW_KEYS, QUICK_NEW_KEYS = 20_000, 2_000  # per round
+NEW_KEY_ROUNDS, QUICK_NEW_KEY_ROUNDS = 10, 2
+NEW_KEY_GOAL_US = 2.0
 KEYS, CHECKPOINT = 1_000_000, 100_000
 QUICK_KEYS, QUICK_CHECKPOINT = 50_000, 20_000
 TIME_GOAL_US = 1.0
@@ -55,17 +57,21 @@ def per_call(calls: int, repeat: int) -> dict[str, float]:
     return best_per_call(timers, calls, repeat)
 
 
-def per_new_key(keys: int) -> float:
-    """Seconds per ``record_access`` of a key never seen before, into a full tracker."""
+def per_new_key(keys: int, rounds: int) -> float:
+    """Seconds per ``record_access`` of a key never seen before, into a full tracker: the
+    best of ``rounds`` rounds of ``keys`` new keys each (garbage collector on, as in use)."""
     tracker = UsagePatternTracker()
     record = tracker.record_access
     for i in range(tracker.max_keys):
         record(f"old:{i}")
-    names = [f"new:{i}" for i in range(keys)]
-    t0 = time.perf_counter()
-    for name in names:
-        record(name)
-    return (time.perf_counter() - t0) / keys
+    best = float("inf")
+    for round_ in range(rounds):
+        names = [f"new:{round_}:{i}" for i in range(keys)]
+        t0 = time.perf_counter()
+        for name in names:
+            record(name)
+        best = min(best, (time.perf_counter() - t0) / keys)
+    return best
 
 
 def memory(keys: int, checkpoint: int) -> tuple[int, int, int, int]:
@@ -88,11 +94,13 @@ def memory(keys: int, checkpoint: int) -> tuple[int, int, int, int]:
 def run(quick: bool) -> list[Row]:
     """Four rows: time over a dict increment, absolute time, new keys' time, memory growth."""
     calls, repeat = (QUICK_CALLS, QUICK_REPEAT) if quick else (CALLS, REPEAT)
-    new_keys = QUICK_NEW_KEYS if quick else NEW_KEYS
+    new_keys, new_rounds = (
+        (QUICK_NEW_KEYS, QUICK_NEW_KEY_ROUNDS) if quick else (NEW_KEYS, NEW_KEY_ROUNDS)
+    )
     keys, checkpoint = (QUICK_KEYS, QUICK_CHECKPOINT) if quick else (KEYS, CHECKPOINT)
     times = per_call(calls, repeat)
     record_ns, dict_ns = times[CONTENDER] * 1e9, times[DICT] * 1e9
-    new_ns = per_new_key(new_keys) * 1e9
+    new_ns = per_new_key(new_keys, new_rounds) * 1e9
     current_1, peak_1, current_2, peak_2 = memory(keys, checkpoint)
     return [
         Row(
@@ -112,7 +120,9 @@ def run(quick: bool) -> list[Row]:
             CONTENDER,
             "tracker: record_access of a new key, us per call (this machine)",
             new_ns / 1000,
-            detail=f"{new_ns:,.0f} ns per call, {new_keys:,} new keys into a full tracker",
+            NEW_KEY_GOAL_US,
+            f"{new_ns:,.0f} ns per call, best of {new_rounds} rounds of {new_keys:,} new keys "
+            "into a full tracker",
         ),
         Row(
             CONTENDER,

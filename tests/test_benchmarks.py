@@ -246,7 +246,15 @@ def test_entry_point_runs_every_benchmark_into_one_table(
 
         return run
 
-    modules = (hit_path, async_hit, memcached_hit, warm_throughput, celery_warm, tracker_cost)
+    modules = (
+        hit_path,
+        async_hit,
+        memcached_hit,
+        redis_hit,
+        warm_throughput,
+        celery_warm,
+        tracker_cost,
+    )
     for module in (*modules, key_memory):
         monkeypatch.setattr(module, "run", fake(module.__name__.rsplit(".", 1)[1]))
 
@@ -261,6 +269,7 @@ def test_entry_point_runs_every_benchmark_into_one_table(
         "hit_path",
         "async_hit",
         "memcached_hit",
+        "redis_hit",
         "skewed_load",
         "warm_throughput",
         "celery_warm",

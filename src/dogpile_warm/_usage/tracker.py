@@ -2,7 +2,7 @@
 
 :class:`UsagePatternTracker` keeps, per key, an access count and the last
 ``history_size`` access times, for at most ``max_keys`` keys. Past that bound
-it forgets the least-read tenth of its keys at once (amortised O(1) per
+it forgets the least-read fifth of its keys at once (amortised O(1) per
 access) and lets newcomers start from the highest count it forgot, as in
 Space-Saving (Metwally, Agrawal and El Abbadi, 2005): a key that is truly hot
 cannot be pushed out by a flood of one-off keys, and a count is never lower
@@ -25,7 +25,8 @@ import heapq
 import time
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable
-from itertools import islice
+from itertools import compress, islice
+from operator import attrgetter
 
 from .._core import forks
 from .._core.validation import check_positive_int, check_positive_number
@@ -58,6 +59,10 @@ def _count(item: tuple[str, int]) -> int:
     return item[1]
 
 
+_count_of = attrgetter("count")
+_new_usage = object.__new__
+
+
 class _KeyUsage:
     __slots__ = ("count", "times")
 
@@ -85,6 +90,7 @@ class UsagePatternTracker:
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
         self.history_size = history_size
+        self._trim_at = history_size + (history_size >> 3)  # see _trim
         self.max_keys = max_keys
         self.clock = clock
         self._keys: dict[str, _KeyUsage] = {}
@@ -108,7 +114,8 @@ class UsagePatternTracker:
                 _insert_in_order(times, when, self.history_size)
             else:
                 times.append(when)
-                _trim(times, self.history_size)
+                if len(times) > self._trim_at:
+                    _trim(times, self.history_size)
         finally:
             lock.release()
 
@@ -131,7 +138,10 @@ class UsagePatternTracker:
         # Called with the lock held, for a key not tracked yet.
         if len(self._keys) >= self.max_keys:
             self._forget_coldest()
-        usage = self._keys[key] = _KeyUsage(self._floor)
+        # Made without calling __init__: a flood of new keys makes many of them.
+        usage = self._keys[key] = _new_usage(_KeyUsage)
+        usage.count = self._floor
+        usage.times = []
         return usage
 
     def _flush(self) -> None:
@@ -141,14 +151,16 @@ class UsagePatternTracker:
             pending()
 
     def _forget_coldest(self) -> None:
-        # Called with the lock held. Dropping a tenth at once keeps this off
-        # the per-access path; sorting plain counts (not the items by a key
-        # function) keeps it cheap.
+        # Called with the lock held. Dropping a fifth at once keeps this off
+        # the per-access path; every pass over the keys is a C-level one
+        # (counts sorted as plain ints, keys picked by compress), so a flood
+        # of new keys costs little per key (benchmarks/tracker_cost.py).
         keys = self._keys
-        drop = max(1, self.max_keys // 10)
-        cutoff = sorted(usage.count for usage in keys.values())[drop - 1]
-        colder = [key for key, usage in keys.items() if usage.count < cutoff]
-        tied = (key for key, usage in keys.items() if usage.count == cutoff)
+        drop = max(1, self.max_keys // 5)
+        counts = list(map(_count_of, keys.values()))
+        cutoff = sorted(counts)[drop - 1]
+        colder = list(compress(keys, map(cutoff.__gt__, counts)))
+        tied = compress(keys, map(cutoff.__eq__, counts))
         for key in [*colder, *islice(tied, drop - len(colder))]:
             del keys[key]
         self._floor = max(self._floor, cutoff)

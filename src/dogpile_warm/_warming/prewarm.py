@@ -119,7 +119,7 @@ class PatternWarmer:
         _remember(self._warmed_at, key, self.clock())
 
     def _may_warm(self, key: str, cached: CachedFunction, at: float) -> bool:
-        """False when the key was warmed within its last tenth of ttl or is known not to
+        """False when the key was warmed within half its ttl or is known not to
         need it by ``at``."""
         warmed = self._warmed_at.get(key)
         if warmed is not None and self.clock() - warmed < cached.ttl * _REWARM_AFTER:
