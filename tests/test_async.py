@@ -812,3 +812,26 @@ def test_an_async_callable_object_and_a_wrapped_async_def_are_async(
         return await fetcher(1), await wrapped(2)
 
     assert run(main()) == (2, 4)
+
+
+def test_a_value_that_ages_past_its_ttl_before_its_awaiter_resumes_is_read_again(
+    engine: CacheWarmingEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The promise is about what the caller receives: a flight that found the value
+    within its ttl, which the loop then took long enough to hand over that the value
+    aged past it, makes its awaiter read again (here: compute). One report per call."""
+    computes = Computes()
+    load = async_function(engine, computes, refresh_ahead=0.5)  # ttl 60 s
+    assert run(load(1)) == "value-1-1"
+    clock.advance(59)  # in the refresh window (from 30 s), within its ttl
+    reads = load._self_reads
+    assert reads is not None
+
+    def slow_loop(*args: Any) -> None:  # the flight is done; its awaiter resumes late
+        clock.advance(2.0)
+
+    monkeypatch.setattr(reads, "_refresh_later", slow_loop)
+    with captured_signals("cache_hit", "cache_miss") as sent:
+        assert run(load(1)) == "value-1-2"  # 61 s old when handed over: computed again
+    assert computes.args == [1, 1]
+    assert len(sent.named("cache_miss")) == 1 and not sent.named("cache_hit")

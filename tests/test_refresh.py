@@ -14,7 +14,7 @@ from dogpile.cache.api import NO_VALUE
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._cached import refresh
-from dogpile_warm._cached.refresh import RefreshBackoff, refresh_due
+from dogpile_warm._cached.refresh import RefreshBackoff, RefreshRunner, refresh_due
 from dogpile_warm._core.regions import backend_defaults
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 
@@ -146,7 +146,7 @@ def test_a_key_read_often_is_refreshed_late_in_its_window(
     wall: FakeClock, idle_refreshes: None
 ) -> None:
     """The window policy refreshes a key read every 0.1 s of a 10 s ttl close to its
-    ttl (twice the compute time, SLACK and READS_AHEAD gaps before it), not at 8 s.
+    ttl (1.5 times the compute time, SLACK and READS_AHEAD gaps before it), not at 8 s.
     The point is decided by the first read in the window, from the gaps seen then."""
     computed: list[float] = []
 
@@ -401,3 +401,59 @@ def test_the_refresh_backoff_runs_on_the_engines_clock(
         report()
         wait_until(lambda: sent.named("refreshed"), message="the refresh after the backoff")
     assert len(attempts) == 3
+
+
+def test_timed_refresh_jobs_wait_dedupe_and_are_dropped_on_close() -> None:
+    """RefreshRunner.submit with a delay runs the job after it (in the timer thread's
+    hand-off to the pool); a second job for the same key is refused while the first
+    waits; close() drops jobs still waiting, leaving nothing pending."""
+    runner = RefreshRunner(workers=2)
+    ran: list[tuple[str, float]] = []
+    start = time.monotonic()
+    try:
+        assert runner.submit("a", lambda: ran.append(("a", time.monotonic() - start)), 0.2)
+        assert not runner.submit("a", lambda: ran.append(("again", 0.0)))
+        assert runner.submit("b", lambda: ran.append(("b", time.monotonic() - start)))
+        wait_until(lambda: len(ran) == 2, message="both jobs")
+        assert [name for name, _ in ran] == ["b", "a"]
+        assert ran[1][1] >= 0.2  # the timed job waited its delay
+        assert runner.submit("a", lambda: ran.append(("a2", 0.0)), 60.0)  # pending again
+        assert runner.submit("c", lambda: ran.append(("c", 0.0)), 60.0)
+    finally:
+        runner.close()
+    assert [name for name, _ in ran] == ["b", "a"]  # the waiting ones never ran
+    assert runner._count == 0 and not runner._pending and not runner._timed
+
+
+def test_a_refresh_waits_for_the_latest_safe_moment_on_a_real_clock() -> None:
+    """On the real clock, a read at 0.6 s of a 1 s value (refresh window from 0.5 s)
+    starts a refresh that runs just before the ttl (1.5 x its cost + SLACK before it),
+    not at once; every read meanwhile gets the first value, within its ttl."""
+    real = CacheWarmingEngine()
+    try:
+        starts: list[float] = []
+
+        @warmable(ttl=1.0, refresh_ahead=0.5, engine=real)
+        def stamp() -> float:
+            starts.append(time.time())
+            return time.time()
+
+        with captured_signals("refreshed") as sent:
+            first = stamp()
+            time.sleep(0.6)  # real time: into the refresh window
+            assert stamp() == first
+            time.sleep(0.1)  # real time: the refresh waits for its moment
+            assert len(starts) == 1 and not sent
+            wait_until(lambda: sent, message="the timed refresh")
+        assert starts[1] - starts[0] >= 0.9  # not at 0.6 s: at ttl - 1.5 x cost - SLACK
+    finally:
+        real.close()
+
+
+def test_a_fake_clock_refreshes_at_once() -> None:
+    """FakeClock says it does not keep real time: refreshes do not wait on it."""
+    assert FakeClock.real_time is False
+    policy = refresh.WindowPolicy(10.0, 0.5, lambda key: None, defers=False)
+    assert policy.refresh_delay(1000.0, 0.0, 1006.0) == 0.0
+    real = refresh.WindowPolicy(10.0, 0.5, lambda key: None)
+    assert real.refresh_delay(1000.0, 0.0, 1006.0) == pytest.approx(10.0 - refresh.SLACK - 6.0)

@@ -156,6 +156,7 @@ class CycleReport(TypedDict):
     tasks_warmed: list[str]
     keys_warmed: int
     keys_prewarmed: list[str]
+    keys_prewarm_scheduled: list[str]
 
 
 class BackendFigures(TypedDict):

@@ -39,7 +39,13 @@ _sleep = time.sleep
 
 
 class FakeClock:
-    """A clock that only moves when told to: ``clock()`` returns ``clock.now``."""
+    """A clock that only moves when told to: ``clock()`` returns ``clock.now``.
+
+    ``real_time`` is False: an engine on it starts a refresh as soon as a read
+    finds the value due, since no timer could wait for this clock's time.
+    """
+
+    real_time = False
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = float(start)

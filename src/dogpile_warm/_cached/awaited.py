@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 Compute = Callable[[], Awaitable[Any]]
 FlightKey = tuple[asyncio.AbstractEventLoop, str]
+# A flight's outcome: (value, entry, miss: True/False, None when served stale, cost)
+Resolved = tuple[Any, Entry | None, bool | None, float]
 
 
 class _Flight:
@@ -104,22 +106,32 @@ class AwaitedReads:
         loop = asyncio.get_running_loop()
         flight_key = (loop, key)
         flight = self._flights.get(flight_key)
-        if flight is None or flight.task is None:
+        if flight is None or flight.task is None or flight.task.done():
+            # No flight, or one landed whose callback has not removed it yet (a value
+            # it found may have aged past its ttl since): a new flight reads again.
             flight = _Flight()
             task = flight.task = loop.create_task(self._resolve(flight, store, compute, key))
             self._flights[flight_key] = flight
             task.add_done_callback(functools.partial(self._landed, flight_key, flight))
-            return (await asyncio.shield(task))[0]
-        joined = time.monotonic()
-        value, entry = await asyncio.shield(flight.task)
-        if cached.sorted_tags and flight.versions_read <= joined:
-            # Its tag versions were read before this read began: an invalidation
-            # since then (in any process) must not be missed. Read them again.
-            current = await self._io(store, store.read, key, cached.sorted_tags)
-            if not isinstance(current, Entry) or cached.freshness(current, key) is None:
-                return await self.call(compute, key)
-            value, entry = current.value, current
-        return cached.report(key, False, entry.cost if entry else 0.0, entry, value)
+            value, entry, miss, cost = await asyncio.shield(task)
+        else:
+            joined = time.monotonic()
+            value, entry, _, _ = await asyncio.shield(flight.task)
+            miss, cost = False, entry.cost if entry else 0.0  # a joiner's read is a hit
+            if cached.sorted_tags and flight.versions_read <= joined:
+                # Its tag versions were read before this read began: an invalidation
+                # since then (in any process) must not be missed. Read them again.
+                current = await self._io(store, store.read, key, cached.sorted_tags)
+                if not isinstance(current, Entry) or cached.freshness(current, key) is None:
+                    return await self.call(compute, key)
+                value, entry, cost = current.value, current, current.cost
+        if miss is None:
+            return value  # served stale, and said so
+        if not miss and entry is not None and cached.clock() - entry.created > cached.ttl:
+            # The value crossed its ttl while this awaiter waited for the loop to
+            # resume it: the promise is about what the caller receives.
+            return await self.call(compute, key)
+        return cached.report(key, miss, cost, entry, value)
 
     def _landed(self, flight_key: FlightKey, flight: _Flight, task: asyncio.Task[Any]) -> None:
         if self._flights.get(flight_key) is flight:
@@ -133,9 +145,10 @@ class AwaitedReads:
 
     async def _resolve(
         self, flight: _Flight, store: CacheStore, compute: Compute, key: str
-    ) -> tuple[Any, Entry | None]:
-        """The flight of ``key``: the value and the entry it came from (None: computed
-        without the cache), reported as the first awaiter's read."""
+    ) -> Resolved:
+        """The flight of ``key``: the value, the entry it came from (None: computed
+        without the cache), whether it was a miss (None: served stale, reported) and
+        what computing it cost. The first awaiter reports it."""
         cached = self._cached
         flight.versions_read = time.monotonic()
         entry = await self._io(store, store.read, key, cached.sorted_tags)
@@ -145,26 +158,24 @@ class AwaitedReads:
             state = cached.freshness(entry, key)
             if state is not None:
                 if state is DUE:
-                    self._refresh_later(store, compute, key, entry.created)
-                return cached.report(key, False, entry.cost, entry, entry.value), entry
+                    self._refresh_later(store, compute, key, entry)
+                return entry.value, entry, False, entry.cost
         flight.versions_read = math.inf
         try:
             return await self._recompute(flight, store, compute, key, entry)
         except Exception as exc:
             if cached.stale_if_error is None or entry is None:
                 raise
-            return cached.stale_or_raise(key, entry, exc), entry
+            return cached.stale_or_raise(key, entry, exc), entry, None, entry.cost
 
-    async def _uncached(
-        self, store: CacheStore, compute: Compute, key: str
-    ) -> tuple[Any, Entry | None]:
+    async def _uncached(self, store: CacheStore, compute: Compute, key: str) -> Resolved:
         """Compute for the awaiters alone, as if there were no cache."""
         value, cost = await self._cached.computation.run_async(store, key, compute)
-        return self._cached.report(key, True, cost, None, value), None
+        return value, None, True, cost
 
     async def _recompute(
         self, flight: _Flight, store: CacheStore, compute: Compute, key: str, seen: Entry | None
-    ) -> tuple[Any, Entry | None]:
+    ) -> Resolved:
         """A missing or expired value: under the key's lock, unless someone stored it
         meanwhile, compute and store it."""
         cached = self._cached
@@ -178,13 +189,13 @@ class AwaitedReads:
             flight.versions_read = time.monotonic()
             entry = await self._io(store, store.read, key, cached.sorted_tags, versions)
             if isinstance(entry, Entry) and cached.freshness(entry, key) is not None:
-                return cached.report(key, False, entry.cost, entry, entry.value), entry
+                return entry.value, entry, False, entry.cost
             new, _ = await self._store_new(store, compute, key, versions)
         finally:
             self._release(store, lock, key)
         if cached.stored_too_late(new):
             return await self._uncached(store, compute, key)
-        return cached.report(key, True, new.cost, new, new.value), new
+        return new.value, new, True, new.cost
 
     async def _store_new(
         self, store: CacheStore, compute: Compute, key: str, versions: list[TagVersions]
@@ -244,16 +255,19 @@ class AwaitedReads:
             lock.release()
 
     # -- refresh ahead ------------------------------------------------------------------
-    def _refresh_later(self, store: CacheStore, compute: Compute, key: str, seen: float) -> None:
-        """Start the refresh task of ``key`` (found due, created at ``seen``) unless one
-        runs, or too many do."""
+    def _refresh_later(self, store: CacheStore, compute: Compute, key: str, seen: Entry) -> None:
+        """Start the refresh task of ``key`` (``seen`` found due) unless one runs, or too
+        many do; it waits for the latest safe moment as the refresh pool would."""
         loop = asyncio.get_running_loop()
         flight_key = (loop, key)
         if flight_key in self._refreshes or len(self._refreshes) >= self._max_refreshes:
             return
+        cached = self._cached
+        assert cached.policy is not None
+        delay = cached.policy.refresh_delay(seen.created, seen.cost, cached.clock())
         # A context of its own, as a refresh thread has: not the reader's budget or keys.
         task = loop.create_task(
-            self._refresh(store, compute, key, seen), context=contextvars.Context()
+            self._refresh(store, compute, key, seen.created, delay), context=contextvars.Context()
         )
         self._refreshes[flight_key] = task
         task.add_done_callback(functools.partial(self._refresh_ended, flight_key))
@@ -263,9 +277,14 @@ class AwaitedReads:
         if not task.cancelled() and (error := task.exception()) is not None:
             log.error("background refresh of %r failed", flight_key[1], exc_info=error)
 
-    async def _refresh(self, store: CacheStore, compute: Compute, key: str, seen: float) -> None:
-        """The refresh task: as :meth:`CachedFunction.refresh_in_background
+    async def _refresh(
+        self, store: CacheStore, compute: Compute, key: str, seen: float, delay: float
+    ) -> None:
+        """The refresh task, after ``delay`` seconds: as
+        :meth:`CachedFunction.refresh_in_background
         <dogpile_warm._cached.cached.CachedFunction.refresh_in_background>`, awaited."""
+        if delay > 0:
+            await asyncio.sleep(delay)
         cached = self._cached
         lock = store.lock(key)
         try:

@@ -85,7 +85,7 @@ class CachedFunction:
         self.sorted_tags = tuple(sorted(s.tags))
         self.refresh_ahead = s.refresh_ahead
         self.refresh_policy = s.refresh_policy if s.refresh_ahead is not None else None
-        self.policy = make_policy(self.refresh_policy, s, usage.read_gap)
+        self.policy = make_policy(self.refresh_policy, s, usage.read_gap, clock)
         # Up to this age a read returns the value with nothing else to decide (None:
         # xfetch, whose decision is random on every read).
         self.fresh_for = s.ttl if self.policy is None else self.policy.fresh_for
@@ -287,10 +287,12 @@ class CachedFunction:
                 # dbm's file lock or a thread-local Redis lock, only work that
                 # way); the refresh takes it again in its own thread.
                 mutex.release()
-                created = due.created if due is not None else 0.0
+                assert due is not None and self.policy is not None
+                created = due.created
                 self.refresher.submit(
                     (store, key),
                     lambda: self.refresh_in_background(store, key, compute, created),
+                    self.policy.refresh_delay(created, due.cost, self.clock()),
                 )
 
         expected = seen.cost if seen is not None else self.computation.cost_estimate

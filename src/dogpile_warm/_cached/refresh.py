@@ -6,8 +6,8 @@ Two policies, chosen per function with ``@warmable(refresh_policy=...)``:
     A value may be refreshed from ``refresh_ahead * ttl`` of its life on (the
     refresh window); the read that refreshes it is the last one expected
     before the latest point that still leaves time for the recompute. That
-    point is the ttl less a *lead*: twice what the value's computation took
-    (the next may take longer), ``SLACK`` for the refresh thread to start,
+    point is the ttl less a *lead*: 1.5 times what the value's computation
+    took (the next may take longer), ``SLACK`` for the refresh thread to start,
     and ``READS_AHEAD`` mean gaps between reads of the key as this process's
     usage tracker has seen them (with reads at random, one lands in that
     stretch with probability ``1 - exp(-READS_AHEAD)``). A key read many times
@@ -15,7 +15,9 @@ Two policies, chosen per function with ``@warmable(refresh_policy=...)``:
     ``refresh_ahead * ttl``; a key read rarely, or not tracked, is refreshed
     by its first read in the window, as a fixed line would. The point is
     decided once per value (:class:`WindowPolicy`), so later reads compare a
-    time with it.
+    time with it. The refresh a read starts there waits for the latest safe
+    moment (:func:`latest_start`) in the refresh pool's timer: a value lives
+    as close to its ttl as its recompute allows.
 
 ``"xfetch"``
     Probabilistic early expiration (Vattani, Chierichetti and Lowenstein,
@@ -35,9 +37,13 @@ Either way a value past ``ttl`` is never served: the caller recomputes.
 from __future__ import annotations
 
 import enum
+import functools
+import heapq
+import itertools
 import logging
 import math
 import random
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -57,6 +63,7 @@ __all__ = [
     "RefreshRunner",
     "WindowPolicy",
     "XFetchPolicy",
+    "latest_start",
     "make_policy",
     "refresh_due",
 ]
@@ -68,7 +75,7 @@ POLICIES = ("window", "xfetch")
 # The window policy's lead (see the module docstring): mean gaps between reads,
 # and seconds for a refresh to get under way.
 READS_AHEAD = 1.0
-SLACK = 0.01
+SLACK = 0.005
 # Keys whose refresh point is remembered, per function: past that, it starts over.
 _MAX_POINTS = 10_000
 
@@ -110,11 +117,16 @@ class WindowPolicy:
     """
 
     def __init__(
-        self, ttl: float, refresh_ahead: float, gap_of: Callable[[str], float | None]
+        self,
+        ttl: float,
+        refresh_ahead: float,
+        gap_of: Callable[[str], float | None],
+        defers: bool = True,
     ) -> None:
         self.ttl = ttl
         self.fresh_for = ttl * refresh_ahead
         self.gap_of = gap_of
+        self.defers = defers
         self.points: dict[str, tuple[float, float]] = {}
 
     def due(self, key: str, created: float, cost: float, now: float) -> bool:
@@ -134,7 +146,22 @@ class WindowPolicy:
         gap = self.gap_of(key)
         if gap is None:
             return earliest
-        return max(earliest, created + self.ttl - (2.0 * cost + SLACK + READS_AHEAD * gap))
+        return max(earliest, latest_start(created, self.ttl, cost) - READS_AHEAD * gap)
+
+    def refresh_delay(self, created: float, cost: float, now: float) -> float:
+        """Seconds a refresh found due at ``now`` waits before it starts: until the latest
+        safe moment (see :func:`latest_start`), when the engine's clock keeps real time."""
+        if not self.defers:
+            return 0.0
+        return max(0.0, latest_start(created, self.ttl, cost) - now)
+
+
+def latest_start(created: float, ttl: float, cost: float) -> float:
+    """The engine time by which a recompute of a value must start to be stored before the
+    value's ttl: 1.5 times what its computation took (the next may take longer), and
+    SLACK (benchmarks/skewed_load.py weighs the recomputes a longer lead costs against
+    the waits it saves)."""
+    return created + ttl - (1.5 * cost + SLACK)
 
 
 class XFetchPolicy:
@@ -149,13 +176,22 @@ class XFetchPolicy:
     def due(self, key: str, created: float, cost: float, now: float) -> bool:
         return refresh_due("xfetch", now - created, self.ttl, 0.0, cost, self.beta)
 
+    def refresh_delay(self, created: float, cost: float, now: float) -> float:
+        return 0.0  # XFetch's decision is its timing
+
 
 def make_policy(
-    name: str | None, settings: FunctionSettings, gap_of: Callable[[str], float | None]
+    name: str | None,
+    settings: FunctionSettings,
+    gap_of: Callable[[str], float | None],
+    clock: Callable[[], float],
 ) -> WindowPolicy | XFetchPolicy | None:
-    """The refresh policy ``name`` (None: refresh-ahead is off) for a function."""
+    """The refresh policy ``name`` (None: refresh-ahead is off) for a function whose
+    engine runs on ``clock``: refreshes wait for their time only on a clock that keeps
+    real time (one with ``real_time = False``, such as ``testing.FakeClock``, does not)."""
     if name == "window":
-        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of)
+        defers = getattr(clock, "real_time", True) is not False
+        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of, defers)
     if name == "xfetch":
         return XFetchPolicy(settings.ttl, settings.xfetch_beta)
     return None
@@ -213,12 +249,13 @@ class RefreshRunner:
     """Runs background refreshes on a small pool, created on first use; thread-safe.
 
     :meth:`submit` runs a job unless one with the same key is waiting or
-    running already; :meth:`run` (dogpile's ``async_creation_runner``) runs a
-    job that comes with the mutex its caller acquired, released when the job
-    ends, also when it raises. At most ``max_pending`` jobs wait or run at
-    once: beyond that, and after :meth:`close`, a job is dropped (its mutex
-    released at once) and readers keep getting the cached value, still
-    within its ttl.
+    running already, now or at a later time (a timer thread, started on first
+    use, hands it to the pool then); :meth:`run` (dogpile's
+    ``async_creation_runner``) runs a job that comes with the mutex its
+    caller acquired, released when the job ends, also when it raises. At most
+    ``max_pending`` jobs wait or run at once: beyond that, and after
+    :meth:`close`, a job is dropped (its mutex released at once) and readers
+    keep getting the cached value, still within its ttl.
     """
 
     def __init__(self, workers: int, max_pending: int = 1000) -> None:
@@ -230,19 +267,50 @@ class RefreshRunner:
         forks.after_fork_in_child(self, RefreshRunner._reset)
 
     def _reset(self) -> None:
-        # Also in a forked child: the pool's threads do not exist there.
+        # Also in a forked child: the pool's and the timer's threads do not exist there.
         self._pool: ThreadPoolExecutor | None = None
         self._pending: set[Hashable] = set()
         self._count = 0
+        # (monotonic time, order, key, job) of jobs waiting for their time
+        self._timed: list[tuple[float, int, Hashable, Callable[[], Any]]] = []
+        self._order = itertools.count()
+        self._timer: threading.Thread | None = None
+        self._wakeup = threading.Condition(self._lock)
 
-    def submit(self, key: Hashable, job: Callable[[], Any]) -> bool:
-        """Run ``job`` in the pool unless a job for ``key`` is pending; True if queued."""
+    def submit(self, key: Hashable, job: Callable[[], Any], delay: float = 0.0) -> bool:
+        """Run ``job`` in the pool, after ``delay`` seconds if positive, unless a job for
+        ``key`` is pending; True if queued."""
         with self._lock:
-            if key in self._pending or self._count >= self.max_pending:
+            if key in self._pending or self._count >= self.max_pending or self._closed:
                 return False
             self._pending.add(key)
             self._count += 1
+            if delay > 0:
+                heapq.heappush(self._timed, (time.monotonic() + delay, next(self._order), key, job))
+                if self._timer is None:
+                    self._timer = threading.Thread(
+                        target=self._wait_for_timed, name="dogpile_warm-refresh-timer", daemon=True
+                    )
+                    self._timer.start()
+                self._wakeup.notify()
+                return True
         return self._start(job, lambda: self._forget(key))
+
+    def _wait_for_timed(self) -> None:
+        """The timer thread: hands each timed job to the pool when its time comes."""
+        while True:
+            with self._lock:
+                due: list[tuple[float, int, Hashable, Callable[[], Any]]] = []
+                while not due:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    while self._timed and self._timed[0][0] <= now:
+                        due.append(heapq.heappop(self._timed))
+                    if not due:
+                        self._wakeup.wait(self._timed[0][0] - now if self._timed else None)
+            for _, _, key, job in due:
+                self._start(job, functools.partial(self._forget, key))
 
     def _forget(self, key: Hashable) -> None:
         with self._lock:
@@ -296,10 +364,16 @@ class RefreshRunner:
         return pool
 
     def close(self) -> None:
-        """Refuse new refreshes and wait for those under way. Idempotent."""
+        """Refuse new refreshes, drop those waiting for their time, and wait for those
+        under way. Idempotent."""
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
+            for _, _, key, _ in self._timed:
+                self._pending.discard(key)
+            self._count -= len(self._timed)
+            self._timed.clear()
+            self._wakeup.notify()
         if pool is not None:
             pool.shutdown(wait=True)
 

@@ -10,18 +10,21 @@ refresh-ahead: one of their reads lands in the window and refreshes them,
 close to the ttl (see :class:`~dogpile_warm._cached.refresh.WindowPolicy`),
 without anyone waiting. Keys gone quiet (no read for two mean gaps) are not
 warmed. The warming takes the key's lock without waiting: a key already
-being recomputed, in any process, is left alone. A key warmed here is not
-warmed again for half its ttl.
+being recomputed, in any process, is left alone. With a clock that keeps
+real time, a warming waits in the refresh pool's timer for the latest safe
+moment (:func:`~dogpile_warm._cached.refresh.latest_start`), as a refresh
+does, so the value it replaces lives as long as it can. A key warmed here is
+not warmed again for half its ttl.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core.batch import KeyResult
-from .._cached.refresh import SLACK
+from .._cached.refresh import SLACK, RefreshRunner, latest_start
 from .._core.store import CacheStore, Entry
 
 if TYPE_CHECKING:
@@ -50,6 +53,17 @@ Job = Callable[[], KeyResult | None]
 Needed = Callable[[Entry | None], bool]
 
 
+class Planned(NamedTuple):
+    """A key to warm: its job, run now or ``delay`` seconds from now by ``refresher``
+    (where ``pending`` is what a refresh-ahead of the same value is known by)."""
+
+    key: str
+    job: Job
+    delay: float
+    refresher: RefreshRunner
+    pending: Hashable
+
+
 class PatternWarmer:
     """Plans the pattern warming of one engine's scheduler; ``clock`` is the engine's."""
 
@@ -63,12 +77,14 @@ class PatternWarmer:
         # backend need not be asked again until this one is due.
         self._created: OrderedDict[str, float] = OrderedDict()
 
-    def plan(self, budget: int, horizon: float) -> list[tuple[str, Job]]:
-        """The hot keys to warm now, hottest first (at most ``budget`` of them are run),
-        with their jobs: those whose next read is expected within ``horizon`` seconds
-        and would find the value due for refresh, or gone."""
+    def plan(self, budget: int, horizon: float) -> list[Planned]:
+        """The hot keys to warm, hottest first (at most ``budget`` of them are run), with
+        their jobs: those whose value would expire, or is gone, before the next cycle
+        ends (``horizon`` seconds), each with the seconds its warming should wait for
+        the latest safe moment (0 on a clock that does not keep real time)."""
         tracker = self.usage.tracker
         now = self.clock()
+        defers = getattr(self.clock, "real_time", True) is not False
         by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job, Needed]]]] = {}
         considered = 0
         for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
@@ -102,16 +118,19 @@ class PatternWarmer:
             considered += 1
             if considered >= budget * _CANDIDATES_PER_SLOT:
                 break
-        planned: list[tuple[str, Job]] = []
+        planned: list[Planned] = []
         for store, items in by_store.values():
             entries = store.peek_many([key for key, _, _, _ in items])
             if entries is None:  # the backend does not answer: nothing to plan with
                 continue
-            for (key, _, job, needed), entry in zip(items, entries, strict=True):
+            for (key, cached, job, needed), entry in zip(items, entries, strict=True):
+                delay = 0.0
                 if entry is not None:
                     _remember(self._created, key, entry.created)
+                    if defers:
+                        delay = max(0.0, latest_start(entry.created, cached.ttl, entry.cost) - now)
                 if needed(entry):
-                    planned.append((key, job))
+                    planned.append(Planned(key, job, delay, cached.refresher, (store, key)))
         return planned
 
     def warmed(self, key: str) -> None:

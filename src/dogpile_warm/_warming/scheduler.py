@@ -103,6 +103,7 @@ class Scheduler:
         self.last_cycle: float | None = None
         self._stop = threading.Event()
         self._cycle_lock = forks.new_lock()
+        self._figures_lock = forks.new_lock()
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pattern = PatternWarmer(usage, planner.registry, clock)
@@ -257,16 +258,19 @@ class Scheduler:
                 planner.unclaim(record)  # nothing stored: another process may try
             self._reschedule(record, now, failed)
         prewarmed: list[str] = []
+        scheduled: list[str] = []
         if self.pattern_warming:
-            prewarmed = self._prewarm(max(0, budget - len(jobs)))
+            prewarmed, scheduled = self._prewarm(max(0, budget - len(jobs)))
             planner.adapt_intervals()
         self.cycles += 1
-        self.keys_prewarmed += len(prewarmed)
+        with self._figures_lock:
+            self.keys_prewarmed += len(prewarmed)
         self.last_cycle = now
         return {
             "tasks_warmed": [record.task.task_id for record, _ in due],
             "keys_warmed": len(jobs),
             "keys_prewarmed": prewarmed,
+            "keys_prewarm_scheduled": scheduled,
         }
 
     def _due(self, record: TaskRecord, now: float) -> bool:
@@ -314,18 +318,36 @@ class Scheduler:
         return results + [None] * (len(jobs) - len(futures))
 
     # -- pattern warming ---------------------------------------------------------------
-    def _prewarm(self, budget: int) -> list[str]:
-        """Warm the hot keys whose predicted next read would find them due or gone."""
+    def _prewarm(self, budget: int) -> tuple[list[str], list[str]]:
+        """Warm the hot keys whose value would expire before the next cycle, or is gone:
+        the keys warmed now, and those handed to the refresh timer for a later moment."""
         if budget <= 0:
-            return []
+            return [], []
         # Until the next cycle has warmed: it starts within 1.2 periods (jitter).
         planned = self._pattern.plan(budget, horizon=1.25 * self.check_every)[:budget]
+        now = [plan for plan in planned if plan.delay <= 0]
+        later = [
+            plan.key
+            for plan in planned
+            if plan.delay > 0
+            and plan.refresher.submit(
+                plan.pending, functools.partial(self._prewarm_later, plan.key, plan.job), plan.delay
+            )
+        ]
         warmed = []
-        for (key, _), result in zip(planned, self._run([job for _, job in planned]), strict=True):
+        for plan, result in zip(now, self._run([plan.job for plan in now]), strict=True):
             if result is not None and result.success:
-                self._pattern.warmed(key)
-                warmed.append(key)
-        return warmed
+                self._pattern.warmed(plan.key)
+                warmed.append(plan.key)
+        return warmed, later
+
+    def _prewarm_later(self, key: str, job: Job) -> None:
+        """A pattern warming whose time came, in a refresh thread."""
+        result = job()
+        if result is not None and result.success:
+            self._pattern.warmed(key)
+            with self._figures_lock:
+                self.keys_prewarmed += 1
 
 
 def _load_the_resolver() -> None:
