@@ -6,8 +6,7 @@ workers would take with no overhead at all. The ratio of the best of a few
 runs to the ideal has a goal of 1.25 on the memory backend. A second figure
 warms 1,000 keys of one ``@warmable`` function (critical, ``warm_args``)
 into a memcached of its own, configured as README.md suggests (distributed
-lock on), and counts the memcached round trips per key; it is only
-reported. Run: ``python benchmarks/warm_throughput.py [--quick]``.
+lock on), and counts the memcached round trips per key; its goal is 1.15. Run: ``python benchmarks/warm_throughput.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ TASK_SECONDS = 0.005
 TASKS, REPEAT = 1_000, 5
 QUICK_TASKS, QUICK_REPEAT = 100, 1
 GOAL = 1.25
+MEMCACHED_GOAL = 1.15
 
 MEMORY = "warm_critical_data, memory"
 MEMCACHED = "warm_critical_data, memcached"
@@ -132,7 +132,8 @@ def run(quick: bool) -> list[Row]:
             MEMCACHED,
             _figure(tasks),
             in_memcached / best,
-            detail=f"{in_memcached * 1000:.0f} ms; {trips / tasks:g} round trips per key "
+            MEMCACHED_GOAL,
+            f"{in_memcached * 1000:.0f} ms; {trips / tasks:g} round trips per key "
             f"({per_command})",
         ),
     ]
