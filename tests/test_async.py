@@ -835,3 +835,32 @@ def test_a_value_that_ages_past_its_ttl_before_its_awaiter_resumes_is_read_again
         assert run(load(1)) == "value-1-2"  # 61 s old when handed over: computed again
     assert computes.args == [1, 1]
     assert len(sent.named("cache_miss")) == 1 and not sent.named("cache_hit")
+
+
+def test_awaiters_of_a_value_served_stale_share_its_one_failed_recompute(
+    engine: CacheWarmingEngine, clock: FakeClock
+) -> None:
+    """With stale_if_error, five awaiters of an expired key whose recompute fails get the
+    old value from one attempt: served_stale once, the joiners' reads as hits."""
+    attempts: list[int] = []
+    failing = False
+
+    @warmable(engine=engine, ttl=10, stale_if_error=60, refresh_ahead=None)
+    async def load(x: int) -> str:
+        attempts.append(x)
+        await asyncio.sleep(0.05)  # the joiners join while it runs
+        if failing:
+            raise TimeoutError("upstream down")
+        return "old"
+
+    assert run(load(1)) == "old"
+    failing = True
+    clock.advance(20)
+
+    async def five() -> list[str]:
+        return await asyncio.gather(*(load(1) for _ in range(5)))
+
+    with captured_signals("served_stale", "cache_hit", "cache_miss") as sent:
+        assert run(five()) == ["old"] * 5
+    assert attempts == [1, 1]
+    assert len(sent.named("served_stale")) == 1 and len(sent.named("cache_hit")) == 4

@@ -94,6 +94,9 @@ def test_methods_bind_without_wrapt_unless_looked_up_on_their_class(
     assert shop.price == shop.price and hash(shop.price) == hash(shop.price)
     assert shop.price != Shop("other").price
     assert repr(shop.price).startswith("<bound warmable ")
+    assert inspect.ismethod(shop.price) and inspect.ismethod(shop.currency)
+    assert shop.price.__module__ == __name__
+    assert shop.price.__doc__ == Shop.price.__doc__
 
 
 ARGUMENT_SETS: list[tuple[Any, ...]] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -457,3 +458,32 @@ def test_a_fake_clock_refreshes_at_once() -> None:
     assert policy.refresh_delay(1000.0, 0.0, 1006.0) == 0.0
     real = refresh.WindowPolicy(10.0, 0.5, lambda key: None)
     assert real.refresh_delay(1000.0, 0.0, 1006.0) == pytest.approx(10.0 - refresh.SLACK - 6.0)
+
+
+def test_jobs_waiting_for_their_time_leave_the_pool_to_others() -> None:
+    """max_pending counts jobs queued in the pool or running, not those waiting for
+    their time: with three waiting, an immediate job still runs."""
+    runner = RefreshRunner(workers=1, max_pending=3)
+    ran: list[str] = []
+    try:
+        for key in "abc":
+            assert runner.submit(key, lambda: ran.append("late"), 60.0)
+        assert runner.submit("now", lambda: ran.append("now"))
+        wait_until(lambda: ran == ["now"], message="the immediate job")
+    finally:
+        runner.close()
+
+
+def test_the_runner_learns_how_late_jobs_start() -> None:
+    """A job that waited 0.2 s behind another in a one-thread pool makes refreshes start
+    that much earlier (twice over) from then on; before any, a GIL switch interval."""
+    runner = RefreshRunner(workers=1)
+    try:
+        assert runner.lateness() == pytest.approx(refresh.LATE_MARGIN * sys.getswitchinterval())
+        ran: list[str] = []
+        runner.submit("slow", lambda: time.sleep(0.2))  # real time: holds the only thread
+        runner.submit("next", lambda: ran.append("next"))
+        wait_until(lambda: ran, message="the second job")
+        assert runner.lateness() >= refresh.LATE_MARGIN * 0.15
+    finally:
+        runner.close()

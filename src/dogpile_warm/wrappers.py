@@ -105,6 +105,22 @@ class _BoundMethod(functools.partial):  # type: ignore[type-arg]
     def __getattr__(self, name: str) -> Any:
         return getattr(self._wrapt_bound(), name)
 
+    # partial's own class attributes, which __getattr__ would not be asked for: what
+    # a bound method answers (inspect.ismethod and getdoc, mock's autospec).
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:
+        return types.MethodType
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        doc: str | None = self._wrapt_bound().__doc__
+        return doc
+
+    @property
+    def __module__(self) -> str:  # type: ignore[override]
+        module: str = self._wrapt_bound().__module__
+        return module
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _BoundMethod):
             return NotImplemented

@@ -80,6 +80,7 @@ class AwaitedReads:
         self._cached = cached
         self._offloop = offloop
         self._max_refreshes = max_refreshes
+        self._waiting = 0  # refresh tasks waiting for their time
         self._flights: weakref.WeakValueDictionary[FlightKey, _Flight] = (
             weakref.WeakValueDictionary()
         )
@@ -113,10 +114,17 @@ class AwaitedReads:
             task = flight.task = loop.create_task(self._resolve(flight, store, compute, key))
             self._flights[flight_key] = flight
             task.add_done_callback(functools.partial(self._landed, flight_key, flight))
-            value, entry, miss, cost = await asyncio.shield(task)
+            try:
+                value, entry, miss, cost = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # Its outcome is still this read's to report, once the flight lands.
+                task.add_done_callback(functools.partial(self._report_landed, key))
+                raise
         else:
             joined = time.monotonic()
-            value, entry, _, _ = await asyncio.shield(flight.task)
+            value, entry, lead, _ = await asyncio.shield(flight.task)
+            if lead is None:  # served stale to the flight: so to its joiners, as hits
+                return cached.report(key, False, entry.cost if entry else 0.0, entry, value)
             miss, cost = False, entry.cost if entry else 0.0  # a joiner's read is a hit
             if cached.sorted_tags and flight.versions_read <= joined:
                 # Its tag versions were read before this read began: an invalidation
@@ -132,6 +140,14 @@ class AwaitedReads:
             # resume it: the promise is about what the caller receives.
             return await self.call(compute, key)
         return cached.report(key, miss, cost, entry, value)
+
+    def _report_landed(self, key: str, task: asyncio.Task[Resolved]) -> None:
+        """Report the read of a flight's first awaiter, cancelled before it landed."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        value, entry, miss, cost = task.result()
+        if miss is not None:
+            self._cached.report(key, miss, cost, entry, value)
 
     def _landed(self, flight_key: FlightKey, flight: _Flight, task: asyncio.Task[Any]) -> None:
         if self._flights.get(flight_key) is flight:
@@ -260,7 +276,9 @@ class AwaitedReads:
         many do; it waits for the latest safe moment as the refresh pool would."""
         loop = asyncio.get_running_loop()
         flight_key = (loop, key)
-        if flight_key in self._refreshes or len(self._refreshes) >= self._max_refreshes:
+        if flight_key in self._refreshes or len(self._refreshes) - self._waiting >= (
+            self._max_refreshes
+        ):
             return
         cached = self._cached
         assert cached.policy is not None
@@ -284,7 +302,11 @@ class AwaitedReads:
         :meth:`CachedFunction.refresh_in_background
         <dogpile_warm._cached.cached.CachedFunction.refresh_in_background>`, awaited."""
         if delay > 0:
-            await asyncio.sleep(delay)
+            self._waiting += 1  # a refresh waiting for its time takes no place yet
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._waiting -= 1
         cached = self._cached
         lock = store.lock(key)
         try:

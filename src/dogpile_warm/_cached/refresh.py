@@ -43,6 +43,7 @@ import itertools
 import logging
 import math
 import random
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -73,9 +74,16 @@ log = logging.getLogger(__name__)
 POLICIES = ("window", "xfetch")
 
 # The window policy's lead (see the module docstring): mean gaps between reads,
-# and seconds for a refresh to get under way.
+# and seconds for a refresh to get under way (the key's lock, read and write;
+# how late threads get to run is learned: see RefreshRunner). benchmarks/
+# skewed_load.py weighs the recomputes a longer lead costs against the waits
+# it saves.
 READS_AHEAD = 1.0
 SLACK = 0.005
+# Refreshes start this many times earlier than they should as jobs have lately
+# started late (how late, decaying by this factor at each start).
+LATE_MARGIN = 2.0
+LATE_DECAY = 0.95
 # Keys whose refresh point is remembered, per function: past that, it starts over.
 _MAX_POINTS = 10_000
 
@@ -122,11 +130,13 @@ class WindowPolicy:
         refresh_ahead: float,
         gap_of: Callable[[str], float | None],
         defers: bool = True,
+        lateness: Callable[[], float] = float,
     ) -> None:
         self.ttl = ttl
         self.fresh_for = ttl * refresh_ahead
         self.gap_of = gap_of
         self.defers = defers
+        self.lateness = lateness  # see RefreshRunner.lateness
         self.points: dict[str, tuple[float, float]] = {}
 
     def due(self, key: str, created: float, cost: float, now: float) -> bool:
@@ -146,21 +156,23 @@ class WindowPolicy:
         gap = self.gap_of(key)
         if gap is None:
             return earliest
-        return max(earliest, latest_start(created, self.ttl, cost) - READS_AHEAD * gap)
+        latest = latest_start(created, self.ttl, cost)
+        if self.defers:  # lateness is real time: on a clock that keeps it
+            latest -= self.lateness()
+        return max(earliest, latest - READS_AHEAD * gap)
 
     def refresh_delay(self, created: float, cost: float, now: float) -> float:
         """Seconds a refresh found due at ``now`` waits before it starts: until the latest
         safe moment (see :func:`latest_start`), when the engine's clock keeps real time."""
         if not self.defers:
             return 0.0
-        return max(0.0, latest_start(created, self.ttl, cost) - now)
+        return max(0.0, latest_start(created, self.ttl, cost) - self.lateness() - now)
 
 
 def latest_start(created: float, ttl: float, cost: float) -> float:
     """The engine time by which a recompute of a value must start to be stored before the
     value's ttl: 1.5 times what its computation took (the next may take longer), and
-    SLACK (benchmarks/skewed_load.py weighs the recomputes a longer lead costs against
-    the waits it saves)."""
+    SLACK."""
     return created + ttl - (1.5 * cost + SLACK)
 
 
@@ -185,13 +197,14 @@ def make_policy(
     settings: FunctionSettings,
     gap_of: Callable[[str], float | None],
     clock: Callable[[], float],
+    lateness: Callable[[], float] = float,
 ) -> WindowPolicy | XFetchPolicy | None:
     """The refresh policy ``name`` (None: refresh-ahead is off) for a function whose
     engine runs on ``clock``: refreshes wait for their time only on a clock that keeps
     real time (one with ``real_time = False``, such as ``testing.FakeClock``, does not)."""
     if name == "window":
         defers = getattr(clock, "real_time", True) is not False
-        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of, defers)
+        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of, defers, lateness)
     if name == "xfetch":
         return XFetchPolicy(settings.ttl, settings.xfetch_beta)
     return None
@@ -253,14 +266,16 @@ class RefreshRunner:
     use, hands it to the pool then); :meth:`run` (dogpile's
     ``async_creation_runner``) runs a job that comes with the mutex its
     caller acquired, released when the job ends, also when it raises. At most
-    ``max_pending`` jobs wait or run at once: beyond that, and after
-    :meth:`close`, a job is dropped (its mutex released at once) and readers
-    keep getting the cached value, still within its ttl.
+    ``max_pending`` jobs are queued in the pool or run at once (and at most
+    ``max_timed`` wait for their time): beyond that, and after :meth:`close`,
+    a job is dropped (its mutex released at once) and readers keep getting
+    the cached value, still within its ttl.
     """
 
-    def __init__(self, workers: int, max_pending: int = 1000) -> None:
+    def __init__(self, workers: int, max_pending: int = 1000, max_timed: int = 100_000) -> None:
         self.workers = workers
         self.max_pending = max_pending
+        self.max_timed = max_timed
         self._lock = forks.new_lock()
         self._closed = False
         self._reset()
@@ -276,16 +291,25 @@ class RefreshRunner:
         self._order = itertools.count()
         self._timer: threading.Thread | None = None
         self._wakeup = threading.Condition(self._lock)
+        # Seconds jobs started after their time, lately (decaying at each start);
+        # until one has, a GIL switch interval: what a thread may wait to run.
+        self._late = sys.getswitchinterval()
 
     def submit(self, key: Hashable, job: Callable[[], Any], delay: float = 0.0) -> bool:
         """Run ``job`` in the pool, after ``delay`` seconds if positive, unless a job for
-        ``key`` is pending; True if queued."""
+        ``key`` is pending; True if queued.
+
+        A job waiting for its time takes no place among the ``max_pending`` (it
+        costs nothing yet; at most ``max_timed`` wait), one in the pool when its
+        time comes, and is dropped then if the pool is full.
+        """
         with self._lock:
-            if key in self._pending or self._count >= self.max_pending or self._closed:
+            if key in self._pending or self._closed:
                 return False
-            self._pending.add(key)
-            self._count += 1
             if delay > 0:
+                if len(self._timed) >= self.max_timed:
+                    return False
+                self._pending.add(key)
                 heapq.heappush(self._timed, (time.monotonic() + delay, next(self._order), key, job))
                 if self._timer is None:
                     self._timer = threading.Thread(
@@ -294,6 +318,10 @@ class RefreshRunner:
                     self._timer.start()
                 self._wakeup.notify()
                 return True
+            if self._count >= self.max_pending:
+                return False
+            self._pending.add(key)
+            self._count += 1
         return self._start(job, lambda: self._forget(key))
 
     def _wait_for_timed(self) -> None:
@@ -309,8 +337,21 @@ class RefreshRunner:
                         due.append(heapq.heappop(self._timed))
                     if not due:
                         self._wakeup.wait(self._timed[0][0] - now if self._timed else None)
-            for _, _, key, job in due:
-                self._start(job, functools.partial(self._forget, key))
+            for when, _, key, job in due:
+                with self._lock:
+                    full = self._count >= self.max_pending
+                    if not full:
+                        self._count += 1
+                if full:  # dropped, as a refresh found due with the pool full is
+                    self._forget(key)
+                else:
+                    self._start(job, functools.partial(self._forget, key), when)
+
+    def lateness(self) -> float:
+        """Seconds a refresh should start early to make up for how late jobs have lately
+        started in this process (a busy one: threads holding the GIL for whole
+        switch intervals, a pool full of other refreshes)."""
+        return LATE_MARGIN * self._late
 
     def _forget(self, key: Hashable) -> None:
         with self._lock:
@@ -327,11 +368,19 @@ class RefreshRunner:
             return
         self._start(job, lambda: _release(mutex))
 
-    def _start(self, job: Callable[[], Any], on_done: Callable[[], Any]) -> bool:
+    def _start(
+        self, job: Callable[[], Any], on_done: Callable[[], Any], when: float | None = None
+    ) -> bool:
         """Run ``job`` in the pool, then ``on_done()`` (outside the runner's lock: it may
-        talk to a backend); if the pool is closed, ``on_done()`` at once. True if queued."""
+        talk to a backend); if the pool is closed, ``on_done()`` at once. True if queued.
+        ``when`` (monotonic; default now) is when it should start: how late it did is
+        noted (see :meth:`lateness`)."""
+        intended = time.monotonic() if when is None else when
 
         def run() -> None:
+            late = time.monotonic() - intended
+            with self._lock:
+                self._late = max(late, self._late * LATE_DECAY)
             try:
                 job()
             except Exception:
@@ -371,7 +420,6 @@ class RefreshRunner:
             pool, self._pool = self._pool, None
             for _, _, key, _ in self._timed:
                 self._pending.discard(key)
-            self._count -= len(self._timed)
             self._timed.clear()
             self._wakeup.notify()
         if pool is not None:

@@ -326,14 +326,13 @@ class Scheduler:
         # Until the next cycle has warmed: it starts within 1.2 periods (jitter).
         planned = self._pattern.plan(budget, horizon=1.25 * self.check_every)[:budget]
         now = [plan for plan in planned if plan.delay <= 0]
-        later = [
-            plan.key
-            for plan in planned
-            if plan.delay > 0
-            and plan.refresher.submit(
+        later = []
+        for plan in planned:
+            if plan.delay > 0 and plan.refresher.submit(
                 plan.pending, functools.partial(self._prewarm_later, plan.key, plan.job), plan.delay
-            )
-        ]
+            ):
+                self._pattern.warmed(plan.key)  # planned: not again in the cycles till then
+                later.append(plan.key)
         warmed = []
         for plan, result in zip(now, self._run([plan.job for plan in now]), strict=True):
             if result is not None and result.success:
