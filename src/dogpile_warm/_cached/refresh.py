@@ -81,9 +81,10 @@ POLICIES = ("window", "xfetch")
 READS_AHEAD = 1.0
 SLACK = 0.005
 # Refreshes start this many times earlier than they should as jobs have lately
-# started late (how late, decaying by this factor at each start).
+# started late: a moving average, each start weighing this much (a spike, such
+# as a pool busy with a burst of refreshes, moves it little).
 LATE_MARGIN = 2.0
-LATE_DECAY = 0.95
+LATE_WEIGHT = 0.05
 # Keys whose refresh point is remembered, per function: past that, it starts over.
 _MAX_POINTS = 10_000
 
@@ -291,8 +292,8 @@ class RefreshRunner:
         self._order = itertools.count()
         self._timer: threading.Thread | None = None
         self._wakeup = threading.Condition(self._lock)
-        # Seconds jobs started after their time, lately (decaying at each start);
-        # until one has, a GIL switch interval: what a thread may wait to run.
+        # Seconds jobs started after their time, lately (a moving average); until
+        # one has, a GIL switch interval: what a thread may wait to run.
         self._late = sys.getswitchinterval()
 
     def submit(self, key: Hashable, job: Callable[[], Any], delay: float = 0.0) -> bool:
@@ -380,7 +381,7 @@ class RefreshRunner:
         def run() -> None:
             late = time.monotonic() - intended
             with self._lock:
-                self._late = max(late, self._late * LATE_DECAY)
+                self._late += LATE_WEIGHT * (late - self._late)
             try:
                 job()
             except Exception:

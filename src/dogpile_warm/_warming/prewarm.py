@@ -127,8 +127,9 @@ class PatternWarmer:
                 delay = 0.0
                 if entry is not None:
                     _remember(self._created, key, entry.created)
-                    if defers:
-                        delay = max(0.0, latest_start(entry.created, cached.ttl, entry.cost) - now)
+                    if defers:  # as a refresh waits (WindowPolicy.refresh_delay)
+                        start = latest_start(entry.created, cached.ttl, entry.cost)
+                        delay = max(0.0, start - cached.refresher.lateness() - now)
                 if needed(entry):
                     planned.append(Planned(key, job, delay, cached.refresher, (store, key)))
         return planned
