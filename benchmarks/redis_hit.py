@@ -95,7 +95,9 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
             for hit in [*contenders.values(), *contenders.values()]:
                 if hit() != PAYLOAD:  # the misses, then hits that must answer the payload
                     raise RuntimeError(f"a contender answered {hit()!r}")
-            return per_round({name: timeit.Timer(hit) for name, hit in contenders.items()}, calls, repeat)
+            return per_round(
+                {name: timeit.Timer(hit) for name, hit in contenders.items()}, calls, repeat
+            )
         finally:
             engine.close()
             raw.close()

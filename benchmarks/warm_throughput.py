@@ -133,8 +133,7 @@ def run(quick: bool) -> list[Row]:
             _figure(tasks),
             in_memcached / best,
             MEMCACHED_GOAL,
-            f"{in_memcached * 1000:.0f} ms; {trips / tasks:g} round trips per key "
-            f"({per_command})",
+            f"{in_memcached * 1000:.0f} ms; {trips / tasks:g} round trips per key ({per_command})",
         ),
     ]
 

@@ -123,7 +123,12 @@ def test_redis_hit_compares_with_a_raw_get_and_with_dogpile_on_one_region() -> N
     rows = redis_hit.run(quick=True)
     check_rows(rows)
     ratios = by_contender(rows, redis_hit.RAW_FIGURE)
-    assert set(ratios) == {redis_hit.RAW, redis_hit.DOGPILE, redis_hit.CONFIGURED, redis_hit.ON_REGION}
+    assert set(ratios) == {
+        redis_hit.RAW,
+        redis_hit.DOGPILE,
+        redis_hit.CONFIGURED,
+        redis_hit.ON_REGION,
+    }
     assert ratios[redis_hit.RAW].ratio == 1.0
     assert ratios[redis_hit.CONFIGURED].goal == redis_hit.CONFIGURED_GOAL
     [own] = by_contender(rows, redis_hit.DOGPILE_FIGURE).values()

@@ -4,7 +4,6 @@ owners, and a miss costs the round trips it should."""
 from __future__ import annotations
 
 import inspect
-
 from collections import Counter
 from typing import Any
 

@@ -15,7 +15,8 @@ from dogpile.cache.api import NO_VALUE
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
 from dogpile_warm._cached import refresh
-from dogpile_warm._cached.refresh import RefreshBackoff, RefreshRunner, refresh_due
+from dogpile_warm._cached.refresh import RefreshBackoff, RefreshRunner, xfetch_due
+from dogpile_warm._core.entry import Entry
 from dogpile_warm._core.regions import backend_defaults
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
 
@@ -134,13 +135,25 @@ def test_xfetch_refreshes_earlier_for_costly_values(
     age: float, cost: float, rand: float, due: bool
 ) -> None:
     """XFetch: refresh when age - cost * beta * ln(U) >= ttl."""
-    assert refresh_due("xfetch", age, 10.0, 0.8, cost, 1.0, rand=rand) is due
+    assert xfetch_due(age, 10.0, cost, 1.0, rand=rand) is due
 
 
-def test_window_policy_refreshes_past_refresh_ahead_times_ttl() -> None:
-    """The window policy refreshes exactly past refresh_ahead * ttl."""
-    assert refresh_due("window", 8.0, 10.0, 0.8, 0.0, 1.0) is False
-    assert refresh_due("window", 8.01, 10.0, 0.8, 0.0, 1.0) is True
+def test_window_policy_refreshes_an_untracked_key_past_refresh_ahead_times_ttl(
+    wall: FakeClock,
+) -> None:
+    """The window policy refreshes a key with no read history exactly past
+    refresh_ahead * ttl."""
+
+    @warmable(ttl=10.0, refresh_ahead=0.8)
+    def value() -> float:
+        return wall.now
+
+    cached, key = value._self_cached, value.key_for()
+    entry = Entry(1000.0, created=1000.0, ttl=10.0, tags=(), cost=0.0)
+    wall.now = 1008.0
+    assert cached.freshness(entry, key) is refresh.FRESH
+    wall.now = 1008.01
+    assert cached.freshness(entry, key) is refresh.DUE
 
 
 def test_a_key_read_often_is_refreshed_late_in_its_window(
@@ -190,7 +203,9 @@ def test_a_key_gone_quiet_is_refreshed_by_its_first_read_in_the_window(
         wait_until(lambda: sent, message="the refresh")
 
 
-def test_wasted_refreshes_are_those_no_read_used(wall: FakeClock, engine: CacheWarmingEngine) -> None:
+def test_wasted_refreshes_are_those_no_read_used(
+    wall: FakeClock, engine: CacheWarmingEngine
+) -> None:
     """get_performance counts refreshed values that expired unread as wasted, and the
     share among refreshed values whose fate is known."""
 

@@ -193,7 +193,6 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         """A read path of ``cached`` (see :mod:`dogpile_warm._cached.reader`)."""
         return make_reader(cached, binds)
 
-
     if TYPE_CHECKING:
         # What type checkers see: the function's own signature, and for a method
         # looked up on an instance, the method without ``self``.

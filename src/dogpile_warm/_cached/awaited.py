@@ -61,7 +61,7 @@ class _Flight:
     __slots__ = ("__weakref__", "task", "versions_read")
 
     def __init__(self) -> None:
-        self.task: asyncio.Task[tuple[Any, Entry | None]] | None = None
+        self.task: asyncio.Task[Resolved] | None = None
         # time.monotonic() just before the read whose tag versions the value will
         # carry; +inf until that read is made.
         self.versions_read = math.inf

@@ -85,9 +85,7 @@ class CachedFunction:
         self.sorted_tags = tuple(sorted(s.tags))
         self.refresh_ahead = s.refresh_ahead
         self.refresh_policy = s.refresh_policy if s.refresh_ahead is not None else None
-        self.policy = make_policy(
-            self.refresh_policy, s, usage.read_gap, clock, refresher.lateness
-        )
+        self.policy = make_policy(self.refresh_policy, s, usage.read_gap, clock, refresher.lateness)
         # Up to this age a read returns the value with nothing else to decide (None:
         # xfetch, whose decision is random on every read).
         self.fresh_for = s.ttl if self.policy is None else self.policy.fresh_for

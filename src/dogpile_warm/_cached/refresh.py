@@ -64,9 +64,11 @@ __all__ = [
     "RefreshRunner",
     "WindowPolicy",
     "XFetchPolicy",
+    "keeps_real_time",
     "latest_start",
     "make_policy",
-    "refresh_due",
+    "wait_for_latest_start",
+    "xfetch_due",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,20 +102,25 @@ FRESH = Freshness.FRESH
 DUE = Freshness.DUE
 
 
-def refresh_due(
-    policy: str,
-    age: float,
-    ttl: float,
-    refresh_ahead: float,
-    cost: float,
-    beta: float,
-    rand: float | None = None,
-) -> bool:
-    """Whether a read of a value ``age`` seconds old (computed in ``cost`` s) should refresh it."""
-    if policy == "window":
-        return age > refresh_ahead * ttl
+def xfetch_due(age: float, ttl: float, cost: float, beta: float, rand: float | None = None) -> bool:
+    """Whether XFetch refreshes a value ``age`` seconds old, computed in ``cost`` s."""
     u = random.random() if rand is None else rand
     return age - cost * beta * math.log(max(u, 1e-12)) >= ttl
+
+
+def keeps_real_time(clock: Callable[[], float]) -> bool:
+    """Whether a timer may wait for ``clock``'s time: any clock but one with
+    ``real_time = False`` (such as ``testing.FakeClock``)."""
+    return getattr(clock, "real_time", True) is not False
+
+
+def wait_for_latest_start(
+    created: float, ttl: float, cost: float, now: float, lateness: float
+) -> float:
+    """Seconds from ``now`` until a recompute of this value should start: its
+    :func:`latest_start`, brought forward by ``lateness`` (see
+    :meth:`RefreshRunner.lateness`); 0 if that moment has passed."""
+    return max(0.0, latest_start(created, ttl, cost) - lateness - now)
 
 
 class WindowPolicy:
@@ -167,7 +174,7 @@ class WindowPolicy:
         safe moment (see :func:`latest_start`), when the engine's clock keeps real time."""
         if not self.defers:
             return 0.0
-        return max(0.0, latest_start(created, self.ttl, cost) - self.lateness() - now)
+        return wait_for_latest_start(created, self.ttl, cost, now, self.lateness())
 
 
 def latest_start(created: float, ttl: float, cost: float) -> float:
@@ -187,7 +194,7 @@ class XFetchPolicy:
         self.beta = beta
 
     def due(self, key: str, created: float, cost: float, now: float) -> bool:
-        return refresh_due("xfetch", now - created, self.ttl, 0.0, cost, self.beta)
+        return xfetch_due(now - created, self.ttl, cost, self.beta)
 
     def refresh_delay(self, created: float, cost: float, now: float) -> float:
         return 0.0  # XFetch's decision is its timing
@@ -204,8 +211,9 @@ def make_policy(
     engine runs on ``clock``: refreshes wait for their time only on a clock that keeps
     real time (one with ``real_time = False``, such as ``testing.FakeClock``, does not)."""
     if name == "window":
-        defers = getattr(clock, "real_time", True) is not False
-        return WindowPolicy(settings.ttl, settings.refresh_ahead or 0.0, gap_of, defers, lateness)
+        return WindowPolicy(
+            settings.ttl, settings.refresh_ahead or 0.0, gap_of, keeps_real_time(clock), lateness
+        )
     if name == "xfetch":
         return XFetchPolicy(settings.ttl, settings.xfetch_beta)
     return None

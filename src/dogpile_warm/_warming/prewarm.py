@@ -23,8 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from .._cached.refresh import SLACK, RefreshRunner, keeps_real_time, wait_for_latest_start
 from .._core.batch import KeyResult
-from .._cached.refresh import SLACK, RefreshRunner, latest_start
 from .._core.store import CacheStore, Entry
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class PatternWarmer:
         the latest safe moment (0 on a clock that does not keep real time)."""
         tracker = self.usage.tracker
         now = self.clock()
-        defers = getattr(self.clock, "real_time", True) is not False
+        defers = keeps_real_time(self.clock)
         by_store: dict[int, tuple[CacheStore, list[tuple[str, CachedFunction, Job, Needed]]]] = {}
         considered = 0
         for key, _count in tracker.get_hot_keys(budget * _CANDIDATES_PER_SLOT):
@@ -128,8 +128,10 @@ class PatternWarmer:
                 if entry is not None:
                     _remember(self._created, key, entry.created)
                     if defers:  # as a refresh waits (WindowPolicy.refresh_delay)
-                        start = latest_start(entry.created, cached.ttl, entry.cost)
-                        delay = max(0.0, start - cached.refresher.lateness() - now)
+                        lateness = cached.refresher.lateness()
+                        delay = wait_for_latest_start(
+                            entry.created, cached.ttl, entry.cost, now, lateness
+                        )
                 if needed(entry):
                     planned.append(Planned(key, job, delay, cached.refresher, (store, key)))
         return planned
