@@ -214,6 +214,33 @@ def test_an_untagged_miss_costs_two_gets_and_one_set(round_trips: Counter[str]) 
     assert round_trips == Counter(get=1)  # a hit: one read
 
 
+def test_hits_past_the_memory_shortcut_count_and_signal_like_any_other(
+    round_trips: Counter[str], engine: CacheWarmingEngine
+) -> None:
+    """read_through's written-out hit (a backend that serializes) counts, tracks and
+    signals as report() does, and answers what was stored, one read per hit."""
+
+    @warmable(ttl=60)
+    def triple(x: int) -> int:
+        return 3 * x
+
+    with captured_signals("cache_hit", "cache_miss") as sent:
+        answers = [triple(x) for x in (1, 1, 1, 2)]
+    assert answers == [3, 3, 3, 6]
+    assert [s.signal for s in sent] == ["cache_miss", "cache_hit", "cache_hit", "cache_miss"]
+    for hit in sent[1:3]:
+        assert hit.sender is triple
+        assert hit.kwargs["key"] == triple.key_for(1)
+        assert 0.0 <= hit.kwargs["age"] < 60
+    assert round_trips == Counter(get=2 * 2 + 2, set=2)
+    stats = engine.get_stats()
+    assert (stats["hits"], stats["misses"]) == (2, 2)
+    assert dict(engine.usage_tracker.get_hot_keys(2)) == {
+        triple.key_for(1): 3,
+        triple.key_for(2): 1,
+    }
+
+
 def test_a_tagged_miss_reads_value_and_tag_versions_twice(
     engine: CacheWarmingEngine, round_trips: Counter[str]
 ) -> None:

@@ -129,19 +129,32 @@ class PyMemcacheBackend(_DogpilePyMemcacheBackend):
                 hashing.hasher = hasher
         return client
 
-    def _run(self, command: str, *args: Any) -> Any:
-        """``client.<command>(*args)``: on the one server's own client when there is one
-        server, and once more on a new connection if the server closed this one."""
+    def _server_client(self) -> Any:
+        """The one server's own client when there is one server, else the client."""
         client = self.client
-        if isinstance(client, HashClient) and len(client.clients) == 1:
-            client = next(iter(client.clients.values()))
+        if type(client) is HashClient:
+            clients = client.clients
+            if len(clients) == 1:
+                for server_client in clients.values():
+                    return server_client
+        return client
+
+    def _run(self, command: str, *args: Any) -> Any:
+        """``client.<command>(*args)``: on :meth:`_server_client`, and once more on a new
+        connection if the server closed this one."""
+        client = self._server_client()
         try:
             return getattr(client, command)(*args)
         except _CLOSED:
             return getattr(client, command)(*args)  # pymemcache reconnects after closing
 
     def get(self, key: str) -> Any:
-        value = self._run("get", key)
+        # _run("get", key), written out: a hit on memcached comes through here.
+        client = self._server_client()
+        try:
+            value = client.get(key)
+        except _CLOSED:
+            value = client.get(key)
         return NO_VALUE if value is None else value
 
     def get_multi(self, keys: Iterable[str]) -> list[Any]:

@@ -2,11 +2,11 @@
 
 The read path is dogpile's own :class:`dogpile.lock.Lock`, fed with a value
 function that treats an entry past its ``ttl`` (or carrying an invalidated
-tag) as missing, and that asks for a refresh once the entry is past
-``refresh_ahead * ttl``: the caller then gets the cached value at once while
-one background refresh runs in the engine's refresh pool; past ``ttl`` the
-caller waits for the recompute, under the key's lock (distributed where the
-backend has one; see :mod:`dogpile_warm._core.locks` for how it waits).
+tag) as missing, and that asks for a refresh once the refresh policy finds
+it due (see :mod:`dogpile_warm._cached.refresh`): the caller then gets the
+cached value at once while one background refresh runs in the engine's
+refresh pool; past ``ttl`` the caller waits for the recompute, under the
+key's lock (see :mod:`dogpile_warm._core.locks` for how it waits).
 Every call starts in :mod:`dogpile_warm._cached.reader` (the memory
 shortcut); computing and storing is :mod:`dogpile_warm._cached.computation`'s.
 Ages are measured on the engine's clock, the one that stamps entries. A read
@@ -31,7 +31,7 @@ from .._core.keys import KeyBuilder
 from .._core.locks import check_not_computing
 from .._core.loops import is_async_function
 from .._core.regions import RegionRegistry, check_backend_expiry
-from .._core.store import UNAVAILABLE, CacheStore, Entry
+from .._core.store import UNAVAILABLE, CacheStore, Entry, Unavailable
 from .._core.tags import TagVersions
 from ..errors import describe_error
 from ..task import WarmingTask
@@ -162,17 +162,35 @@ class CachedFunction:
         # A method of its own: a lambda in read() would make its arguments
         # closure cells, allocated on every call, hit or not.
         self.usage.remember_call(self, key, args, kwargs)
-        return self.call(lambda: fn(*args, **kwargs), key)
+        store = self.store()
+        entry = store.read(key, self.sorted_tags)
+        if type(entry) is Entry and self.fresh_for is not None:
+            # A hit younger than fresh_for, written out: what freshness() and
+            # report() decide and do for it (tests/test_read_path.py checks that
+            # the two agree), without the compute closure a hit never calls.
+            now = self.clock()
+            age = now - entry.created
+            if age <= self.fresh_for:
+                self.usage.queued_hits.append((self, key, now))
+                if signals.cache_hit.receivers:
+                    signals.cache_hit.send(self.sender, key=key, age=age)
+                return entry.value
+        return self.answer(store, key, entry, lambda: fn(*args, **kwargs))
 
-    def call(self, compute: Callable[[], Any], key: str) -> Any:
-        """Return the cached value of ``key``, computing it with ``compute`` when needed.
+    def answer(
+        self,
+        store: CacheStore,
+        key: str,
+        entry: Entry | Unavailable | None,
+        compute: Callable[[], Any],
+    ) -> Any:
+        """The cached value of ``key``, given ``entry``, what reading it from ``store``
+        found; computed with ``compute`` when needed.
 
         Sends exactly one of ``cache_hit`` / ``cache_miss``. Exceptions from
         ``compute`` reach the caller (but see :meth:`stale_or_raise`); backend
         failures never do.
         """
-        store = self.store()
-        entry = store.read(key, self.sorted_tags)
         if entry is UNAVAILABLE:
             return self.compute_uncached(store, compute, key)
         if entry is not None and self.freshness(entry, key) is FRESH:
@@ -305,7 +323,7 @@ class CachedFunction:
         if not ran and self.clock() - entry.created > ttl:
             # The value crossed its ttl between the read and now (thread
             # switches): the promise is about what the caller receives.
-            return self.call(compute, key)
+            return self.answer(store, key, store.read(key, self.sorted_tags), compute)
         if ran and self.stored_too_late(entry):
             return self.compute_uncached(store, compute, key)
         return self.report(key, ran, entry.cost, entry, entry.value)
@@ -337,22 +355,15 @@ class CachedFunction:
         the value already) and recomputes only if the value is still the one
         created at ``seen`` that the triggering read found due.
         """
-        mutex = store.lock(key)
-        if not mutex.acquire(False):
-            return
         try:
-            versions: list[TagVersions] = []
-            current = store.read(key, self.sorted_tags, versions)
-            if current is UNAVAILABLE or (isinstance(current, Entry) and current.created > seen):
-                return  # no backend to refresh into, or refreshed meanwhile
-            try:
-                entry, error = self.computation.store_new(store, key, compute, versions)
-            except Exception as exc:
-                self.refresh_failed(key, exc)
-                return
-        finally:
-            mutex.release()
-        self.refreshed(key, entry, error)
+            done = self.computation.store_new_unless_held(
+                store, key, compute, lambda entry: entry is None or entry.created <= seen
+            )
+        except Exception as exc:
+            self.refresh_failed(key, exc)
+            return
+        if done is not None:
+            self.refreshed(key, *done)
 
     def refresh_failed(self, key: str, error: Exception) -> None:
         """A background refresh of ``key`` raised: back off, report."""

@@ -252,6 +252,24 @@ class Computation:
         ``needed(entry)`` still holds (``entry`` None when missing or stale by
         tag). Returns None when nothing was computed; never raises.
         """
+        t0 = time.perf_counter()
+        try:
+            done = self.store_new_unless_held(store, key, compute, needed)
+        except Exception as exc:
+            return self._warmed(key, t0, exc)
+        return None if done is None else self._warmed(key, t0, done[1])
+
+    def store_new_unless_held(
+        self,
+        store: CacheStore,
+        key: str,
+        compute: Callable[[], Any],
+        needed: Callable[[Entry | None], bool],
+    ) -> tuple[Entry, BaseException | None] | None:
+        """:meth:`store_new` under the key's lock, taken without waiting, if
+        ``needed(entry)`` holds for what is stored under it then (``entry`` None when
+        missing or stale by tag); None when the lock is held, the backend does not
+        answer or the value is not needed. Raises what ``compute`` raises."""
         mutex = store.lock(key)
         if not mutex.acquire(False):
             return None
@@ -260,12 +278,7 @@ class Computation:
             entry = store.read(key, self.sorted_tags, versions)
             if entry is UNAVAILABLE or not needed(entry):
                 return None
-            t0 = time.perf_counter()
-            try:
-                _, error = self.store_new(store, key, compute, versions)
-            except Exception as exc:
-                return self._warmed(key, t0, exc)
-            return self._warmed(key, t0, error)
+            return self.store_new(store, key, compute, versions)
         finally:
             mutex.release()
 

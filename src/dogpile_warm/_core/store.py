@@ -41,7 +41,7 @@ from ..errors import (
     describe_error,
 )
 from . import forks, health, region_io
-from .entry import MEMORY_METADATA, UNAVAILABLE, Entry, Unavailable, decode, stored
+from .entry import FORMAT, MEMORY_METADATA, UNAVAILABLE, Entry, Unavailable, decode, stored
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
@@ -202,6 +202,7 @@ class CacheStore:
         # Timed for a call's budget, and while the breaker is open (only an
         # answer begun after it opened may close it); a plain hit is not.
         started = health_.clock() if budget is not None or health_.open else -math.inf
+        current: Sequence[Any]
         try:
             if tags:
                 found = region_io.get_many(
@@ -210,7 +211,7 @@ class CacheStore:
                 stored, current = found[0], found[1:]
             else:
                 stored = region_io.get_one(self.region, safe_key(key), self.reader)
-                current = []
+                current = ()
         except Exception as exc:
             error = self.failed(exc, key, "read")
             return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
@@ -218,10 +219,16 @@ class CacheStore:
             self.answered(started, key, "read")
         if seen is not None and tags:
             _note_versions(seen, tags, current)
-        entry = self._entry(stored, key)
-        if entry is None or (tags and not entry.tags):
-            return None
+        entry: Entry | None
+        if type(stored) is tuple and len(stored) == 7 and stored[0] == FORMAT and stored[1] == key:
+            entry = tuple.__new__(Entry, stored[2:])  # decode()'s first case, written out
+        else:
+            entry = self._entry(stored, key)
+            if entry is None:
+                return None
         if not entry.tags:
+            if tags:
+                return None
             if index is not None and stamp is not None:
                 index.verified(key, entry, stamp)
             return entry
@@ -390,7 +397,7 @@ def _label(region: CacheRegion) -> str:
     return str(region.name) if region.name else f"unnamed {type(region.actual_backend).__name__}"
 
 
-def _note_versions(seen: list[TagVersions], tags: Sequence[str], current: list[Any]) -> None:
+def _note_versions(seen: list[TagVersions], tags: Sequence[str], current: Sequence[Any]) -> None:
     """Append ``tags``' versions as read, if every one of them exists."""
     if all(type(version) is str for version in current):
         seen.append(tuple(zip(tags, current, strict=True)))
