@@ -14,10 +14,10 @@ values from the store (see :mod:`dogpile_warm._core.store`), never raised.
 
 from __future__ import annotations
 
-import contextlib
+import contextvars
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._core import health
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from ..task import WarmingTask
 
 __all__ = ["Computation"]
+
+# What marks a computation as running (see Computation._begin): the caller's round-trip
+# budget set aside, and the key's mark as this thread's (or task's) computation.
+_Marks = tuple[contextvars.Token[Any], contextvars.Token[Any] | None]
 
 
 class Computation:
@@ -90,10 +94,13 @@ class Computation:
         round-trip budget: cached calls it makes are theirs to account for.
         """
         t0 = time.perf_counter()
-        with self._computing(store, key):
+        marks = self._begin(store, key)
+        try:
             value = compute()
             if inspect.iscoroutine(value):  # an async function's: its result is the value
                 value = result_of(value, self.name)
+        finally:
+            _end(marks)
         return value, self._measured(t0)
 
     async def run_async(
@@ -101,25 +108,19 @@ class Computation:
     ) -> tuple[Any, float]:
         """:meth:`run` for an awaitable computation, awaited in the calling task."""
         t0 = time.perf_counter()
-        with self._computing(store, key):
+        marks = self._begin(store, key)
+        try:
             value = await compute()
+        finally:
+            _end(marks)
         return value, self._measured(t0)
 
-    @contextlib.contextmanager
-    def _computing(self, store: CacheStore, key: str) -> Iterator[None]:
-        """The block computes ``key``: marked as this thread's (or task's) computation
-        when it :attr:`owns_key`, and outside the caller's round-trip budget."""
+    def _begin(self, store: CacheStore, key: str) -> _Marks:
+        """What runs ``key``'s computation: marked as this thread's (or task's) when it
+        :attr:`owns_key`, and outside the caller's round-trip budget, until :func:`_end`.
+        (A pair of calls rather than a context manager: every warmed key runs it.)"""
         token = begin_compute(store, key, self.name) if self.owns_key else None
-        no_budget = health.round_trip_budget.set(None)
-        try:
-            yield
-        finally:
-            # A task left on a closed loop is closed by the garbage collector, outside
-            # its context: the marks then die with the task, and cannot be reset.
-            with contextlib.suppress(ValueError):
-                health.round_trip_budget.reset(no_budget)
-                if token is not None:
-                    end_compute(token)
+        return health.round_trip_budget.set(None), token
 
     def _measured(self, t0: float) -> float:
         """Seconds since ``t0``, folded into :attr:`cost_estimate`."""
@@ -291,3 +292,16 @@ class Computation:
         """Settle ``result`` (stored when ``error`` is None) and report it."""
         result.complete(error is None, describe_error(error))
         self._outcomes.warmed(self.task, result, error, self.ttl, self.tags)
+
+
+def _end(marks: _Marks) -> None:
+    """Undo :meth:`Computation._begin`."""
+    no_budget, token = marks
+    try:
+        health.round_trip_budget.reset(no_budget)
+        if token is not None:
+            end_compute(token)
+    except ValueError:
+        # A task left on a closed loop is closed by the garbage collector, outside
+        # its context: the marks then die with the task, and cannot be reset.
+        pass
