@@ -4,7 +4,7 @@ connection, no per-key hashing with one server, and unreadable values that say s
 from __future__ import annotations
 
 import pytest
-from dogpile.cache.api import NO_VALUE
+from dogpile.cache.api import NO_VALUE, CachedValue
 from dogpile.cache.region import value_version
 from pymemcache import serde
 from pymemcache.client.rendezvous import RendezvousHash
@@ -84,7 +84,8 @@ def test_the_serde_writes_what_pymemcache_writes_and_reads_it_back() -> None:
     """Same bytes and flags as pymemcache's pickle serde for every kind of value, so
     processes on either read each other's values; an unreadable pickle reads as a value
     that dogpile takes for a miss and dogpile_warm counts as unreadable."""
-    values = [b"raw", "text", 7, 2**70, 1.5, {"a": [1, (2, 3)]}, None]
+    stored = CachedValue(("dogpile_warm/2", "k", {"a": 1}, 1.0, 60.0, (), 0.01), {"ct": 1.0})
+    values = [stored, b"raw", "text", 7, True, 2**70, 1.5, {"a": [1, (2, 3)]}, None]
     for value in values:
         ours = memcached.pickle_serde.serialize("k", value)
         assert ours == serde.pickle_serde.serialize("k", value)

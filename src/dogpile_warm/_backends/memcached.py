@@ -40,7 +40,7 @@ from dogpile.cache.backends.memcached import PyMemcacheBackend as _DogpilePyMemc
 from pymemcache.client.hash import HashClient
 from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
-from pymemcache.serde import FLAG_PICKLE, PickleSerde
+from pymemcache.serde import DEFAULT_PICKLE_VERSION, FLAG_PICKLE, PickleSerde
 
 from ..errors import ValueUnreadable
 
@@ -53,7 +53,20 @@ _CLOSED = (ConnectionResetError, BrokenPipeError, MemcacheUnexpectedCloseError)
 
 
 class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
-    """pymemcache's pickle serde, unpickling with ``pickle.loads``; unreadable values say so."""
+    """pymemcache's pickle serde, pickling dogpile's values with ``pickle.dumps`` and
+    unpickling with ``pickle.loads``; unreadable values say so."""
+
+    def __init__(self, pickle_version: int = DEFAULT_PICKLE_VERSION) -> None:
+        super().__init__(pickle_version)
+        self.pickle_version = pickle_version
+
+    def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
+        if type(value) is CachedValue:
+            # What dogpile stores: the bytes and flags pymemcache's serializer writes,
+            # without the Pickler and BytesIO it makes for every value.
+            return pickle.dumps(value, self.pickle_version), FLAG_PICKLE
+        serialized: tuple[bytes, int] = super().serialize(key, value)
+        return serialized
 
     def deserialize(self, key: Any, value: bytes, flags: int) -> Any:
         try:
