@@ -394,6 +394,29 @@ def test_a_key_being_recomputed_elsewhere_is_skipped(
     assert computed == []
 
 
+def test_a_pattern_warmings_duration_is_its_computation_not_the_lock_or_read(
+    engine: CacheWarmingEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a warming reports as its duration (``warmed``'s ``duration_ms``, the task's
+    figures) is computing and storing: a 50 ms read under the key's lock is not in it."""
+    square, _ = make_hot_function(engine)
+    read_steadily(square, 3, clock, every=6, n=5)
+    age_value(square, 3, 8.9)
+    store = square._self_cached.store()
+    read = store.read
+
+    def slow_read(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.05)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(store, "read", slow_read)
+    with captured_signals("warmed") as log:
+        done = scheduler(engine, check_every=1.0, pattern_warming=True).run_cycle()
+    assert done["keys_prewarmed"] == [square.key_for(3)]
+    [warmed] = log
+    assert 0 <= warmed.kwargs["duration_ms"] < 50
+
+
 def test_pattern_warming_needs_remembered_arguments_and_respects_the_budget(
     engine: CacheWarmingEngine, clock: FakeClock
 ) -> None:

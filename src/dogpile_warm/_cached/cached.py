@@ -265,7 +265,7 @@ class CachedFunction:
     ) -> Any:
         """The read through dogpile's Lock: missing, expired or due values.
 
-        ``seen`` is what :meth:`call` read (None: nothing): the Lock's first
+        ``seen`` is the entry :meth:`answer` was given (None: nothing): the Lock's first
         look at the key is that, not another round trip. A wait for another
         caller's computation is paced by what the key's last computation
         took, if known (else by this function's average).
@@ -359,11 +359,16 @@ class CachedFunction:
             done = self.computation.store_new_unless_held(
                 store, key, compute, lambda entry: entry is None or entry.created <= seen
             )
-        except Exception as exc:
+        except Exception as exc:  # the lock or the read, not the computation
             self.refresh_failed(key, exc)
             return
-        if done is not None:
-            self.refreshed(key, *done)
+        if done is None:
+            return
+        if done.entry is None:
+            assert isinstance(done.error, Exception)  # what the computation raised
+            self.refresh_failed(key, done.error)
+        else:
+            self.refreshed(key, done.entry, done.error)
 
     def refresh_failed(self, key: str, error: Exception) -> None:
         """A background refresh of ``key`` raised: back off, report."""

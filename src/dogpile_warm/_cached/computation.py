@@ -18,7 +18,7 @@ import contextvars
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .._core import health
 from .._core.batch import KeyResult, WriteBatch
@@ -32,7 +32,18 @@ if TYPE_CHECKING:
     from .._warming.outcomes import Outcomes
     from ..task import WarmingTask
 
-__all__ = ["Computation"]
+__all__ = ["Computation", "Recomputed"]
+
+
+class Recomputed(NamedTuple):
+    """What :meth:`Computation.store_new_unless_held` did: ``entry`` computed and stored,
+    unless ``error`` says why not; ``entry`` None: the computation raised ``error``.
+    ``started``: ``time.perf_counter()`` when the computation began."""
+
+    entry: Entry | None
+    error: BaseException | None
+    started: float
+
 
 # What marks a computation as running (see Computation._begin): the caller's round-trip
 # budget set aside, and the key's mark as this thread's (or task's) computation.
@@ -253,12 +264,11 @@ class Computation:
         ``needed(entry)`` still holds (``entry`` None when missing or stale by
         tag). Returns None when nothing was computed; never raises.
         """
-        t0 = time.perf_counter()
         try:
             done = self.store_new_unless_held(store, key, compute, needed)
-        except Exception as exc:
-            return self._warmed(key, t0, exc)
-        return None if done is None else self._warmed(key, t0, done[1])
+        except Exception as exc:  # the lock or the read, not the computation
+            return self._warmed(key, time.perf_counter(), exc)
+        return None if done is None else self._warmed(key, done.started, done.error)
 
     def store_new_unless_held(
         self,
@@ -266,11 +276,11 @@ class Computation:
         key: str,
         compute: Callable[[], Any],
         needed: Callable[[Entry | None], bool],
-    ) -> tuple[Entry, BaseException | None] | None:
+    ) -> Recomputed | None:
         """:meth:`store_new` under the key's lock, taken without waiting, if
         ``needed(entry)`` holds for what is stored under it then (``entry`` None when
         missing or stale by tag); None when the lock is held, the backend does not
-        answer or the value is not needed. Raises what ``compute`` raises."""
+        answer or the value is not needed. What ``compute`` raises is returned."""
         mutex = store.lock(key)
         if not mutex.acquire(False):
             return None
@@ -279,7 +289,12 @@ class Computation:
             entry = store.read(key, self.sorted_tags, versions)
             if entry is UNAVAILABLE or not needed(entry):
                 return None
-            return self.store_new(store, key, compute, versions)
+            started = time.perf_counter()
+            try:
+                new, error = self.store_new(store, key, compute, versions)
+            except Exception as exc:
+                return Recomputed(None, exc, started)
+            return Recomputed(new, error, started)
         finally:
             mutex.release()
 
