@@ -15,6 +15,7 @@ from pathlib import Path
 from benchmarks import (
     async_hit,
     celery_warm,
+    gunicorn_load,
     hit_path,
     key_memory,
     memcached_hit,
@@ -38,6 +39,7 @@ def benchmarks(chart: Path | None) -> dict[str, Callable[[bool], list[Row]]]:
         "skewed_load": lambda quick: skewed_async.run(quick, chart=chart),
         "warm_throughput": warm_throughput.run,
         "celery_warm": celery_warm.run,
+        "gunicorn_load": gunicorn_load.run,
         "tracker_cost": tracker_cost.run,
         "key_memory": key_memory.run,
     }

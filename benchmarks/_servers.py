@@ -22,7 +22,7 @@ from typing import Any
 
 from dogpile.cache import CacheRegion
 
-__all__ = ["HOST", "ClientWatch", "running_memcached", "running_redis"]
+__all__ = ["HOST", "ClientWatch", "free_port", "running_memcached", "running_redis"]
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 10.0  # seconds memcached gets to answer
@@ -38,7 +38,8 @@ _COMMANDS = frozenset(
 )  # fmt: skip
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
@@ -102,7 +103,7 @@ def _running(
             f"{name} is not installed (not on PATH): install it, e.g. `apt-get install {package}`"
         )
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         process = _start(name, argv(binary, port), port, ping)
         if process is None:
             continue  # another process took the port meanwhile: try another

@@ -15,6 +15,7 @@ from benchmarks import __main__ as entry_point
 from benchmarks import (
     async_hit,
     celery_warm,
+    gunicorn_load,
     hit_path,
     key_memory,
     memcached_hit,
@@ -260,6 +261,7 @@ def test_entry_point_runs_every_benchmark_into_one_table(
         redis_hit,
         warm_throughput,
         celery_warm,
+        gunicorn_load,
         tracker_cost,
     )
     for module in (*modules, key_memory):
@@ -280,9 +282,31 @@ def test_entry_point_runs_every_benchmark_into_one_table(
         "skewed_load",
         "warm_throughput",
         "celery_warm",
+        "gunicorn_load",
         "tracker_cost",
         "key_memory",
     ]
     assert seen == [(name, True) for name in names]
     table = capsys.readouterr().out.splitlines()
     assert [line.split("|")[1].strip() for line in table[2:]] == names
+
+
+def test_on_demand_minimum_computes_at_each_read_the_last_computation_does_not_cover() -> None:
+    """One computation at 0 covers the reads to 5, the next at 6 those to 11, one at 12;
+    only those starting inside the window count."""
+    reads = [0.0, 1.0, 6.0, 6.5, 11.0, 12.0]
+    assert gunicorn_load.on_demand_minimum(reads, 5.0, 0.0, 100.0) == 3
+    assert gunicorn_load.on_demand_minimum(reads, 5.0, 5.0, 100.0) == 2
+    assert gunicorn_load.on_demand_minimum([], 5.0, 0.0, 100.0) == 0
+
+
+@pytest.mark.memcached
+def test_gunicorn_load_counts_what_four_workers_compute() -> None:
+    """gunicorn_load.run serves the app under gunicorn and reports its three figures, the
+    computes against the issue's goal."""
+    rows = gunicorn_load.run(quick=True)
+    check_rows(rows)
+    figures = {row.figure: row for row in rows}
+    assert set(figures) == {gunicorn_load.MINIMUM, gunicorn_load.DUPLICATES, gunicorn_load.SOURCES}
+    assert figures[gunicorn_load.MINIMUM].goal == gunicorn_load.RATIO_GOAL
+    assert "reads" in figures[gunicorn_load.SOURCES].detail

@@ -4,6 +4,7 @@ stored nothing), and how long they last (memcached's 30-day limit)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,6 +79,22 @@ def test_a_shared_task_is_claimed_and_its_claim_given_back_when_nothing_was_stor
     assert (report["succeeded"], report["failed"]) == (1, 1)
     assert holder(engine, fleet.task_claim("shared.ok")) == fleet.process_token()
     assert holder(engine, fleet.task_claim("shared.broken")) is None
+
+
+def test_a_unit_warmed_again_by_its_claims_holder_is_claimed_for_its_whole_time_again(
+    shared: str, engine: CacheWarmingEngine
+) -> None:
+    """A process warming a unit whose claim it still holds (its own earlier warming) makes
+    the claim last ``seconds`` from now: left to lapse on the first warming's clock, it
+    let another process warm the unit again right after (seen under gunicorn)."""
+    store = engine.regions.store_for("shared")
+    name = fleet.task_claim("shared.unit")
+    assert fleet.claim_unit(store, name, 4.0) is None  # won
+    # Real time: the server's own expiry is what is tested (memcached: 4 to 5 s).
+    time.sleep(3.0)
+    assert fleet.claim_unit(store, name, 4.0) is None  # its own: warmed again
+    time.sleep(2.5)  # the first claim is gone by now (at most 5 s); the second holds
+    assert holder(engine, name) == fleet.process_token()
 
 
 @pytest.mark.memcached

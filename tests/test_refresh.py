@@ -180,7 +180,9 @@ def test_a_key_read_often_is_refreshed_late_in_its_window(
     assert computed == [1000.0, 1009.95]
     # The point the first read in the window decided for the first value (it cost ~0 s).
     lead = refresh.SLACK + refresh.READS_AHEAD * 0.1
-    created, point = hot._self_cached.policy.points[hot.key_for()]
+    policy = hot._self_cached.policy
+    assert isinstance(policy, refresh.WindowPolicy)
+    created, point = policy.points[hot.key_for()]
     assert created == 1000.0 and point == pytest.approx(1010.0 - lead, abs=1e-3)
 
 

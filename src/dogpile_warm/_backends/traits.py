@@ -198,14 +198,36 @@ def claim(backend: Any, key: str, seconds: float, value: bytes = b"1") -> bool |
     """
     client = _memcached_client(backend)
     if client is not None:
-        # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds;
-        # over 30 days it would be read as a date (in 1970: gone at once).
-        expiry = min(math.ceil(seconds) + 1, 30 * 24 * 3600)
-        return bool(client.add(key, value, expiry))
+        return bool(client.add(key, value, _claim_expiry(seconds)))
     client = _redis_client(backend)
     if client is not None:
         return bool(client.set(key, value, nx=True, px=max(1, int(seconds * 1000))))
     return None
+
+
+def extend_claim(backend: Any, key: str, seconds: float, value: bytes) -> bool | None:
+    """Make the claim under ``key``, which held ``value`` a moment ago, expire ``seconds``
+    from now: True if it did, False if the claim is gone (or, on Redis, another's).
+
+    None when the backend has no such operation (python-binary-memcached has no
+    ``touch``). memcached's ``touch`` does not look at the value: a claim that lapsed
+    and was taken since the caller read it is extended for its new holder.
+    """
+    client = _memcached_client(backend)
+    if client is not None:
+        touch = getattr(client, "touch", None)
+        return None if touch is None else bool(touch(key, _claim_expiry(seconds)))
+    client = _redis_client(backend)
+    if client is not None:
+        millis = max(1, int(seconds * 1000))
+        return bool(client.eval(_REDIS_RENEW, 1, key, value, millis))
+    return None
+
+
+def _claim_expiry(seconds: float) -> int:
+    # memcached's clock ticks once a second: an expiry of n lasts n-1 to n seconds;
+    # over 30 days it would be read as a date (in 1970: gone at once).
+    return min(math.ceil(seconds) + 1, 30 * 24 * 3600)
 
 
 def claim_holder(backend: Any, key: str) -> bytes | None:

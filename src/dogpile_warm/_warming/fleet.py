@@ -76,7 +76,13 @@ def claim_unit(store: CacheStore, name: str, seconds: float) -> str | None:
     holder = store.attempt("claim", name, lambda: traits.claim_holder(backend, key))
     if isinstance(holder, BackendError):
         return UNDECIDED
-    return None if holder == token else WARMED_ELSEWHERE
+    if holder != token:
+        return WARMED_ELSEWHERE
+    # This process's own, from an earlier warming: it stands for this one now, for the
+    # whole of ``seconds``. Left as it was, it would lapse early and let another process
+    # warm the unit again right after this one.
+    store.attempt("claim", name, lambda: traits.extend_claim(backend, key, seconds, token))
+    return None
 
 
 def key_claim(key: str) -> str:
