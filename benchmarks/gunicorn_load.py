@@ -42,15 +42,18 @@ from typing import NamedTuple
 try:
     from benchmarks._report import Row, format_table, make_parser
     from benchmarks._servers import HOST, free_port, running_memcached
+    from benchmarks.skewed_load import zipf_cum_weights
 except ModuleNotFoundError:  # run as a script: the repository root is not on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from benchmarks._report import Row, format_table, make_parser
     from benchmarks._servers import HOST, free_port, running_memcached
+    from benchmarks.skewed_load import zipf_cum_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 4
 CLIENTS = 8
 KEYS = 100
+IDS = range(1, KEYS + 1)  # product ids, id k read with weight 1 / k**ZIPF_S
 ZIPF_S = 1.1
 THINK = 0.005
 TTLS = {"product": 5.0, "catalog": 3.0}  # the app's
@@ -71,8 +74,11 @@ SOURCES = "gunicorn load: share of computes by source"
 def running_gunicorn(memcached: str, log: Path) -> Iterator[int]:
     """gunicorn serving the app on a free loopback port for the block; yields the port."""
     port = free_port()
-    env = {"DW_BENCH_MEMCACHED": memcached, "DW_BENCH_LOG": str(log)}
-    env["PATH"] = os.environ.get("PATH", "")
+    env = {
+        "DW_BENCH_MEMCACHED": memcached,
+        "DW_BENCH_LOG": str(log),
+        "PATH": os.environ.get("PATH", ""),
+    }
     argv = [
         sys.executable, "-m", "gunicorn", "--bind", f"{HOST}:{port}",
         "--workers", str(WORKERS), "--worker-class", "sync", "--preload",
@@ -132,7 +138,7 @@ def _wait_for_workers(port: int, process: subprocess.Popen[bytes]) -> None:
 
 def load(port: int, seconds: float) -> list[tuple[float, str]]:
     """Read from ``CLIENTS`` threads for ``seconds``: (time, key) of every read."""
-    weights = [1 / k**ZIPF_S for k in range(1, KEYS + 1)]
+    cum_weights = zipf_cum_weights(KEYS, ZIPF_S)
     reads: list[tuple[float, str]] = []
     lock = threading.Lock()
     stop = time.time() + seconds
@@ -144,7 +150,7 @@ def load(port: int, seconds: float) -> list[tuple[float, str]]:
             if rng.random() < CATALOG_SHARE:
                 key = "catalog"
             else:
-                key = f"product:{rng.choices(range(1, KEYS + 1), weights)[0]}"
+                key = f"product:{rng.choices(IDS, cum_weights=cum_weights)[0]}"
             _get(port, "/" + key.replace(":", "/"))
             mine.append((now, key))
             time.sleep(THINK)
