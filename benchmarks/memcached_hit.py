@@ -10,7 +10,16 @@ hashes every key in pure Python), dogpile.cache's ``cache_on_arguments`` on a
 region configured with dogpile_warm's defaults for that backend. Raw keys are
 as long as dogpile_warm's, since hashing cost grows with key length. Each row
 is a contender's time per hit as a ratio to the raw get; the goal for
-dogpile_warm is 1.1. Run: ``python benchmarks/memcached_hit.py [--quick]``.
+dogpile_warm is 1.1.
+
+Two more rows say where dogpile_warm's time goes: the raw get with the
+client timeouts dogpile_warm sets (it fails fast on a hung server; a socket
+with a timeout polls before every send and receive), and a raw get of the
+value as dogpile_warm stores it (dogpile's ``CachedValue`` around the entry,
+which carries the key, its creation time, ttl, tags and cost), read with
+those timeouts and dogpile_warm's serde: what is left above that row is
+dogpile_warm's own work per hit.
+Run: ``python benchmarks/memcached_hit.py [--quick]``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from pymemcache.client.base import Client
 from pymemcache.client.hash import HashClient
 
 from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._backends.memcached import pickle_serde
+from dogpile_warm._core.regions import CLIENT_TIMEOUT
 
 try:
     from benchmarks._report import Row, format_table, make_parser
@@ -42,6 +53,8 @@ except ModuleNotFoundError:  # run as a script: the repository root is not on sy
 FIGURE = "memcached hit: time / raw get+loads"
 RAW = "raw pymemcache get + pickle.loads"
 RAW_HASH = "raw pymemcache HashClient get"
+RAW_TIMEOUTS = "raw get + pickle.loads, with timeouts"
+RAW_STORED = "raw get of the stored entry, with timeouts"
 DOGPILE = "dogpile cache_on_arguments"
 WARM = "dogpile_warm"
 GOAL = 1.1
@@ -71,6 +84,18 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
 
         def raw_hit() -> Any:
             return pickle.loads(raw.get(raw_key))
+
+        timeouts = {"timeout": CLIENT_TIMEOUT, "connect_timeout": CLIENT_TIMEOUT}
+        timed = clients.adopt(Client((host, int(port)), **timeouts))
+
+        def timed_hit() -> Any:
+            return pickle.loads(timed.get(raw_key))
+
+        warm_key = "bench.memcached_hit|1"
+        stored = clients.adopt(Client((host, int(port)), serde=pickle_serde, **timeouts))
+
+        def stored_hit() -> Any:
+            return stored.get(warm_key).payload[2]  # (format, key, value, created, ...)
 
         def hash_hit() -> Any:
             return hashed.get(hash_key)
@@ -102,8 +127,13 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
             for check in (raw_hit(), hash_hit(), dogpile(1), warm(1), dogpile(1), warm(1)):
                 if check != PAYLOAD:  # the misses, then hits that must answer the payload
                     raise RuntimeError(f"a contender answered {check!r}")
+            for check in (timed_hit(), stored_hit()):  # warm(1) stored the entry
+                if check != PAYLOAD:
+                    raise RuntimeError(f"a raw read answered {check!r}")
             timers = {
                 RAW: timeit.Timer(raw_hit),
+                RAW_TIMEOUTS: timeit.Timer(timed_hit),
+                RAW_STORED: timeit.Timer(stored_hit),
                 RAW_HASH: timeit.Timer(hash_hit),
                 DOGPILE: timeit.Timer(lambda: dogpile(1)),
                 WARM: timeit.Timer(lambda: warm(1)),

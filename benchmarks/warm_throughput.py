@@ -6,15 +6,20 @@ workers would take with no overhead at all. The ratio of the best of a few
 runs to the ideal has a goal of 1.25 on the memory backend. A second figure
 warms 1,000 keys of one ``@warmable`` function (critical, ``warm_args``)
 into a memcached of its own, configured as README.md suggests (distributed
-lock on), and counts the memcached round trips per key; its goal is 1.15. Run: ``python benchmarks/warm_throughput.py [--quick]``.
+lock on), and counts the memcached round trips per key; its goal is 1.15.
+A third row is the floor this machine sets: the same number of threads
+taking the same sleeps from one shared iterator, with no cache and no
+warming at all (no thread pool does better: a Future per task costs more).
+Run: ``python benchmarks/warm_throughput.py [--quick]``.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ MEMCACHED_GOAL = 1.15
 
 MEMORY = "warm_critical_data, memory"
 MEMCACHED = "warm_critical_data, memcached"
+BARE = f"{WORKERS} bare threads, no cache"
 
 
 def _figure(tasks: int) -> str:
@@ -66,6 +72,27 @@ def best_warm(
         if report["succeeded"] != tasks:
             raise RuntimeError(f"warmed {report['succeeded']} of {tasks} keys: {report['results']}")
         best = min(best, elapsed)
+    return best
+
+
+def bare_threads(tasks: int, repeat: int) -> float:
+    """Best-of-``repeat`` seconds for ``WORKERS`` threads to run ``tasks`` sleeps of
+    ``TASK_SECONDS`` taken from one shared iterator: the machine's floor."""
+
+    def work(order: Iterator[int]) -> None:
+        for _ in order:
+            time.sleep(TASK_SECONDS)
+
+    best = math.inf
+    for _ in range(repeat):
+        order = iter(range(tasks))
+        threads = [threading.Thread(target=work, args=(order,)) for _ in range(min(WORKERS, tasks))]
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        best = min(best, time.perf_counter() - t0)
     return best
 
 
@@ -113,9 +140,10 @@ def memcached(tasks: int, repeat: int) -> tuple[float, dict[str, int]]:
 
 
 def run(quick: bool) -> list[Row]:
-    """One row per backend: the best warming time over the ideal."""
+    """One row per backend, and the machine's floor: the best time over the ideal."""
     tasks, repeat = (QUICK_TASKS, QUICK_REPEAT) if quick else (TASKS, REPEAT)
     best = ideal(tasks)
+    floor = bare_threads(tasks, repeat)
     in_memory = memory(tasks, repeat)
     in_memcached, commands = memcached(tasks, repeat)
     trips = sum(commands.values())
@@ -135,6 +163,7 @@ def run(quick: bool) -> list[Row]:
             MEMCACHED_GOAL,
             f"{in_memcached * 1000:.0f} ms; {trips / tasks:g} round trips per key ({per_command})",
         ),
+        Row(BARE, _figure(tasks), floor / best, None, f"{floor * 1000:.0f} ms: sleeps alone"),
     ]
 
 
