@@ -14,8 +14,9 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, warmable
-from dogpile_warm._cached import refresh
-from dogpile_warm._cached.refresh import RefreshBackoff, RefreshRunner, xfetch_due
+from dogpile_warm._cached import refresh, refresh_runner
+from dogpile_warm._cached.refresh import RefreshBackoff, xfetch_due
+from dogpile_warm._cached.refresh_runner import RefreshRunner
 from dogpile_warm._core.entry import Entry
 from dogpile_warm._core.regions import backend_defaults
 from dogpile_warm.testing import FakeClock, captured_signals, wait_until
@@ -498,12 +499,16 @@ def test_the_runner_learns_how_late_jobs_start() -> None:
     runner = RefreshRunner(workers=1)
     try:
         before = runner.lateness()
-        assert before == pytest.approx(refresh.LATE_MARGIN * sys.getswitchinterval())
+        assert before == pytest.approx(refresh_runner.LATE_MARGIN * sys.getswitchinterval())
         ran: list[str] = []
         runner.submit("slow", lambda: time.sleep(0.2))  # real time: holds the only thread
         runner.submit("next", lambda: ran.append("next"))
         wait_until(lambda: ran, message="the second job")
-        moved = refresh.LATE_MARGIN * refresh.LATE_WEIGHT * (0.15 - sys.getswitchinterval())
+        moved = (
+            refresh_runner.LATE_MARGIN
+            * refresh_runner.LATE_WEIGHT
+            * (0.15 - sys.getswitchinterval())
+        )
         assert runner.lateness() >= before + moved
     finally:
         runner.close()

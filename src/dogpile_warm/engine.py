@@ -21,7 +21,7 @@ from dogpile.cache import CacheRegion, make_region
 from dogpile.cache.api import CacheMutex
 
 from . import signals
-from ._cached.refresh import RefreshRunner
+from ._cached.refresh_runner import RefreshRunner
 from ._core.health import backend_figures
 from ._core.leases import lease_keeper
 from ._core.loops import OffLoop

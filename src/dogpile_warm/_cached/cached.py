@@ -37,7 +37,8 @@ from ..errors import describe_error
 from ..task import WarmingTask
 from .computation import Computation
 from .reader import Reader, make_reader
-from .refresh import DUE, FRESH, Freshness, RefreshBackoff, RefreshRunner, make_policy
+from .refresh import DUE, FRESH, Freshness, RefreshBackoff, make_policy
+from .refresh_runner import RefreshRunner
 from .settings import FunctionSettings
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._cached.refresh import SLACK, RefreshRunner, keeps_real_time, wait_for_latest_start
+from .._cached.refresh import SLACK, keeps_real_time, wait_for_latest_start
+from .._cached.refresh_runner import RefreshRunner
 from .._core.batch import KeyResult
 from .._core.store import CacheStore, Entry
 
