@@ -8,7 +8,16 @@ the same with one blinker receiver on ``cache_hit``, dogpile.cache's own
 to dogpile's decorator. Then the same hit through a method, a classmethod
 and a staticmethod (each order of decorators), as a ratio to a plain
 function's, each timed as the statement a caller writes (``shop.price(1)``
-against ``f(1)``), so binding the method is part of its call. Run: ``python benchmarks/hit_path.py [--quick] [--calls N]``.
+against ``f(1)``), so binding the method is part of its call.
+
+Beside them, the floor for a method on Python 3.11: binding by the least a
+Python-level ``__get__`` can do when the bound object must carry attributes
+of its own (``shop.price.warm(x)``): return a ``functools.partial``
+subclass. A heap subclass of ``partial`` is called without vectorcall, and the
+``__get__`` is a Python frame. What that costs is timed around a function
+that does nothing (``obj.nothing(1)`` against ``nothing(1)``), added to the
+plain function's hit and given as a ratio to it.
+Run: ``python benchmarks/hit_path.py [--quick] [--calls N]``.
 """
 
 from __future__ import annotations
@@ -126,6 +135,31 @@ BOUND_CALLS = {
 }
 
 
+BINDING_FLOOR = "floor: a Python __get__ binding a partial subclass"
+
+
+class _Bound(functools.partial):  # type: ignore[type-arg]
+    __slots__ = ()
+
+
+class _LeastBinding:
+    """A descriptor binding ``fn`` to the instance as a ``functools.partial`` subclass."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        return _Bound(self.fn, instance)
+
+
+def _nothing(*args: Any) -> None:
+    return None
+
+
+class _Holder:
+    nothing = _LeastBinding(_nothing)
+
+
 def measure_bound(calls: int, repeat: int = REPEAT) -> dict[str, float]:
     """Seconds per hit of ``f(1)`` and of each method kind's call, each timed as a
     statement (the attribute lookup that binds a method is part of its call)."""
@@ -160,8 +194,13 @@ def measure_bound(calls: int, repeat: int = REPEAT) -> dict[str, float]:
         def vat(x: int) -> int:
             return x
 
-    names = {"f": f, "Shop": Shop, "shop": Shop()}
-    statements = {"plain function": "f(1)", **BOUND_CALLS}
+    names = {"f": f, "Shop": Shop, "shop": Shop(), "nothing": _nothing, "holder": _Holder()}
+    statements = {
+        "plain function": "f(1)",
+        **BOUND_CALLS,
+        "nothing": "nothing(1)",
+        "bound nothing": "holder.nothing(1)",
+    }
     try:
         timers = {}
         for name, statement in statements.items():
@@ -194,6 +233,7 @@ def run(quick: bool, *, calls: int | None = None) -> list[Row]:
     )
     bound = measure_bound(calls or default_calls, repeat)
     plain = bound.pop("plain function")
+    binding = bound.pop("bound nothing") - bound.pop("nothing")
     rows += [
         Row(
             name,
@@ -204,6 +244,15 @@ def run(quick: bool, *, calls: int | None = None) -> list[Row]:
         )
         for name, seconds in bound.items()
     ]
+    rows.append(
+        Row(
+            BINDING_FLOOR,
+            METHOD_FIGURE,
+            (plain + binding) / plain,
+            None,
+            detail=f"binding alone: {binding * 1e6:.2f} us",
+        )
+    )
     return rows
 
 

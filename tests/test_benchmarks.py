@@ -80,8 +80,9 @@ def test_hit_path_has_one_row_per_contender_relative_to_dogpile() -> None:
     }
     assert ratios[hit_path.BASELINE].ratio == 1.0
     bound = by_contender(rows, hit_path.METHOD_FIGURE)
-    assert set(bound) == set(hit_path.BOUND_CALLS)
+    assert set(bound) == {*hit_path.BOUND_CALLS, hit_path.BINDING_FLOOR}
     assert all(row.ratio is not None and row.ratio > 0 for row in bound.values())
+    assert bound[hit_path.BINDING_FLOOR].goal is None  # a measured floor, not a contender
 
 
 @pytest.mark.slow
