@@ -10,6 +10,7 @@ from dogpile.cache import make_region
 from dogpile.cache.proxy import ProxyBackend
 
 from dogpile_warm import CacheWarmingEngine, WarmingTask, warmable
+from dogpile_warm._core.batch import BATCH_SIZE
 from dogpile_warm.testing import captured_signals
 
 
@@ -45,16 +46,18 @@ def counted() -> Iterator[tuple[CacheWarmingEngine, CountingProxy]]:
 def test_a_warm_run_stores_its_keys_with_set_multi(
     counted: tuple[CacheWarmingEngine, CountingProxy],
 ) -> None:
-    """100 keys of one task cost two set_multi calls (64 + 36), no single sets."""
+    """110 keys of one task cost one set_multi per BATCH_SIZE keys and one for the rest,
+    no single sets."""
     engine, proxy = counted
 
-    @warmable(priority=100, engine=engine, warm_args=[(i,) for i in range(100)])
+    @warmable(priority=100, engine=engine, warm_args=[(i,) for i in range(110)])
     def square(x: int) -> int:
         return x * x
 
     report = engine.warm_critical_data()
-    assert report["succeeded"] == 100 and report["failed"] == 0
-    assert sorted(proxy.set_multis) == [36, 64] and proxy.sets == 0
+    assert report["succeeded"] == 110 and report["failed"] == 0
+    full, rest = divmod(110, BATCH_SIZE)
+    assert sorted(proxy.set_multis) == sorted([BATCH_SIZE] * full + [rest]) and proxy.sets == 0
     assert square.get(7) == 49
 
 
