@@ -91,11 +91,7 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
         def timed_hit() -> Any:
             return pickle.loads(timed.get(raw_key))
 
-        warm_key = "bench.memcached_hit|1"
         stored = clients.adopt(Client((host, int(port)), serde=pickle_serde, **timeouts))
-
-        def stored_hit() -> Any:
-            return stored.get(warm_key).payload[2]  # (format, key, value, created, ...)
 
         def hash_hit() -> Any:
             return hashed.get(hash_key)
@@ -123,6 +119,11 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
             @warmable(ttl=3600, engine=engine, name="bench.memcached_hit")
             def warm(x: int) -> Any:
                 return PAYLOAD
+
+            warm_key = warm.key_for(1)
+
+            def stored_hit() -> Any:
+                return stored.get(warm_key).payload[2]  # (format, key, value, created, ...)
 
             for check in (raw_hit(), hash_hit(), dogpile(1), warm(1), dogpile(1), warm(1)):
                 if check != PAYLOAD:  # the misses, then hits that must answer the payload

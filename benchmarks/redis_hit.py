@@ -13,7 +13,8 @@ raw GET of the value as dogpile_warm stores it (dogpile's metadata header,
 then the entry with the key, its creation time, ttl, tags and cost), with the
 socket timeout dogpile_warm sets, split and unpickled as dogpile_warm does;
 what is left above it is dogpile_warm's own work per hit. Goals: through
-``configure`` at most 1.1x the raw GET; on the user's region at most 0.9x dogpile's decorator on it. Each ratio
+``configure`` at most 1.1x the raw GET; on the user's region at most 0.9x
+dogpile's decorator on it. Each ratio
 is the median, over rounds, of the ratio within a round (loopback round trips
 are noisy). Run: ``python benchmarks/redis_hit.py [--quick]``.
 """
@@ -68,11 +69,6 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
 
         stored = redis.Redis.from_url(redis_url, socket_timeout=CLIENT_TIMEOUT)
 
-        def stored_hit() -> Any:
-            found: bytes = stored.get("bench.redis_hit|1")  # type: ignore[assignment]
-            # b"<dogpile's json metadata>|<pickled (format, key, value, created, ...)>"
-            return pickle.loads(found.partition(b"|")[2])[2]
-
         region = clients.watch(
             make_region().configure(
                 "dogpile.cache.redis", expiration_time=3600, arguments={"url": redis_url}
@@ -94,6 +90,13 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
             @warmable(ttl=3600, engine=engine, name="bench.redis_hit")
             def configured(x: int) -> Any:
                 return PAYLOAD
+
+            configured_key = configured.key_for(1)
+
+            def stored_hit() -> Any:
+                found: bytes = stored.get(configured_key)  # type: ignore[assignment]
+                # b"<dogpile's json metadata>|<pickled (format, key, value, created, ...)>"
+                return pickle.loads(found.partition(b"|")[2])[2]
 
             @warmable(ttl=1800, engine=engine, region=region, name="bench.redis_own")
             def on_region(x: int) -> Any:

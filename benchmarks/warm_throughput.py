@@ -42,7 +42,7 @@ MEMCACHED_GOAL = 1.15
 
 MEMORY = "warm_critical_data, memory"
 MEMCACHED = "warm_critical_data, memcached"
-BARE = f"{WORKERS} bare threads, no cache"
+BARE = f"floor: {WORKERS} bare threads, no cache"
 
 
 def _figure(tasks: int) -> str:

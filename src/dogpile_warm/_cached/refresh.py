@@ -103,7 +103,8 @@ def wait_for_latest_start(
 ) -> float:
     """Seconds from ``now`` until a recompute of this value should start: its
     :func:`latest_start`, brought forward by ``lateness`` (see
-    :meth:`~dogpile_warm._cached.refresh_runner.RefreshRunner.lateness`); 0 if that moment has passed."""
+    :meth:`~dogpile_warm._cached.refresh_runner.RefreshRunner.lateness`); 0 if
+    that moment has passed."""
     return max(0.0, latest_start(created, ttl, cost) - lateness - now)
 
 

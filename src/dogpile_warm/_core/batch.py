@@ -67,7 +67,7 @@ class KeyResult:
 # other workers' computations end too: they wait until it is done. On
 # memcached, 20 small entries hold it 0.13 ms, 64 held it 0.40 ms; with 32
 # workers warming 1,000 keys of 5 ms each, a computation's 5 ms sleep then
-# lasted 5.3-5.5 ms rather than 5.1, and the warming took 175-181 ms rather
+# lasted 5.3-5.6 ms rather than 5.1, and the warming took 175-181 ms rather
 # than 169-172 (benchmarks/warm_throughput.py). With 8 or 12 workers the two
 # sizes warm alike; the cost is more round trips, one per 20 keys.
 BATCH_SIZE = 20
