@@ -218,8 +218,9 @@ def test_an_untagged_miss_costs_two_gets_and_one_set(round_trips: Counter[str]) 
 def test_hits_past_the_memory_shortcut_count_and_signal_like_any_other(
     round_trips: Counter[str], engine: CacheWarmingEngine
 ) -> None:
-    """read_through's written-out hit (a backend that serializes) counts, tracks and
-    signals as report() does, and answers what was stored, one read per hit."""
+    """The reader's written-out hit (a backend without a memory index) counts, tracks,
+    remembers and signals as report() does, and answers what was stored, one read per
+    hit."""
 
     @warmable(ttl=60)
     def triple(x: int) -> int:
@@ -228,6 +229,7 @@ def test_hits_past_the_memory_shortcut_count_and_signal_like_any_other(
     with captured_signals("cache_hit", "cache_miss") as sent:
         answers = [triple(x) for x in (1, 1, 1, 2)]
     assert answers == [3, 3, 3, 6]
+    assert triple._self_cached.direct_store is not None  # the hits came the written-out way
     assert [s.signal for s in sent] == ["cache_miss", "cache_hit", "cache_hit", "cache_miss"]
     for hit in sent[1:3]:
         assert hit.sender is triple
@@ -240,6 +242,35 @@ def test_hits_past_the_memory_shortcut_count_and_signal_like_any_other(
         triple.key_for(1): 3,
         triple.key_for(2): 1,
     }
+    triple.set(12, 4)  # as another process would have stored it: the next call is a hit
+    assert triple(4) == 12
+    remembered = engine.usage.remembered_calls()
+    assert remembered[triple.key_for(4)][1:] == ((4,), {})  # for warming it later
+
+
+def test_an_untagged_value_due_for_refresh_is_served_and_refreshed_once(
+    clock: FakeClock, round_trips: Counter[str]
+) -> None:
+    """Past the reader's written-out hit (a value due for refresh, on a backend without
+    a memory index), the read it made decides: the value is answered at once, from that
+    one read, and one background refresh reads under the lock and stores."""
+    computed: list[int] = []
+
+    @warmable(ttl=10, refresh_ahead=0.5)
+    def price(product_id: int) -> int:
+        computed.append(product_id)
+        return product_id * 10 + len(computed)
+
+    assert price(1) == 11
+    assert price._self_cached.direct_store is not None
+    clock.advance(6)  # due for refresh
+    round_trips.clear()
+    with captured_signals("refreshed", "cache_hit") as sent:
+        assert price(1) == 11
+        wait_until(lambda: sent.named("refreshed"), message="the background refresh")
+    assert [s.signal for s in sent] == ["cache_hit", "refreshed"]
+    assert round_trips == Counter(get=2, set=1)
+    assert price(1) == 12 and computed == [1, 1]
 
 
 def test_a_tagged_miss_reads_value_and_tag_versions_twice(

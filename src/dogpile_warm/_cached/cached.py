@@ -119,6 +119,10 @@ class CachedFunction:
         # The verified entries of the memory backend's index while reads may
         # answer from them: set by store(), dropped when a region is rebound.
         self.memory_entries: dict[str, Entry] | None = None
+        # The store a read of an untagged function fetches from without a memory
+        # index in front (see dogpile_warm._cached.reader): set by store(), dropped
+        # when a region is rebound.
+        self.direct_store: CacheStore | None = None
         regions.watch(self)
         self.read: Reader = make_reader(self)
 
@@ -131,19 +135,24 @@ class CachedFunction:
             store = self._regions.store_for(self.region)
             check_backend_expiry(store.region, self.ttl, self.name)
             cached = self._store = (generation, store)
-            if store.index is not None and self.fresh_for is not None:
-                self.memory_entries = store.index.entries
-                # A region rebound meanwhile must not leave these entries in
-                # use: add() bumps the generation before it calls
-                # regions_changed(), so one of the two clears them.
+            if self.fresh_for is not None:
+                if store.index is not None:
+                    self.memory_entries = store.index.entries
+                elif not self.sorted_tags:
+                    self.direct_store = store
+                # A region rebound meanwhile must not leave these in use: add()
+                # bumps the generation before it calls regions_changed(), so one
+                # of the two clears them.
                 if self._regions.generation != generation:
-                    self.memory_entries = None
+                    self.regions_changed()
         return cached[1]
 
     def regions_changed(self) -> None:
-        """A region name was rebound: reads stop answering from the memory index until
-        :meth:`store` has resolved the region again."""
+        """A region name was rebound: reads stop answering from the memory index, or
+        fetching from the store directly, until :meth:`store` has resolved the region
+        again."""
         self.memory_entries = None
+        self.direct_store = None
 
     # -- the read path ------------------------------------------------------
     def __call__(
@@ -160,11 +169,23 @@ class CachedFunction:
         self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """The read of ``key`` past the memory shortcut; ``fn(*args, **kwargs)`` computes it."""
+        store = self.store()
+        return self.read_entry(key, fn, args, kwargs, store, store.read(key, self.sorted_tags))
+
+    def read_entry(
+        self,
+        key: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        store: CacheStore,
+        entry: Entry | Unavailable | None,
+    ) -> Any:
+        """The answer to a call of ``fn(*args, **kwargs)`` under ``key``, given ``entry``,
+        what reading it from ``store`` found."""
         # A method of its own: a lambda in read() would make its arguments
         # closure cells, allocated on every call, hit or not.
         self.usage.remember_call(self, key, args, kwargs)
-        store = self.store()
-        entry = store.read(key, self.sorted_tags)
         if type(entry) is Entry and self.fresh_for is not None:
             # A hit younger than fresh_for, written out: what freshness() and
             # report() decide and do for it (tests/test_read_path.py checks that

@@ -21,7 +21,9 @@ from types import MethodType
 from typing import TYPE_CHECKING, Any
 
 from .. import signals
+from .._core.entry import FORMAT
 from .._core.keys import MEMO_TYPES
+from .._core.store import UNAVAILABLE
 from .._usage.usage import DRAIN_AT, QUEUE_CAP
 from .refresh import WindowPolicy
 
@@ -45,7 +47,9 @@ def make_reader(cached: CachedFunction, binds: bool = False) -> Reader:
     method = cached.fn
     usage = cached.usage
     queued_hits, clock = usage.queued_hits, cached.clock
-    fresh_for = cached.fresh_for or 0.0  # only read where memory_entries is set, so not None
+    # Only read where memory_entries or direct_store is set, so not None.
+    fresh_for = cached.fresh_for or 0.0
+    remembered = usage.calls
     ttl, points = cached.ttl, refresh_points(cached)
     cache_hit = signals.cache_hit
 
@@ -90,7 +94,34 @@ def make_reader(cached: CachedFunction, binds: bool = False) -> Reader:
                     return entry.value
         if binds:
             fn = MethodType(method, fn)
-        return cached.read_through(key, fn, args, kwargs)
+        store = cached.direct_store
+        if store is None:
+            return cached.read_through(key, fn, args, kwargs)
+        # A backend without a memory index (memcached, Redis): the read, and a hit
+        # younger than fresh_for, written out: what read_through() does for it
+        # (tests/test_read_path.py checks that the two agree), without building
+        # an Entry for a value about to be returned.
+        found = store.fetch(key)
+        if found is UNAVAILABLE:
+            return cached.read_entry(key, fn, args, kwargs, store, UNAVAILABLE)
+        stored = found[0]  # (FORMAT, key, value, created, ttl, tags, cost): see _core.entry
+        if (
+            type(stored) is tuple
+            and len(stored) == 7
+            and stored[0] == FORMAT
+            and stored[1] == key
+            and not stored[5]
+        ):
+            now = clock()
+            age = now - stored[3]
+            if age <= fresh_for:
+                if key not in remembered:
+                    usage.remember_call(cached, key, args, kwargs)
+                queued_hits.append((cached, key, now))
+                if cache_hit.receivers:
+                    cache_hit.send(cached.sender, key=key, age=age)
+                return stored[2]
+        return cached.read_entry(key, fn, args, kwargs, store, store.entry_of(key, found))
 
     return read
 

@@ -188,8 +188,26 @@ class CacheStore:
         ``tags`` (sorted) are the tags the caller expects the entry to carry:
         their versions are read in the same round trip as the value; an entry
         carrying other tags costs a second one. Does not check the ttl:
-        callers do, against their own. The hit path: :meth:`attempt`'s steps
-        written out.
+        callers do, against their own.
+        """
+        index = self.index
+        stamp = index.stamp(key) if index is not None else None
+        found = self.fetch(key, tags)
+        if found is UNAVAILABLE:
+            return UNAVAILABLE
+        if seen is not None and tags:
+            _note_versions(seen, tags, found[1:])
+        return self.entry_of(key, found, tags, stamp)
+
+    def fetch(self, key: str, tags: Sequence[str] = ()) -> list[Any] | Unavailable:
+        """:meth:`read`'s round trip: ``[what is stored under key, *versions of
+        tags]`` (each a payload, ``NO_VALUE`` or a ``ValueUnreadable``), or
+        :data:`UNAVAILABLE` if the backend did not answer or was skipped. A read
+        that failed otherwise (an answer it could not read) is counted as such
+        and comes back as nothing found.
+
+        The hit path: :meth:`attempt`'s steps written out. Reads of a backend
+        without a memory index start here (see dogpile_warm._cached.reader).
         """
         health_ = self.health
         budget = round_trip_budget.get()  # None on a hit's first read: nothing to time
@@ -197,28 +215,37 @@ class CacheStore:
             return UNAVAILABLE  # this call made its last round trip
         if health_.open and not health_.allows():
             return UNAVAILABLE
-        index = self.index
-        stamp = index.stamp(key) if index is not None else None
         # Timed for a call's budget, and while the breaker is open (only an
         # answer begun after it opened may close it); a plain hit is not.
         started = health_.clock() if budget is not None or health_.open else -math.inf
-        current: Sequence[Any]
         try:
             if tags:
                 found = region_io.get_many(
                     self.region, [safe_key(key), *map(tag_key, tags)], self.reader
                 )
-                stored, current = found[0], found[1:]
             else:
-                stored = region_io.get_one(self.region, safe_key(key), self.reader)
-                current = ()
+                found = [region_io.get_one(self.region, safe_key(key), self.reader)]
         except Exception as exc:
             error = self.failed(exc, key, "read")
-            return UNAVAILABLE if isinstance(error, BackendUnavailable) else None
+            if isinstance(error, BackendUnavailable):
+                return UNAVAILABLE
+            return [NO_VALUE] * (1 + len(tags))
         if budget is not None or health_.open or health_.in_outage:
             self.answered(started, key, "read")
-        if seen is not None and tags:
-            _note_versions(seen, tags, current)
+        return found
+
+    def entry_of(
+        self,
+        key: str,
+        found: Sequence[Any],
+        tags: Sequence[str] = (),
+        stamp: tuple[int, int] | None = None,
+    ) -> Entry | Unavailable | None:
+        """The valid entry in ``found``, what :meth:`fetch` read for ``key`` and
+        ``tags``: None if missing, unreadable or carrying an invalidated tag,
+        :data:`UNAVAILABLE` if checking its tags needed a round trip that failed.
+        ``stamp``: the memory index's, taken before the read."""
+        stored = found[0]
         entry: Entry | None
         if type(stored) is tuple and len(stored) == 7 and stored[0] == FORMAT and stored[1] == key:
             entry = tuple.__new__(Entry, stored[2:])  # decode()'s first case, written out
@@ -226,12 +253,14 @@ class CacheStore:
             entry = self._entry(stored, key)
             if entry is None:
                 return None
+        index = self.index
         if not entry.tags:
             if tags:
                 return None
             if index is not None and stamp is not None:
                 index.verified(key, entry, stamp)
             return entry
+        current: Sequence[Any]
         if len(entry.tags) != len(tags) or any(
             name != expected for (name, _), expected in zip(entry.tags, tags, strict=True)
         ):
@@ -245,6 +274,8 @@ class CacheStore:
             if isinstance(versions, BackendError):
                 return UNAVAILABLE if isinstance(versions, BackendUnavailable) else None
             current = versions
+        else:
+            current = found[1:]
         for cur, (_, version) in zip(current, entry.tags, strict=True):
             if cur != version:
                 return None
