@@ -315,3 +315,25 @@ def test_a_refresh_ahead_starts_from_the_tag_versions_it_read(
         assert price(1) == 10
         wait_until(lambda: sent.named("refreshed"), message="the background refresh")
     assert round_trips == Counter(get=2, set=1)
+
+
+def test_a_proxy_wrapped_around_a_redis_region_in_use_sees_its_reads(
+    engine: CacheWarmingEngine, redis_server: Server, client_closer: ClientCloser
+) -> None:
+    """The store reads a plain Redis region with the client's GET directly (see
+    region_io.one_reader); a proxy the region is wrapped in after that still sees every
+    read, and the hits still answer."""
+    redis_server.flush()
+    configure_backend(engine, "redis", redis_server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60)
+    def quadruple(x: int) -> int:
+        return 4 * x
+
+    assert [quadruple(2), quadruple(2)] == [8, 8]  # the store is made, the value stored
+    proxy = CountingProxy()
+    proxy.calls = Counter()
+    engine.region.wrap(proxy)
+    assert [quadruple(2), quadruple(2)] == [8, 8]
+    assert proxy.calls == Counter(get=2)

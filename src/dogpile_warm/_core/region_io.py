@@ -9,20 +9,27 @@ store calls them inside its failure policy.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dogpile.cache import CacheRegion
 from dogpile.cache.api import NO_VALUE, CantDeserializeException
+from dogpile.cache.backends.redis import RedisBackend
+from dogpile.cache.backends.valkey import ValkeyBackend
 from dogpile.cache.region import value_version
 
 from .._backends import traits
 from ..errors import ValueUnreadable, describe_error
 from .signing import BadSignature
 
-__all__ = ["get_many", "get_one", "mangled", "set_many"]
+__all__ = ["get_many", "get_one", "mangled", "one_reader", "set_many"]
+
+# dogpile's own reads of one serialized value on Redis and Valkey: the reader
+# client's GET, None as NO_VALUE (see one_reader).
+_CLIENT_GETS = frozenset({RedisBackend.get_serialized, ValkeyBackend.get_serialized})
 
 
 def mangled(region: CacheRegion, key: str) -> str:
@@ -48,6 +55,39 @@ def get_one(region: CacheRegion, key: str, reader: Any = None) -> Any:
     if region.deserializer is None:
         return _payload(region.backend.get(key))
     return _deserialized(region, region.backend.get_serialized(key))
+
+
+def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
+    """``get_one(region, key, reader)`` as a function of the key, its choices made once.
+
+    On a Redis or Valkey region read as dogpile reads it (no key mangler, no
+    direct reader, dogpile's own ``get_serialized``), the reader client's GET
+    is called directly: on the hit path that is two frames fewer. Until the
+    region's backend is wrapped, that is: a proxy added later sees every read.
+    """
+    backend = region.backend
+    deserializer = region.deserializer
+    if (
+        reader is not None
+        or region.key_mangler is not None
+        or deserializer is None
+        or type(backend).get_serialized not in _CLIENT_GETS
+    ):
+        return functools.partial(_get_one_of, region, reader)
+
+    def read_one(key: str) -> Any:
+        if region.backend is not backend:  # wrapped since
+            return get_one(region, key, reader)
+        raw = backend.reader_client.get(key)
+        if raw is None:
+            return NO_VALUE
+        return _deserialized_with(deserializer, raw)
+
+    return read_one
+
+
+def _get_one_of(region: CacheRegion, reader: Any, key: str) -> Any:
+    return get_one(region, key, reader)
 
 
 def get_many(region: CacheRegion, keys: Sequence[str], reader: Any = None) -> list[Any]:
@@ -80,6 +120,10 @@ def _deserialized(region: CacheRegion, raw: Any) -> Any:
         return NO_VALUE
     deserializer = region.deserializer
     assert deserializer is not None
+    return _deserialized_with(deserializer, raw)
+
+
+def _deserialized_with(deserializer: Callable[[bytes], Any], raw: bytes) -> Any:
     try:
         # dogpile's format: b"<json metadata>|<serialized payload>".
         return deserializer(raw.partition(b"|")[2])

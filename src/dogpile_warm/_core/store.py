@@ -94,6 +94,7 @@ class CacheStore:
         # Cluster's one-slot MGET. The backend's clients are made once and outlive a
         # fork (redis-py reconnects in the child), so it is resolved once.
         self.reader = traits.direct_reader(region.actual_backend)
+        self.read_one = region_io.one_reader(region, self.reader)
         forks.after_fork_in_child(self, CacheStore._after_fork_in_child)
 
     # -- every backend operation ----------------------------------------------------
@@ -224,7 +225,7 @@ class CacheStore:
                     self.region, [safe_key(key), *map(tag_key, tags)], self.reader
                 )
             else:
-                found = [region_io.get_one(self.region, safe_key(key), self.reader)]
+                found = [self.read_one(safe_key(key))]
         except Exception as exc:
             error = self.failed(exc, key, "read")
             if isinstance(error, BackendUnavailable):
