@@ -64,15 +64,20 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
     direct reader, dogpile's own ``get_serialized``), the reader client's GET
     is called directly: on the hit path that is two frames fewer. Until the
     region's backend is wrapped, that is: a proxy added later sees every read.
+    Without a serializer (memory, memcached), the backend's ``get``, as the
+    region holds it at each read.
     """
     backend = region.backend
     deserializer = region.deserializer
-    if (
-        reader is not None
-        or region.key_mangler is not None
-        or deserializer is None
-        or type(backend).get_serialized not in _CLIENT_GETS
-    ):
+    if reader is not None or region.key_mangler is not None:
+        return functools.partial(_get_one_of, region, reader)
+    if deserializer is None:  # memory, memcached: the backend's own get
+
+        def read_payload(key: str) -> Any:
+            return _payload(region.backend.get(key))
+
+        return read_payload
+    if type(backend).get_serialized not in _CLIENT_GETS:
         return functools.partial(_get_one_of, region, reader)
 
     def read_one(key: str) -> Any:
