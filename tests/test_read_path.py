@@ -337,3 +337,38 @@ def test_a_proxy_wrapped_around_a_redis_region_in_use_sees_its_reads(
     engine.region.wrap(proxy)
     assert [quadruple(2), quadruple(2)] == [8, 8]
     assert proxy.calls == Counter(get=2)
+
+
+def test_a_call_between_a_rebind_and_its_notice_leaves_the_direct_read_on(
+    engine: CacheWarmingEngine, redis_server: Server, client_closer: ClientCloser
+) -> None:
+    """configure_region binds the name and bumps the generation, then tells each function.
+    A call that resolves the store in between (at the new generation) must not leave the
+    function off its direct read once told: the next call resolves the store again."""
+    configure_backend(engine, "redis", redis_server)
+    client_closer.watch(engine.region)
+
+    @warmable(ttl=60)
+    def echo(x: int) -> int:
+        return x
+
+    cached = echo._self_cached
+    assert echo(1) == 1 and cached.direct_store is not None
+    other = CacheWarmingEngine()
+    try:
+        rebound = other.configure_region(
+            "default", "dogpile.cache.redis", arguments={"url": redis_server.url}
+        )
+        client_closer.watch(rebound)
+        regions = engine.regions
+        with regions._lock:  # RegionRegistry.add's first half, replayed
+            regions._regions["default"] = rebound
+            regions.generation += 1
+        assert echo.get(1) == 1  # another thread resolves the store in between
+        cached.regions_changed()  # add() reaches this function
+        assert cached.direct_store is None
+        assert [echo(1), echo(1)] == [1, 1]
+        assert cached.direct_store is not None
+        assert cached.store().region is rebound
+    finally:
+        other.close()

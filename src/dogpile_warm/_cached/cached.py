@@ -150,9 +150,11 @@ class CachedFunction:
     def regions_changed(self) -> None:
         """A region name was rebound: reads stop answering from the memory index, or
         fetching from the store directly, until :meth:`store` has resolved the region
-        again."""
+        again. The next :meth:`store` does, even if a call in between already resolved
+        it at the new generation (which would leave these unset for good)."""
         self.memory_entries = None
         self.direct_store = None
+        self._store = None
 
     # -- the read path ------------------------------------------------------
     def __call__(

@@ -65,7 +65,9 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
     is called directly: on the hit path that is two frames fewer. Until the
     region's backend is wrapped, that is: a proxy added later sees every read.
     Without a serializer (memory, memcached), the backend's ``get``, as the
-    region holds it at each read.
+    region holds it at each read. The key mangler and the deserializer are
+    taken as they are now, as the store takes the region's serializer and
+    backend traits: dogpile sets them when a region is made or configured.
     """
     backend = region.backend
     deserializer = region.deserializer
