@@ -589,6 +589,53 @@ def test_crafted_bytes_under_a_key_read_as_a_counted_miss(
     assert len(health_warnings("unreadable")) == 1
 
 
+# A stored entry's fields after the format marker and the key: (value, created, ttl, tags,
+# cost), each with one field that no Entry has.
+MALFORMED_FIELDS = [
+    pytest.param(("stale", "yesterday", 60.0, (), 0.0), id="created-a-string"),
+    pytest.param(("stale", None, 60.0, (), 0.0), id="created-none"),
+    pytest.param(("stale", float("nan"), 60.0, (), 0.0), id="created-nan"),
+    pytest.param(("stale", float("inf"), 60.0, (), 0.0), id="created-infinite"),
+    pytest.param(("stale", "now", 60.0, ("t",), 0.0), id="tags-not-pairs"),
+    pytest.param(("stale", "now", 60.0, [("t", "1")], 0.0), id="tags-a-list"),
+    pytest.param(("stale", "now", 60.0, (("t", 1),), 0.0), id="tag-version-an-int"),
+    pytest.param(("stale", "now", None, (), 0.0), id="ttl-none"),
+    pytest.param(("stale", "now", 60.0, (), "cheap"), id="cost-a-string"),
+]
+
+
+@pytest.mark.parametrize("fields", MALFORMED_FIELDS)
+@pytest.mark.parametrize("tagged", [False, True], ids=["untagged", "tagged"])
+def test_an_entry_with_malformed_fields_reads_as_a_counted_miss(
+    region: Any, kind: str, server: servers.Server, fields: tuple[Any, ...], tagged: bool
+) -> None:
+    """A value in the entry's own format, under its own key, whose fields are not an
+    entry's (as a corrupted or crafted value may be): recomputed over and counted as
+    unreadable, never served and never raised to the caller."""
+    from dogpile.cache.api import CachedValue
+
+    from dogpile_warm._core.entry import FORMAT
+
+    @dogpile_warm.warmable(ttl=60, tags={"t"} if tagged else set())
+    def double(x: int) -> int:
+        return 2 * x
+
+    key = double.key_for(4)
+    double(4)
+    fields = tuple(time.time() if field == "now" else field for field in fields)
+    payload = (FORMAT, key, *fields)
+    meta = {"ct": time.time(), "v": 2}
+    if kind == "memcached":
+        raw, flags = pickle.dumps(CachedValue(payload, meta)), 1
+    else:
+        raw, flags = b'{"ct": %f, "v": 2}|' % meta["ct"] + pickle.dumps(payload), 0
+    server.write_raw(safe_key(key), raw, flags)
+    before = dogpile_warm.get_warming_stats()["values_unreadable"]
+    assert double(4) == 8
+    assert dogpile_warm.get_warming_stats()["values_unreadable"] > before
+    assert double(4) == 8  # the recomputed value, stored over the crafted one
+
+
 # -- the ttl promise when a write hangs ------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ answer (see :mod:`dogpile_warm._core.memory_index`); everything else goes to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import MethodType
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from .cached import CachedFunction
 
 __all__ = ["Reader", "make_async_reader", "make_reader"]
+
+_INF = math.inf
 
 Reader = Callable[..., Any]  # read(fn, /, *args, **kwargs)
 
@@ -110,11 +113,17 @@ def make_reader(cached: CachedFunction, binds: bool = False) -> Reader:
             and len(stored) == 7
             and stored[0] == FORMAT
             and stored[1] == key
+            and type(stored[5]) is tuple
             and not stored[5]
+            # The fields _core.entry.well_formed checks (other numbers than floats
+            # take the way that calls it): a crafted value is never served here.
+            and type(stored[3]) is type(stored[4]) is type(stored[6]) is float
+            and stored[4] == stored[4]
+            and -_INF < stored[6] < _INF
         ):
             now = clock()
             age = now - stored[3]
-            if age <= fresh_for:
+            if -_INF < age <= fresh_for:  # nor was it made at an infinite or NaN time
                 if key not in remembered:
                     usage.remember_call(cached, key, args, kwargs)
                 queued_hits.append((cached, key, now))

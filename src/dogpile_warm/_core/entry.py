@@ -8,6 +8,7 @@ started (see :mod:`dogpile_warm._core.tags`) and what the computation cost.
 from __future__ import annotations
 
 import enum
+import math
 from typing import Any, Final, NamedTuple
 
 from dogpile.cache.api import NO_VALUE
@@ -24,6 +25,7 @@ __all__ = [
     "Unavailable",
     "decode",
     "stored",
+    "well_formed",
 ]
 
 
@@ -67,6 +69,31 @@ def stored(key: str, entry: Entry) -> tuple[Any, ...]:
     return (FORMAT, key, *entry)
 
 
+def well_formed(fields: tuple[Any, ...]) -> bool:
+    """Whether ``fields`` (an entry's: value, created, ttl, tags, cost) have the types
+    an Entry's have: numbers for the times (created and cost finite, ttl not NaN: a
+    snapshot's is infinite), tags a tuple of (tag, version) string pairs. What a
+    backend hands back may have been crafted or corrupted."""
+    _, created, ttl, tags, cost = fields
+    return (
+        type(created) in _NUMBERS
+        and type(ttl) in _NUMBERS
+        and type(cost) in _NUMBERS
+        and math.isfinite(created)
+        and ttl == ttl
+        and math.isfinite(cost)
+        and type(tags) is tuple
+        and all(
+            type(pair) is tuple and len(pair) == 2 and type(pair[0]) is type(pair[1]) is str
+            for pair in tags
+        )
+    )
+
+
+_NUMBERS = (float, int)
+_MALFORMED = "an entry whose fields are not an entry's (a time not a finite number, odd tags)"
+
+
 def decode(found: Any, key: str) -> Entry | str | None:
     """The Entry stored under ``key`` as ``found``; None for nothing (or an entry of the
     old format, recomputed without counting); else why ``found`` cannot be read."""
@@ -75,13 +102,17 @@ def decode(found: Any, key: str) -> Entry | str | None:
     if type(found) is tuple and len(found) == 7 and found[0] == FORMAT and found[1] == key:
         # found[2:] is every field in order: made as the tuple it is, without
         # the NamedTuple's Python-level __new__ (on every read but a memory hit).
-        return tuple.__new__(Entry, found[2:])
+        fields = found[2:]
+        return tuple.__new__(Entry, fields) if well_formed(fields) else _MALFORMED
     if found is NO_VALUE:
         return None
     if type(found) is list and len(found) == 7 and found[0] == FORMAT and found[1] == key:
         # A region serializing to JSON hands tuples back as lists.
         _, _, value, created, ttl, tags, cost = found
-        return Entry(value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
+        if type(tags) is not list or not all(type(pair) is list for pair in tags):
+            return _MALFORMED
+        fields = (value, created, ttl, tuple(tuple(pair) for pair in tags), cost)
+        return tuple.__new__(Entry, fields) if well_formed(fields) else _MALFORMED
     if isinstance(found, tuple | list) and len(found) == 6 and found[0] == OLD_FORMAT:
         return None
     if isinstance(found, tuple | list) and len(found) == 7 and found[0] == FORMAT:

@@ -41,7 +41,16 @@ from ..errors import (
     describe_error,
 )
 from . import forks, health, region_io
-from .entry import FORMAT, MEMORY_METADATA, UNAVAILABLE, Entry, Unavailable, decode, stored
+from .entry import (
+    FORMAT,
+    MEMORY_METADATA,
+    UNAVAILABLE,
+    Entry,
+    Unavailable,
+    decode,
+    stored,
+    well_formed,
+)
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
 from .locks import KeyLock, LocalMutex
@@ -248,8 +257,14 @@ class CacheStore:
         ``stamp``: the memory index's, taken before the read."""
         stored = found[0]
         entry: Entry | None
-        if type(stored) is tuple and len(stored) == 7 and stored[0] == FORMAT and stored[1] == key:
-            entry = tuple.__new__(Entry, stored[2:])  # decode()'s first case, written out
+        if (
+            type(stored) is tuple
+            and len(stored) == 7
+            and stored[0] == FORMAT
+            and stored[1] == key
+            and well_formed(fields := stored[2:])
+        ):
+            entry = tuple.__new__(Entry, fields)  # decode()'s first case, written out
         else:
             entry = self._entry(stored, key)
             if entry is None:
