@@ -72,7 +72,7 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
     backend = region.backend
     deserializer = region.deserializer
     if reader is not None or region.key_mangler is not None:
-        return functools.partial(_get_one_of, region, reader)
+        return functools.partial(get_one, region, reader=reader)
     if deserializer is None:  # memory, memcached: the backend's own get
 
         def read_payload(key: str) -> Any:
@@ -80,7 +80,7 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
 
         return read_payload
     if type(backend).get_serialized not in _CLIENT_GETS:
-        return functools.partial(_get_one_of, region, reader)
+        return functools.partial(get_one, region, reader=reader)
 
     def read_one(key: str) -> Any:
         if region.backend is not backend:  # wrapped since
@@ -91,10 +91,6 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
         return _deserialized_with(deserializer, raw)
 
     return read_one
-
-
-def _get_one_of(region: CacheRegion, reader: Any, key: str) -> Any:
-    return get_one(region, key, reader)
 
 
 def get_many(region: CacheRegion, keys: Sequence[str], reader: Any = None) -> list[Any]:

@@ -42,14 +42,12 @@ from ..errors import (
 )
 from . import forks, health, region_io
 from .entry import (
-    FORMAT,
     MEMORY_METADATA,
     UNAVAILABLE,
     Entry,
     Unavailable,
     decode,
     stored,
-    well_formed,
 )
 from .health import BackendHealth, round_trip_budget
 from .keys import safe_key
@@ -255,20 +253,9 @@ class CacheStore:
         ``tags``: None if missing, unreadable or carrying an invalidated tag,
         :data:`UNAVAILABLE` if checking its tags needed a round trip that failed.
         ``stamp``: the memory index's, taken before the read."""
-        stored = found[0]
-        entry: Entry | None
-        if (
-            type(stored) is tuple
-            and len(stored) == 7
-            and stored[0] == FORMAT
-            and stored[1] == key
-            and well_formed(fields := stored[2:])
-        ):
-            entry = tuple.__new__(Entry, fields)  # decode()'s first case, written out
-        else:
-            entry = self._entry(stored, key)
-            if entry is None:
-                return None
+        entry = self._entry(found[0], key)
+        if entry is None:
+            return None
         index = self.index
         if not entry.tags:
             if tags:
