@@ -26,6 +26,7 @@ from typing import (
 import wrapt
 from dogpile.cache.api import NoValue
 
+from ._binding_py import Binding
 from ._cached.awaited import AwaitedReads
 from ._cached.cached import CachedFunction
 from ._cached.reader import make_async_reader, make_reader
@@ -81,59 +82,7 @@ class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-a
         return await in_thread(self.warm, *args, **kwargs)
 
 
-class _BoundMethod(functools.partial):  # type: ignore[type-arg]
-    """A warmable method bound to its instance (or a classmethod's class): ``func`` is
-    the method's read path, ``args`` that object.
-
-    What ``__get__`` hands out instead of wrapt's bound wrapper: a call is
-    partial's own (in C), straight into the read path. Every attribute but
-    partial's comes from wrapt's bound wrapper, made on demand, so
-    ``obj.method.warm(x)``, ``__wrapped__``, ``__name__`` and the signature
-    are what they were.
-    """
-
-    __slots__ = ()
-
-    def _wrapt_bound(self) -> Any:
-        read = self.func
-        proxy: WarmableFunction[..., Any] = read.proxy  # type: ignore[attr-defined]
-        obj = self.args[0]
-        if read.binds_class:  # type: ignore[attr-defined]
-            return wrapt.FunctionWrapper.__get__(proxy, None, obj)
-        return wrapt.FunctionWrapper.__get__(proxy, obj, type(obj))
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._wrapt_bound(), name)
-
-    # partial's own class attributes, which __getattr__ would not be asked for: what
-    # a bound method answers (inspect.ismethod and getdoc, mock's autospec).
-    @property  # type: ignore[misc]
-    def __class__(self) -> type[Any]:
-        return types.MethodType
-
-    @property
-    def __doc__(self) -> str | None:  # type: ignore[override]
-        doc: str | None = self._wrapt_bound().__doc__
-        return doc
-
-    @property
-    def __module__(self) -> str:  # type: ignore[override]
-        module: str = self._wrapt_bound().__module__
-        return module
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _BoundMethod):
-            return NotImplemented
-        return self.func is other.func and self.args[0] is other.args[0]
-
-    def __hash__(self) -> int:
-        return hash((id(self.func), id(self.args[0])))
-
-    def __repr__(self) -> str:
-        return f"<bound warmable {self.func.proxy.__qualname__} of {self.args[0]!r}>"  # type: ignore[attr-defined]
-
-
-class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[type-arg]
+class WarmableFunction(Binding, wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[type-arg]
     """What ``@warmable`` returns: the function, cached, with warming attributes.
 
     Calling it returns the cached value (see :func:`warmable`). Attributes:
@@ -181,13 +130,17 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         # "self" (an instance, or a class that @classmethod above hands over), or
         # None: wrapt's binding (a first parameter named neither self nor cls, a
         # method looked up on its class, any other descriptor).
-        self._self_binds = _binding(wrapped, cached)
-        self._self_method_read: Any = None
-        if self._self_binds in ("self", "class"):
+        binds = _binding(wrapped, cached)
+        # What Binding binds without asking _bind_slowly (see _binding_py): a
+        # method's read path, and whether it binds a class; () for a staticmethod.
+        self._self_fast_binding: tuple[Any, bool] | tuple[()] | None = (
+            () if binds == "static" else None
+        )
+        if binds in ("self", "class"):
             method_read: Any = self._read_path(cached, engine, binds=True)
             method_read.proxy = self
-            method_read.binds_class = self._self_binds == "class"
-            self._self_method_read = method_read
+            method_read.binds_class = binds == "class"
+            self._self_fast_binding = (method_read, binds == "class")
 
     def _read_path(self, cached: CachedFunction, engine: CacheWarmingEngine, binds: bool) -> Any:
         """A read path of ``cached`` (see :mod:`dogpile_warm._cached.reader`)."""
@@ -226,19 +179,11 @@ class WarmableFunction(wrapt.FunctionWrapper, Generic[P, R]):  # type: ignore[ty
         # stands between a caller and the read path.
         __call__ = property(operator.attrgetter("_self_call"))
 
-        def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
-            # One frame and one C object per method call (see _BoundMethod), where
-            # wrapt's binding costs a bound wrapper and two frames of ours.
-            binds = self._self_binds
-            if binds == "self" and instance is not None:
-                return _BoundMethod(self._self_method_read, instance)
-            if binds == "class":
-                return _BoundMethod(
-                    self._self_method_read, owner if owner is not None else type(instance)
-                )
-            if binds == "static":
-                return self
-            return wrapt.FunctionWrapper.__get__(self, instance, owner)
+    def _bind_slowly(self, instance: Any, owner: type[Any] | None) -> Any:
+        """What Binding hands every lookup it does not bind itself: wrapt's binding (a
+        method looked up on its class, a first parameter named neither self nor cls,
+        any other descriptor)."""
+        return wrapt.FunctionWrapper.__get__(self, instance, owner)
 
     def _wrapt_call(self, *args: Any, **kwargs: Any) -> Any:
         return wrapt.FunctionWrapper.__call__(self, *args, **kwargs)

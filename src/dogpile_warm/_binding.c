@@ -1,0 +1,353 @@
+/* dogpile_warm._binding: a warmable method's binding, in C.
+ *
+ * ``shop.price(1)`` looks ``price`` up (the descriptor protocol binds the
+ * proxy to ``shop``) and calls what that returns. In Python the binding is a
+ * ``__get__`` frame and a ``functools.partial`` subclass, whose calls CPython
+ * 3.11 makes through ``tp_call`` (a heap type never gets vectorcall): together
+ * about as long as the memory hit itself. Here both are C, as a bound method
+ * is for a plain function:
+ *
+ * - ``Binding`` is a mixin with no fields of its own (so it goes beside
+ *   wrapt's proxy type) whose ``__get__`` reads the proxy's
+ *   ``_self_fast_binding``: ``(read, binds_class)`` binds the method's read path to
+ *   the instance, or to the class for a classmethod; ``()`` (a staticmethod)
+ *   returns the proxy as it is; anything else, or a method looked up on its
+ *   class, asks the proxy's ``_bind_slowly``.
+ * - ``BoundWarmable`` is what that binding returns: calling it calls
+ *   ``read(target, *args, **kwargs)`` by vectorcall, as ``types.MethodType``
+ *   does; every attribute it does not have itself, its ``__doc__``,
+ *   ``__module__``, repr and pickled form come from the hook that ``set_attribute_hook``
+ *   installs (see dogpile_warm/wrappers.py), so ``shop.price.warm(x)``,
+ *   ``__wrapped__`` and the signature are what they are without it.
+ *
+ * dogpile_warm/wrappers.py has the same binding in Python, used where this
+ * extension was not built; tests run both.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+static PyObject *attribute_hook = NULL; /* hook(bound, name) */
+static PyObject *str_binding = NULL;    /* "_self_fast_binding" */
+static PyObject *str_bind_slowly = NULL; /* "_bind_slowly" */
+static PyObject *str_repr = NULL;       /* "__repr__" */
+static PyObject *str_reduce = NULL;     /* "__reduce__" */
+
+/* -- BoundWarmable ------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *read;   /* the method's read path: read(target, *args, **kwargs) */
+    PyObject *target; /* the instance, or a classmethod's class */
+    PyObject *weakreflist;
+    vectorcallfunc vectorcall;
+} BoundObject;
+
+static PyTypeObject BoundType;
+
+static PyObject *
+bound_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    /* types.MethodType's own way: the target goes in front of the arguments,
+     * in the slot the caller left free when it could, else in a copy. */
+    BoundObject *self = (BoundObject *)op;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    PyObject *result;
+    if (nargsf & PY_VECTORCALL_ARGUMENTS_OFFSET) {
+        PyObject **shifted = (PyObject **)args - 1;
+        PyObject *saved = shifted[0];
+        shifted[0] = self->target;
+        result = PyObject_Vectorcall(self->read, shifted, nargs + 1, kwnames);
+        shifted[0] = saved;
+        return result;
+    }
+    PyObject *small[8];
+    PyObject **stack = small;
+    if (total + 1 > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+        stack = PyMem_Malloc((total + 1) * sizeof(PyObject *));
+        if (stack == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    stack[0] = self->target;
+    if (total > 0) {
+        memcpy(stack + 1, args, total * sizeof(PyObject *));
+    }
+    result = PyObject_Vectorcall(self->read, stack, nargs + 1, kwnames);
+    if (stack != small) {
+        PyMem_Free(stack);
+    }
+    return result;
+}
+
+static PyObject *
+bound_new(PyObject *read, PyObject *target)
+{
+    BoundObject *self = PyObject_GC_New(BoundObject, &BoundType);
+    if (self == NULL) {
+        return NULL;
+    }
+    Py_INCREF(read);
+    self->read = read;
+    Py_INCREF(target);
+    self->target = target;
+    self->weakreflist = NULL;
+    self->vectorcall = bound_vectorcall;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static int
+bound_traverse(BoundObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->read);
+    Py_VISIT(self->target);
+    return 0;
+}
+
+static int
+bound_clear(BoundObject *self)
+{
+    Py_CLEAR(self->read);
+    Py_CLEAR(self->target);
+    return 0;
+}
+
+static void
+bound_dealloc(BoundObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    bound_clear(self);
+    PyObject_GC_Del(self);
+}
+
+static PyObject *
+ask_hook(PyObject *self, PyObject *name)
+{
+    if (attribute_hook == NULL) {
+        PyErr_Format(PyExc_AttributeError, "%R has no attribute %R (no hook installed)",
+                     self, name);
+        return NULL;
+    }
+    return PyObject_CallFunctionObjArgs(attribute_hook, self, name, NULL);
+}
+
+static PyObject *
+bound_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name);
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        return found;
+    }
+    PyErr_Clear();
+    return ask_hook(self, name);
+}
+
+static PyObject *
+bound_repr(PyObject *self)
+{
+    return ask_hook(self, str_repr);
+}
+
+static PyObject *
+bound_reduce(PyObject *self, PyObject *unused)
+{
+    return ask_hook(self, str_reduce);
+}
+
+static PyObject *
+bound_get_doc(PyObject *self, void *closure)
+{
+    return ask_hook(self, (PyObject *)closure);
+}
+
+static PyObject *
+bound_get_class(PyObject *self, void *closure)
+{
+    /* What a bound method answers (inspect.ismethod, inspect.signature). */
+    return Py_NewRef((PyObject *)&PyMethod_Type);
+}
+
+static PyObject *
+bound_richcompare(PyObject *self, PyObject *other, int op)
+{
+    if ((op != Py_EQ && op != Py_NE) || !Py_IS_TYPE(other, &BoundType)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    BoundObject *a = (BoundObject *)self, *b = (BoundObject *)other;
+    int same = a->read == b->read && a->target == b->target;
+    return PyBool_FromLong(op == Py_EQ ? same : !same);
+}
+
+static Py_hash_t
+bound_hash(PyObject *op)
+{
+    BoundObject *self = (BoundObject *)op;
+    Py_hash_t read = PyObject_Hash(self->read); /* functions hash by identity */
+    if (read == -1) {
+        return -1;
+    }
+    size_t x = (size_t)read ^ ((size_t)(uintptr_t)self->target >> 4) * 1000003U;
+    Py_hash_t hash = (Py_hash_t)x;
+    return hash == -1 ? -2 : hash;
+}
+
+static PyMemberDef bound_members[] = {
+    {"_read", T_OBJECT, offsetof(BoundObject, read), READONLY, "the method's read path"},
+    {"_target", T_OBJECT, offsetof(BoundObject, target), READONLY,
+     "the instance, or a classmethod's class"},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(BoundObject, weakreflist), READONLY},
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(BoundObject, vectorcall), READONLY},
+    {NULL},
+};
+
+static PyMethodDef bound_methods[] = {
+    /* as a bound method pickles: getattr(target, name) */
+    {"__reduce__", bound_reduce, METH_NOARGS, NULL},
+    {NULL},
+};
+
+static PyGetSetDef bound_getset[] = {
+    {"__class__", bound_get_class, NULL, NULL, NULL},
+    /* closure: the name the hook is asked for (filled in at module init) */
+    {"__doc__", bound_get_doc, NULL, NULL, NULL},
+    {"__module__", bound_get_doc, NULL, NULL, NULL},
+    {NULL},
+};
+
+static PyTypeObject BoundType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dogpile_warm._binding.BoundWarmable",
+    .tp_doc = NULL,
+    .tp_basicsize = sizeof(BoundObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_vectorcall_offset = offsetof(BoundObject, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_dealloc = (destructor)bound_dealloc,
+    .tp_traverse = (traverseproc)bound_traverse,
+    .tp_clear = (inquiry)bound_clear,
+    .tp_getattro = bound_getattro,
+    .tp_repr = bound_repr,
+    .tp_richcompare = bound_richcompare,
+    .tp_hash = bound_hash,
+    .tp_weaklistoffset = offsetof(BoundObject, weakreflist),
+    .tp_methods = bound_methods,
+    .tp_members = bound_members,
+    .tp_getset = bound_getset,
+};
+
+/* -- Binding ------------------------------------------------------------- */
+
+static PyObject *
+binding_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    PyObject *dict = PyObject_GenericGetDict(self, NULL);
+    if (dict == NULL) {
+        return NULL;
+    }
+    PyObject *binding = PyDict_GetItemWithError(dict, str_binding); /* borrowed */
+    Py_DECREF(dict); /* the proxy keeps it, and the item, alive */
+    if (binding == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (obj == Py_None) {
+        obj = NULL;
+    }
+    if (type == Py_None) {
+        type = NULL;
+    }
+    if (binding != NULL && PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 0) {
+        return Py_NewRef(self); /* a staticmethod: not bound at all */
+    }
+    if (binding != NULL && PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 2) {
+        PyObject *read = PyTuple_GET_ITEM(binding, 0);
+        if (PyTuple_GET_ITEM(binding, 1) == Py_True) { /* a classmethod: its class */
+            if (type != NULL) {
+                return bound_new(read, type);
+            }
+            if (obj != NULL) {
+                return bound_new(read, (PyObject *)Py_TYPE(obj));
+            }
+        }
+        else if (obj != NULL) {
+            return bound_new(read, obj);
+        }
+    }
+    return PyObject_CallMethodObjArgs(self, str_bind_slowly, obj == NULL ? Py_None : obj,
+                                      type == NULL ? Py_None : type, NULL);
+}
+
+static PyTypeObject BindingType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "dogpile_warm._binding.Binding",
+    .tp_doc = "A mixin binding a warmable method in C (see the module's source).",
+    .tp_basicsize = sizeof(PyObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_descr_get = binding_get,
+};
+
+/* -- module -------------------------------------------------------------- */
+
+static PyObject *
+set_attribute_hook(PyObject *module, PyObject *hook)
+{
+    if (!PyCallable_Check(hook)) {
+        PyErr_Format(PyExc_TypeError, "the attribute hook must be callable, got %R", hook);
+        return NULL;
+    }
+    Py_INCREF(hook);
+    Py_XSETREF(attribute_hook, hook);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_attribute_hook", set_attribute_hook, METH_O,
+     "Install hook(bound, name): a BoundWarmable's attributes it has not itself."},
+    {NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "dogpile_warm._binding",
+    .m_doc = "A warmable method's binding, in C (see dogpile_warm/wrappers.py).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__binding(void)
+{
+    str_binding = PyUnicode_InternFromString("_self_fast_binding");
+    str_bind_slowly = PyUnicode_InternFromString("_bind_slowly");
+    str_repr = PyUnicode_InternFromString("__repr__");
+    str_reduce = PyUnicode_InternFromString("__reduce__");
+    PyObject *str_doc = PyUnicode_InternFromString("__doc__");
+    PyObject *str_module = PyUnicode_InternFromString("__module__");
+    if (!str_binding || !str_bind_slowly || !str_repr || !str_reduce || !str_doc || !str_module) {
+        return NULL;
+    }
+    bound_getset[1].closure = str_doc; /* kept for the life of the process */
+    bound_getset[2].closure = str_module;
+    /* object's own __new__: a class mixing Binding with a proxy written in Python
+     * (wrapt without its extension) is then made by object.__new__, which
+     * refuses a static base with a __new__ of its own. */
+    BindingType.tp_new = PyBaseObject_Type.tp_new;
+    if (PyType_Ready(&BoundType) < 0 || PyType_Ready(&BindingType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "BoundWarmable", (PyObject *)&BoundType) < 0
+        || PyModule_AddObjectRef(module, "Binding", (PyObject *)&BindingType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,141 @@
+"""How a warmable method binds to its instance (or a classmethod to its class).
+
+``shop.price(1)`` first binds the proxy in ``Shop.price`` to ``shop``
+(``__get__``), then calls what that returns. :class:`Binding`, a mixin of
+the proxies in :mod:`dogpile_warm.wrappers`, binds a method whose proxy has a
+``_self_fast_binding`` of ``(read, binds_class)``: what it returns calls
+``read(target, *args, **kwargs)``, where ``read`` is the method's read path
+(:func:`~dogpile_warm._cached.reader.make_reader` with ``binds``) and
+``target`` the instance, or for a classmethod its class. A staticmethod's
+proxy (``_self_fast_binding`` of ``()``) binds to nothing: the lookup returns
+it as it is. Every other lookup (a method looked up on its class, any other
+descriptor) goes to the proxy's ``_bind_slowly``.
+
+The binding is in C where the optional extension ``dogpile_warm._binding``
+was built (see ``_binding.c``): on CPython 3.11 a ``__get__`` written in
+Python and a ``functools.partial`` subclass cost about as much as the memory
+hit they lead to (benchmarks/hit_path.py). This module is the same binding
+in Python, used where the extension is missing, or everywhere when the
+environment variable ``DOGPILE_WARM_PURE_PYTHON`` is set to a non-empty value
+(the test suite runs both).
+
+A bound object answers the attributes of a bound method (``__self__``,
+``__name__``, ``__wrapped__``, the signature) and of the proxy
+(``shop.price.warm(x)`` warms with ``shop``) from wrapt's bound wrapper,
+made on demand by :func:`bound_attribute`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+from typing import TYPE_CHECKING, Any
+
+import wrapt
+
+__all__ = ["C_EXTENSION", "Binding", "BoundWarmable", "bound_attribute"]
+
+
+def bound_attribute(bound: Any, name: str) -> Any:
+    """The attribute ``name`` of ``bound`` (a method bound by :class:`Binding`) that it
+    does not have itself: wrapt's bound wrapper's; for ``"__repr__"`` its repr, for
+    ``"__reduce__"`` what it pickles as (a bound method's ``getattr(target, name)``)."""
+    read, target = bound._read, bound._target
+    proxy = read.proxy
+    if name == "__repr__":
+        return f"<bound warmable {proxy.__qualname__} of {target!r}>"
+    if name == "__reduce__":
+        return getattr, (target, proxy.__name__)
+    if read.binds_class:
+        wrapt_bound: Any = wrapt.FunctionWrapper.__get__(proxy, None, target)
+    else:
+        wrapt_bound = wrapt.FunctionWrapper.__get__(proxy, target, type(target))
+    return getattr(wrapt_bound, name)
+
+
+class _PythonBound(functools.partial):  # type: ignore[type-arg]
+    """A method bound by the Python :class:`_PythonBinding`: ``func`` is its read path,
+    ``args`` its target; a call is partial's own (in C)."""
+
+    __slots__ = ()
+
+    @property
+    def _read(self) -> Any:
+        return self.func
+
+    @property
+    def _target(self) -> Any:
+        return self.args[0]
+
+    def __getattr__(self, name: str) -> Any:
+        return bound_attribute(self, name)
+
+    # partial's own class attributes, which __getattr__ would not be asked for: what
+    # a bound method answers (inspect.ismethod and getdoc, mock's autospec).
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:
+        return types.MethodType
+
+    @property
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        doc: str | None = bound_attribute(self, "__doc__")
+        return doc
+
+    @property
+    def __module__(self) -> str:  # type: ignore[override]
+        module: str = bound_attribute(self, "__module__")
+        return module
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _PythonBound):
+            return NotImplemented
+        return self.func is other.func and self.args[0] is other.args[0]
+
+    def __hash__(self) -> int:
+        return hash((id(self.func), id(self.args[0])))
+
+    def __repr__(self) -> str:
+        text: str = bound_attribute(self, "__repr__")
+        return text
+
+    def __reduce__(self) -> Any:
+        return bound_attribute(self, "__reduce__")
+
+
+class _PythonBinding:
+    """:class:`Binding`, written in Python (``_binding.c``'s ``binding_get``)."""
+
+    __slots__ = ()
+
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        binding = self._self_fast_binding  # type: ignore[attr-defined]
+        if binding == ():
+            return self
+        if binding is not None:
+            read, binds_class = binding
+            if binds_class:
+                return _PythonBound(read, owner if owner is not None else type(instance))
+            if instance is not None:
+                return _PythonBound(read, instance)
+        return self._bind_slowly(instance, owner)  # type: ignore[attr-defined]
+
+
+if TYPE_CHECKING:
+
+    class Binding:
+        """The mixin, as type checkers see it: nothing (the proxies type their own
+        ``__get__``, see :mod:`dogpile_warm.signatures`)."""
+
+    BoundWarmable: type[Any]
+    C_EXTENSION: bool
+elif os.environ.get("DOGPILE_WARM_PURE_PYTHON"):
+    Binding, BoundWarmable, C_EXTENSION = _PythonBinding, _PythonBound, False
+else:
+    try:
+        from . import _binding
+    except ImportError:  # not built here (no compiler, another interpreter)
+        Binding, BoundWarmable, C_EXTENSION = _PythonBinding, _PythonBound, False
+    else:
+        _binding.set_attribute_hook(bound_attribute)
+        Binding, BoundWarmable, C_EXTENSION = _binding.Binding, _binding.BoundWarmable, True
