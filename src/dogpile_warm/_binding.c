@@ -8,7 +8,9 @@
  * is for a plain function:
  *
  * - ``Binding`` is a mixin with no fields of its own (so it goes beside
- *   wrapt's proxy type) whose ``__get__`` reads the proxy's
+ *   wrapt's proxy type). Calling the proxy calls its ``_self_call`` (a plain
+ *   function's read path, see wrappers.py) with no frame in between. Its
+ *   ``__get__`` reads the proxy's
  *   ``_self_fast_binding``: ``(read, binds_class)`` binds the method's read path to
  *   the instance, or to the class for a classmethod; ``()`` (a staticmethod)
  *   returns the proxy as it is; anything else, or a method looked up on its
@@ -30,6 +32,7 @@
 static PyObject *attribute_hook = NULL; /* hook(bound, name) */
 static PyObject *str_binding = NULL;    /* "_self_fast_binding" */
 static PyObject *str_bind_slowly = NULL; /* "_bind_slowly" */
+static PyObject *str_call = NULL;       /* "_self_call" */
 static PyObject *str_repr = NULL;       /* "__repr__" */
 static PyObject *str_reduce = NULL;     /* "__reduce__" */
 
@@ -282,6 +285,37 @@ binding_get(PyObject *self, PyObject *obj, PyObject *type)
                                       type == NULL ? Py_None : type, NULL);
 }
 
+static PyObject *
+binding_call(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    /* Calling the proxy calls its _self_call: a plain function's read path (or
+     * wrapt's call), with the arguments as they came, by vectorcall. */
+    PyObject *dict = PyObject_GenericGetDict(self, NULL);
+    if (dict == NULL) {
+        return NULL;
+    }
+    PyObject *call = PyDict_GetItemWithError(dict, str_call);
+    Py_XINCREF(call); /* the call may replace it */
+    Py_DECREF(dict);
+    if (call == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError, "%s object has no _self_call to call",
+                         Py_TYPE(self)->tp_name);
+        }
+        return NULL;
+    }
+    PyObject *result;
+    if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
+        result = PyObject_Vectorcall(call, &PyTuple_GET_ITEM(args, 0), PyTuple_GET_SIZE(args),
+                                     NULL);
+    }
+    else {
+        result = PyObject_Call(call, args, kwargs);
+    }
+    Py_DECREF(call);
+    return result;
+}
+
 static PyTypeObject BindingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "dogpile_warm._binding.Binding",
@@ -289,6 +323,7 @@ static PyTypeObject BindingType = {
     .tp_basicsize = sizeof(PyObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_descr_get = binding_get,
+    .tp_call = binding_call,
 };
 
 /* -- module -------------------------------------------------------------- */
@@ -324,11 +359,12 @@ PyInit__binding(void)
 {
     str_binding = PyUnicode_InternFromString("_self_fast_binding");
     str_bind_slowly = PyUnicode_InternFromString("_bind_slowly");
+    str_call = PyUnicode_InternFromString("_self_call");
     str_repr = PyUnicode_InternFromString("__repr__");
     str_reduce = PyUnicode_InternFromString("__reduce__");
     PyObject *str_doc = PyUnicode_InternFromString("__doc__");
     PyObject *str_module = PyUnicode_InternFromString("__module__");
-    if (!str_binding || !str_bind_slowly || !str_repr || !str_reduce || !str_doc || !str_module) {
+    if (!str_binding || !str_bind_slowly || !str_call || !str_repr || !str_reduce || !str_doc || !str_module) {
         return NULL;
     }
     bound_getset[1].closure = str_doc; /* kept for the life of the process */

@@ -28,6 +28,7 @@ made on demand by :func:`bound_attribute`.
 from __future__ import annotations
 
 import functools
+import operator
 import os
 import types
 from typing import TYPE_CHECKING, Any
@@ -104,9 +105,15 @@ class _PythonBound(functools.partial):  # type: ignore[type-arg]
 
 
 class _PythonBinding:
-    """:class:`Binding`, written in Python (``_binding.c``'s ``binding_get``)."""
+    """:class:`Binding`, written in Python (``_binding.c``'s ``binding_call`` and
+    ``binding_get``)."""
 
     __slots__ = ()
+
+    # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
+    # handing it out, so no frame (and no attribute lookup in one) stands between
+    # a caller and the read path.
+    __call__ = property(operator.attrgetter("_self_call"))
 
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
         binding = self._self_fast_binding  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ of them is in :mod:`dogpile_warm.signatures`.
 from __future__ import annotations
 
 import functools
-import operator
 import types
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -173,11 +172,8 @@ class WarmableFunction(Binding, wrapt.FunctionWrapper, Generic[P, R]):  # type: 
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> BoundWarmable[P, R]: ...
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
 
-    else:
-        # Calling the proxy calls ``_self_call`` itself: ``__call__`` is a property
-        # handing it out, so no frame of ours (and no attribute lookup in one)
-        # stands between a caller and the read path.
-        __call__ = property(operator.attrgetter("_self_call"))
+    # At run time, calling the proxy (``_self_call``) and binding it are Binding's,
+    # in C where the extension was built (see _binding_py).
 
     def _bind_slowly(self, instance: Any, owner: type[Any] | None) -> Any:
         """What Binding hands every lookup it does not bind itself: wrapt's binding (a
