@@ -138,6 +138,48 @@ def test_a_bound_method_keeps_its_instance_alive_only_while_it_lives() -> None:
     assert instance() is None and bound_ref() is None
 
 
+FINALISER_REBINDS = """
+import gc
+from dogpile_warm import warmable
+
+class Shop:
+    @warmable(ttl=60)
+    def price(self, item):
+        return item
+
+proxy = Shop.__dict__["price"]
+
+class Rebinds:  # a finaliser that drops the binding the lookup is reading
+    def __del__(self):
+        proxy._self_fast_binding = None
+
+shop = Shop()
+gc.collect()
+gc.disable()
+cycle = Rebinds()
+cycle.me = cycle
+del cycle
+gc.set_threshold(1)  # the next allocation collects, in the middle of the lookup
+gc.enable()
+bound = shop.price
+print(bound("tea"), bound._read.__qualname__)
+"""
+
+
+def test_a_finaliser_run_by_the_lookup_cannot_free_what_it_binds() -> None:
+    """A collection during the lookup (any allocation may start one) runs finalisers;
+    one that replaces the binding must not free the read path being bound (in a
+    process of its own: a use after free ends it)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "dev", "-c", FINALISER_REBINDS],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["tea", "make_reader.<locals>.read"]
+
+
 def test_a_method_looked_up_on_its_class_is_wrapts_binding() -> None:
     shop = Shop("a")
     looked_up: Any = Shop.price

@@ -87,13 +87,17 @@ bound_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *k
 static PyObject *
 bound_new(PyObject *read, PyObject *target)
 {
+    /* Held before allocating: ``read`` may be borrowed from the proxy's dict, and
+     * an allocation can run the garbage collector, and any finaliser with it. */
+    Py_INCREF(read);
+    Py_INCREF(target);
     BoundObject *self = PyObject_GC_New(BoundObject, &BoundType);
     if (self == NULL) {
+        Py_DECREF(read);
+        Py_DECREF(target);
         return NULL;
     }
-    Py_INCREF(read);
     self->read = read;
-    Py_INCREF(target);
     self->target = target;
     self->weakreflist = NULL;
     self->vectorcall = bound_vectorcall;
@@ -203,8 +207,6 @@ static PyMemberDef bound_members[] = {
     {"_read", T_OBJECT, offsetof(BoundObject, read), READONLY, "the method's read path"},
     {"_target", T_OBJECT, offsetof(BoundObject, target), READONLY,
      "the instance, or a classmethod's class"},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(BoundObject, weakreflist), READONLY},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(BoundObject, vectorcall), READONLY},
     {NULL},
 };
 
@@ -253,8 +255,9 @@ binding_get(PyObject *self, PyObject *obj, PyObject *type)
     if (dict == NULL) {
         return NULL;
     }
-    PyObject *binding = PyDict_GetItemWithError(dict, str_binding); /* borrowed */
-    Py_DECREF(dict); /* the proxy keeps it, and the item, alive */
+    /* borrowed: the proxy keeps it, and the item, alive until something runs */
+    PyObject *binding = PyDict_GetItemWithError(dict, str_binding);
+    Py_DECREF(dict);
     if (binding == NULL && PyErr_Occurred()) {
         return NULL;
     }
