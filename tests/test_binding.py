@@ -4,6 +4,7 @@ subprocess, see the last test)."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import inspect
 import os
@@ -14,6 +15,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+import blinker
 import pytest
 
 from dogpile_warm import warmable
@@ -125,6 +127,48 @@ def test_a_bound_method_pickles_as_the_method_of_its_pickled_object() -> None:
     assert pickle.loads(pickle.dumps(Corner.label))._target is Corner
 
 
+def test_a_bound_method_is_its_class_functions_and_can_be_rebuilt_from_it() -> None:
+    """``__func__`` is the proxy in the class, ``__self__`` the instance (a classmethod's
+    class); the type called with the two binds again: what weakref.WeakMethod, a
+    blinker receiver and copy.deepcopy rely on."""
+    shop = Shop("weak")
+    bound: Any = shop.price
+    assert bound.__func__ is Shop.__dict__["price"] and bound.__self__ is shop
+    assert type(bound)(bound.__func__, bound.__self__) == bound
+    label: Any = Corner.label
+    assert label.__self__ is Corner and type(label)(label.__func__, Corner) == label
+    weak = weakref.WeakMethod(bound)
+    assert weak() == bound and weak()("pie") == "weak:piex1"
+    del bound
+    gc.collect()
+    assert weak() is not None  # the instance and the proxy live on, as for a real method
+    del shop
+    gc.collect()
+    assert weak() is None
+    with pytest.raises(TypeError, match=r"takes a warmable method .* got <built-in function len>"):
+        BoundWarmable(len, Shop("x"))
+
+
+def test_a_bound_method_is_a_blinker_receiver() -> None:
+    class Listener:
+        @warmable(ttl=60)
+        def heard(self, sender: str) -> str:
+            return f"heard {sender}"
+
+    listener = Listener()
+    signal = blinker.Signal()
+    signal.connect(listener.heard)
+    assert signal.send("news") == [(listener.heard, "heard news")]
+
+
+def test_a_bound_method_deep_copies_as_a_bound_method_does() -> None:
+    """With its instance copied: the copy is bound to the copy."""
+    shop = Shop("deep")
+    copied: Any = copy.deepcopy(shop.price)
+    assert copied.__self__ is not shop and copied.__self__.name == "deep"
+    assert copy.copy(shop.price) == shop.price
+
+
 def test_a_bound_method_keeps_its_instance_alive_only_while_it_lives() -> None:
     shop = Shop("a")
     instance = weakref.ref(shop)
@@ -139,6 +183,7 @@ def test_a_bound_method_keeps_its_instance_alive_only_while_it_lives() -> None:
 
 
 FINALISER_REBINDS = """
+import copy
 import gc
 from dogpile_warm import warmable
 

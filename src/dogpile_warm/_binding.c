@@ -17,7 +17,9 @@
  *   class, asks the proxy's ``_bind_slowly``.
  * - ``BoundWarmable`` is what that binding returns: calling it calls
  *   ``read(target, *args, **kwargs)`` by vectorcall, as ``types.MethodType``
- *   does; every attribute it does not have itself, its ``__doc__``,
+ *   does; ``__func__`` is the proxy, as a bound method's is the function in
+ *   its class, and ``BoundWarmable(proxy, target)`` binds it again (what
+ *   ``weakref.WeakMethod`` does); every attribute it does not have itself, its ``__doc__``,
  *   ``__module__``, repr and pickled form come from the hook that ``set_attribute_hook``
  *   installs (see dogpile_warm/wrappers.py), so ``shop.price.warm(x)``,
  *   ``__wrapped__`` and the signature are what they are without it.
@@ -103,6 +105,40 @@ bound_new(PyObject *read, PyObject *target)
     self->vectorcall = bound_vectorcall;
     PyObject_GC_Track(self);
     return (PyObject *)self;
+}
+
+static PyObject *
+bound_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    /* BoundWarmable(func, target): func's binding to target, as WeakMethod rebuilds
+     * a bound method from its __func__ (the proxy) and __self__. */
+    PyObject *func, *target;
+    if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
+        PyErr_SetString(PyExc_TypeError, "BoundWarmable() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_UnpackTuple(args, "BoundWarmable", 2, 2, &func, &target)) {
+        return NULL;
+    }
+    PyObject *binding = PyObject_GetAttr(func, str_binding);
+    if (binding == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    PyObject *bound = NULL;
+    if (binding != NULL && PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 2) {
+        bound = bound_new(PyTuple_GET_ITEM(binding, 0), target);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError,
+                     "BoundWarmable() takes a warmable method and its instance (or a "
+                     "classmethod's class), got %R",
+                     func);
+    }
+    Py_XDECREF(binding);
+    return bound;
 }
 
 static int
@@ -207,6 +243,8 @@ static PyMemberDef bound_members[] = {
     {"_read", T_OBJECT, offsetof(BoundObject, read), READONLY, "the method's read path"},
     {"_target", T_OBJECT, offsetof(BoundObject, target), READONLY,
      "the instance, or a classmethod's class"},
+    {"__self__", T_OBJECT, offsetof(BoundObject, target), READONLY,
+     "the instance, or a classmethod's class"},
     {NULL},
 };
 
@@ -229,8 +267,8 @@ static PyTypeObject BoundType = {
     .tp_name = "dogpile_warm._binding.BoundWarmable",
     .tp_doc = NULL,
     .tp_basicsize = sizeof(BoundObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
-                | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_new = bound_tp_new,
     .tp_vectorcall_offset = offsetof(BoundObject, vectorcall),
     .tp_call = PyVectorcall_Call,
     .tp_dealloc = (destructor)bound_dealloc,

@@ -22,7 +22,10 @@ environment variable ``DOGPILE_WARM_PURE_PYTHON`` is set to a non-empty value
 A bound object answers the attributes of a bound method (``__self__``,
 ``__name__``, ``__wrapped__``, the signature) and of the proxy
 (``shop.price.warm(x)`` warms with ``shop``) from wrapt's bound wrapper,
-made on demand by :func:`bound_attribute`.
+made on demand by :func:`bound_attribute`. Its ``__func__`` is the proxy (as
+a bound method's is the function in its class), and its type called with
+``(__func__, __self__)`` binds it again, so ``weakref.WeakMethod`` (and a
+blinker receiver) works.
 """
 
 from __future__ import annotations
@@ -48,6 +51,12 @@ def bound_attribute(bound: Any, name: str) -> Any:
         return f"<bound warmable {proxy.__qualname__} of {target!r}>"
     if name == "__reduce__":
         return getattr, (target, proxy.__name__)
+    if name == "__func__":  # as a bound method's is the function in its class
+        return proxy
+    if name == "__deepcopy__":
+        # wrapt's proxies refuse to be deep-copied; without this, copy.deepcopy
+        # takes the bound method apart as it does a real one: __reduce__ above.
+        raise AttributeError(name)
     if read.binds_class:
         wrapt_bound: Any = wrapt.FunctionWrapper.__get__(proxy, None, target)
     else:
@@ -55,11 +64,25 @@ def bound_attribute(bound: Any, name: str) -> Any:
     return getattr(wrapt_bound, name)
 
 
+_new_partial = functools.partial.__new__
+
+
 class _PythonBound(functools.partial):  # type: ignore[type-arg]
     """A method bound by the Python :class:`_PythonBinding`: ``func`` is its read path,
     ``args`` its target; a call is partial's own (in C)."""
 
     __slots__ = ()
+
+    def __new__(cls, func: Any, target: Any) -> _PythonBound:
+        """``func``'s binding to ``target``: what WeakMethod rebuilds a bound method
+        from (its ``__func__``, the proxy, and ``__self__``)."""
+        binding = getattr(func, "_self_fast_binding", None)
+        if not (isinstance(binding, tuple) and len(binding) == 2):
+            raise TypeError(
+                "BoundWarmable() takes a warmable method and its instance (or a"
+                f" classmethod's class), got {func!r}"
+            )
+        return _new_partial(cls, binding[0], target)
 
     @property
     def _read(self) -> Any:
@@ -122,9 +145,11 @@ class _PythonBinding:
         if binding is not None:
             read, binds_class = binding
             if binds_class:
-                return _PythonBound(read, owner if owner is not None else type(instance))
+                return _new_partial(
+                    _PythonBound, read, owner if owner is not None else type(instance)
+                )
             if instance is not None:
-                return _PythonBound(read, instance)
+                return _new_partial(_PythonBound, read, instance)
         return self._bind_slowly(instance, owner)  # type: ignore[attr-defined]
 
 
