@@ -357,3 +357,70 @@ def test_importing_the_package_starts_no_thread() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "True"]
+
+
+class Counter2:
+    """A shop whose methods name their first parameter neither self nor cls."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Counter2({self.name!r})"
+
+    @warmable(ttl=60)
+    def price(this, item: str) -> str:
+        return f"{this.name}:{item}"
+
+    @warmable(ttl=60, key_by={"this": lambda shop: shop.name})
+    def stock(this, item: str) -> str:
+        return f"{this.name} has {item}"
+
+    @warmable(ttl=60)
+    @classmethod
+    def kind(klass, item: str) -> str:
+        return f"{klass.__name__}:{item}"
+
+    @classmethod
+    @warmable(ttl=60)
+    def origin(klass, item: str) -> str:
+        return f"{klass.__name__} from {item}"
+
+
+class Unnamed:
+    @warmable(ttl=60)
+    def price(this, item: str) -> str:
+        return item
+
+
+def test_a_first_parameter_named_neither_self_nor_cls_is_kept_in_the_key() -> None:
+    """As in dogpile's key generator: the instance (or class) is then an argument of
+    the call and of its key, through an instance, the class, and every attribute."""
+    a, b = Counter2("a"), Counter2("b")
+    # On the class, the instance is the first argument (which type checkers, taking the
+    # first parameter for the instance, leave out).
+    price: Any = Counter2.price
+    stock: Any = Counter2.stock
+    assert (a.price("tea"), price(b, "tea")) == ("a:tea", "b:tea")  # two keys
+    assert a.price.key_for("tea") == price.key_for(a, "tea")
+    assert a.price.key_for("tea").endswith("|Counter2('a'),'tea'")
+    assert a.price.get("tea") == "a:tea" and b.price.get("jam") is NO_VALUE
+    assert b.price.warm("jam") and b.price.get("jam") == "b:jam"
+    a.price.set("set by hand", "pie")
+    assert a.price("pie") == "set by hand" and b.price("pie") == "b:pie"
+    a.price.invalidate("pie")
+    assert a.price.get("pie") is NO_VALUE and a.price.refresh("pie") == "a:pie"
+    assert a.stock.key_for("tea") == stock.key_for(a, "tea")
+    assert a.stock("tea") == "a has tea" and a.stock.key_for("tea").endswith("|'a','tea'")
+    assert (Counter2.kind("x"), Counter2("c").kind("y")) == ("Counter2:x", "Counter2:y")
+    assert (Counter2.origin("x"), Counter2("c").origin("y")) == (
+        "Counter2 from x",
+        "Counter2 from y",
+    )
+    assert Counter2.kind.key_for("x").endswith("Counter2'>,'x'")
+    assert Counter2.kind.warm("z") and Counter2.kind.get("z") == "Counter2:z"
+
+
+def test_an_instance_kept_in_the_key_needs_a_repr_that_identifies_it() -> None:
+    with pytest.raises(TypeError, match=r"argument 'this' of .*Unnamed\.price is a Unnamed"):
+        Unnamed().price("tea")

@@ -60,13 +60,29 @@ class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-a
 
     def __getattr__(self, name: str) -> Any:
         if name in _SHARED_ATTRIBUTES:
-            return getattr(self._self_parent, name)
+            shared = getattr(self._self_parent, name)
+            first = self._first() if name in _TAKE_CALL_ARGUMENTS else ()
+            if not first:
+                return shared
+            if name in ("set", "aset"):  # the value comes before the call's arguments
+                return lambda value, *args, **kwargs: shared(value, *first, *args, **kwargs)
+            return functools.partial(shared, *first)
         return getattr(self.__wrapped__, name)
+
+    def _first(self) -> tuple[Any, ...]:
+        """The instance (or class) this binding passes to a method whose first parameter,
+        named neither ``self`` nor ``cls``, is kept in its key (see
+        CachedFunction.__call__); else nothing."""
+        cached: CachedFunction = self._self_parent._self_cached
+        bound: Any = self.__wrapped__
+        if cached.keys.skips_first or getattr(bound, "__func__", None) is not cached.fn:
+            return ()
+        return (bound.__self__,)
 
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
         cached: CachedFunction = self._self_parent._self_cached
         bound = self.__wrapped__
-        return lambda: bound(*args, **kwargs), cached.key_for(args, kwargs)
+        return lambda: bound(*args, **kwargs), cached.key_for((*self._first(), *args), kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> Any:
         return self._self_parent._self_cached.refresh(*self._compute(args, kwargs))
@@ -319,9 +335,10 @@ class AsyncWarmableFunction(WarmableFunction[P, R]):
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
 
 
-_SHARED_ATTRIBUTES = frozenset(
-    ("task", "original", "key_for", "get", "set", "invalidate", "aget", "aset", "ainvalidate")
+_TAKE_CALL_ARGUMENTS = frozenset(
+    ("key_for", "get", "set", "invalidate", "aget", "aset", "ainvalidate")
 )
+_SHARED_ATTRIBUTES = _TAKE_CALL_ARGUMENTS | {"task", "original"}
 
 
 def _binding(wrapped: object, cached: CachedFunction) -> str | None:

@@ -164,7 +164,19 @@ class CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
+        """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls.
+
+        A method whose first parameter is named neither ``self`` nor ``cls`` keeps
+        that parameter in its key, as dogpile's key generator does: its instance
+        (or class) is then the call's first argument.
+        """
+        if (
+            instance is not None
+            and not self.keys.skips_first
+            and self.fn
+            in (getattr(wrapped, "__func__", None), getattr(wrapped, "__wrapped__", None))
+        ):
+            return self.read(self.fn, instance, *args, **kwargs)
         return self.read(wrapped, *args, **kwargs)
 
     def read_through(
