@@ -36,7 +36,7 @@ import cachetools
 from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, signals, warmable
-from dogpile_warm._binding_py import C_EXTENSION
+from dogpile_warm._binding import C_EXTENSION
 
 try:
     from benchmarks._report import Row, format_table, make_parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 from typing import Any, TypeVar
@@ -359,14 +360,14 @@ def test_importing_the_package_starts_no_thread() -> None:
     assert out.stdout.split() == ["1", "True"]
 
 
-class Counter2:
+class NamesItsInstanceThis:
     """A shop whose methods name their first parameter neither self nor cls."""
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def __repr__(self) -> str:
-        return f"Counter2({self.name!r})"
+        return f"NamesItsInstanceThis({self.name!r})"
 
     @warmable(ttl=60)
     def price(this, item: str) -> str:
@@ -387,38 +388,69 @@ class Counter2:
         return f"{klass.__name__} from {item}"
 
 
-class Unnamed:
-    @warmable(ttl=60)
-    def price(this, item: str) -> str:
-        return item
+Shop = NamesItsInstanceThis
 
 
 def test_a_first_parameter_named_neither_self_nor_cls_is_kept_in_the_key() -> None:
-    """As in dogpile's key generator: the instance (or class) is then an argument of
-    the call and of its key, through an instance, the class, and every attribute."""
-    a, b = Counter2("a"), Counter2("b")
-    # On the class, the instance is the first argument (which type checkers, taking the
-    # first parameter for the instance, leave out).
-    price: Any = Counter2.price
-    stock: Any = Counter2.stock
-    assert (a.price("tea"), price(b, "tea")) == ("a:tea", "b:tea")  # two keys
+    """As in dogpile's key generator: the instance is an argument of the call and its
+    key; two instances get two keys."""
+    a, b = Shop("a"), Shop("b")
+    price: Any = Shop.price  # on the class the instance comes first, unseen by type checkers
+    assert (a.price("tea"), price(b, "tea")) == ("a:tea", "b:tea")
     assert a.price.key_for("tea") == price.key_for(a, "tea")
-    assert a.price.key_for("tea").endswith("|Counter2('a'),'tea'")
-    assert a.price.get("tea") == "a:tea" and b.price.get("jam") is NO_VALUE
+    assert a.price.key_for("tea").endswith("|NamesItsInstanceThis('a'),'tea'")
+    assert a.price.key_for("tea") != b.price.key_for("tea")
+
+
+def test_a_kept_instance_is_passed_to_every_attribute_of_a_bound_method() -> None:
+    a, b = Shop("a"), Shop("b")  # items of their own: the class outlives each test's engine
+    assert a.price("soup") == "a:soup"
+    assert a.price.get("soup") == "a:soup" and b.price.get("soup") is NO_VALUE
     assert b.price.warm("jam") and b.price.get("jam") == "b:jam"
     a.price.set("set by hand", "pie")
     assert a.price("pie") == "set by hand" and b.price("pie") == "b:pie"
     a.price.invalidate("pie")
     assert a.price.get("pie") is NO_VALUE and a.price.refresh("pie") == "a:pie"
-    assert a.stock.key_for("tea") == stock.key_for(a, "tea")
+
+
+def test_a_kept_instance_is_passed_to_the_awaitable_attributes_too() -> None:
+    a = Shop("a")
+
+    async def attributes() -> tuple[Any, ...]:
+        await a.price.aset("set by hand", "cake")
+        got = await a.price.aget("cake")
+        await a.price.ainvalidate("cake")
+        return got, await a.price.aget("cake")
+
+    assert asyncio.run(attributes()) == ("set by hand", NO_VALUE)
+
+
+def test_a_kept_instance_may_be_keyed_by_what_identifies_it() -> None:
+    stock: Any = Shop.stock
+    a = Shop("a")
     assert a.stock("tea") == "a has tea" and a.stock.key_for("tea").endswith("|'a','tea'")
-    assert (Counter2.kind("x"), Counter2("c").kind("y")) == ("Counter2:x", "Counter2:y")
-    assert (Counter2.origin("x"), Counter2("c").origin("y")) == (
-        "Counter2 from x",
-        "Counter2 from y",
+    assert a.stock.key_for("tea") == stock.key_for(a, "tea")
+
+
+def test_a_classmethods_first_parameter_kept_in_the_key_is_its_class() -> None:
+    """Both decorator orders, on the class and through an instance."""
+    assert (Shop.kind("x"), Shop("c").kind("y")) == (
+        "NamesItsInstanceThis:x",
+        "NamesItsInstanceThis:y",
     )
-    assert Counter2.kind.key_for("x").endswith("Counter2'>,'x'")
-    assert Counter2.kind.warm("z") and Counter2.kind.get("z") == "Counter2:z"
+    assert (Shop.origin("x"), Shop("c").origin("y")) == (
+        "NamesItsInstanceThis from x",
+        "NamesItsInstanceThis from y",
+    )
+    assert Shop.kind.key_for("x").endswith("NamesItsInstanceThis'>,'x'")
+    assert Shop("c").kind.key_for("x") == Shop.kind.key_for("x")
+    assert Shop.kind.warm("z") and Shop("c").kind.get("z") == "NamesItsInstanceThis:z"
+
+
+class Unnamed:
+    @warmable(ttl=60)
+    def price(this, item: str) -> str:
+        return item
 
 
 def test_an_instance_kept_in_the_key_needs_a_repr_that_identifies_it() -> None:

@@ -88,7 +88,9 @@ def test_methods_bind_without_wrapt_unless_looked_up_on_their_class(
     assert shop.price.key_for("tea") == Shop.price.key_for("tea")
     assert shop.price.warm("jam") and computed == ["tea", "jam"]
     assert shop.price.get("jam") == "corner:jam"
-    bound: Any = shop.price  # a bound method's own attributes, which BoundWarmable leaves out
+    bound: Any = (
+        shop.price
+    )  # a bound method's own attributes, which the BoundWarmable protocol leaves out
     assert bound.__name__ == "price" and bound.__self__ is shop
     assert list(inspect.signature(shop.price).parameters) == ["item"]
     assert shop.price == shop.price and hash(shop.price) == hash(shop.price)

@@ -25,7 +25,7 @@ from typing import (
 import wrapt
 from dogpile.cache.api import NoValue
 
-from ._binding_py import Binding
+from ._binding import Binding
 from ._cached.awaited import AwaitedReads
 from ._cached.cached import CachedFunction
 from ._cached.reader import make_async_reader, make_reader
@@ -70,14 +70,11 @@ class _BoundWarmableFunction(wrapt.BoundFunctionWrapper):  # type: ignore[type-a
         return getattr(self.__wrapped__, name)
 
     def _first(self) -> tuple[Any, ...]:
-        """The instance (or class) this binding passes to a method whose first parameter,
-        named neither ``self`` nor ``cls``, is kept in its key (see
-        CachedFunction.__call__); else nothing."""
+        """The instance (or class) this binding passes to a method whose first parameter
+        is kept in its key (see CachedFunction.first_argument); else nothing."""
         cached: CachedFunction = self._self_parent._self_cached
         bound: Any = self.__wrapped__
-        if cached.keys.skips_first or getattr(bound, "__func__", None) is not cached.fn:
-            return ()
-        return (bound.__self__,)
+        return cached.first_argument(bound, getattr(bound, "__self__", None))
 
     def _compute(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, str]:
         cached: CachedFunction = self._self_parent._self_cached
@@ -145,16 +142,15 @@ class WarmableFunction(Binding, wrapt.FunctionWrapper, Generic[P, R]):  # type: 
         # "self" (an instance, or a class that @classmethod above hands over), or
         # None: wrapt's binding (a first parameter named neither self nor cls, a
         # method looked up on its class, any other descriptor).
-        binds = _binding(wrapped, cached)
-        # What Binding binds without asking _bind_slowly (see _binding_py): a
+        binds = _binding_kind(wrapped, cached)
+        # What Binding binds without asking _bind_slowly (see _binding.py): a
         # method's read path, and whether it binds a class; () for a staticmethod.
         self._self_fast_binding: tuple[Any, bool] | tuple[()] | None = (
             () if binds == "static" else None
         )
         if binds in ("self", "class"):
             method_read: Any = self._read_path(cached, engine, binds=True)
-            method_read.proxy = self
-            method_read.binds_class = binds == "class"
+            method_read.proxy = self  # for _binding.bound_attribute
             self._self_fast_binding = (method_read, binds == "class")
 
     def _read_path(self, cached: CachedFunction, engine: CacheWarmingEngine, binds: bool) -> Any:
@@ -189,7 +185,7 @@ class WarmableFunction(Binding, wrapt.FunctionWrapper, Generic[P, R]):  # type: 
         def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any: ...
 
     # At run time, calling the proxy (``_self_call``) and binding it are Binding's,
-    # in C where the extension was built (see _binding_py).
+    # in C where the extension was built (see _binding.py).
 
     def _bind_slowly(self, instance: Any, owner: type[Any] | None) -> Any:
         """What Binding hands every lookup it does not bind itself: wrapt's binding (a
@@ -341,7 +337,7 @@ _TAKE_CALL_ARGUMENTS = frozenset(
 _SHARED_ATTRIBUTES = _TAKE_CALL_ARGUMENTS | {"task", "original"}
 
 
-def _binding(wrapped: object, cached: CachedFunction) -> str | None:
+def _binding_kind(wrapped: object, cached: CachedFunction) -> str | None:
     """How the proxy of ``wrapped`` binds when looked up (see WarmableFunction.__init__)."""
     if isinstance(wrapped, staticmethod):
         return "static"

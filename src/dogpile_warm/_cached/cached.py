@@ -164,20 +164,28 @@ class CachedFunction:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
     ) -> Any:
-        """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls.
+        """The wrapt wrapper: ``wrapped`` is already bound, ``args`` exclude self/cls."""
+        first = self.first_argument(wrapped, instance)
+        if first:
+            return self.read(self.fn, *first, *args, **kwargs)
+        return self.read(wrapped, *args, **kwargs)
+
+    def first_argument(self, wrapped: Any, instance: Any) -> tuple[Any, ...]:
+        """What a call through wrapt's binding passes before its own arguments.
 
         A method whose first parameter is named neither ``self`` nor ``cls`` keeps
-        that parameter in its key, as dogpile's key generator does: its instance
-        (or class) is then the call's first argument.
+        that parameter in its key, as dogpile's key generator does: when
+        ``wrapped`` is :attr:`fn` bound to ``instance`` (an instance, or a
+        classmethod's class), that is the call's first argument. wrapt hands a
+        method called on its class over as a partial of :attr:`fn`, hence
+        ``__wrapped__`` beside a bound method's ``__func__``.
         """
-        if (
-            instance is not None
-            and not self.keys.skips_first
-            and self.fn
-            in (getattr(wrapped, "__func__", None), getattr(wrapped, "__wrapped__", None))
-        ):
-            return self.read(self.fn, instance, *args, **kwargs)
-        return self.read(wrapped, *args, **kwargs)
+        if instance is None or self.keys.skips_first:
+            return ()
+        fn = self.fn
+        if getattr(wrapped, "__func__", None) is fn or getattr(wrapped, "__wrapped__", None) is fn:
+            return (instance,)
+        return ()
 
     def read_through(
         self, key: str, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]

@@ -1,4 +1,4 @@
-/* dogpile_warm._binding: a warmable method's binding, in C.
+/* dogpile_warm._binding_c: a warmable method's binding, in C.
  *
  * ``shop.price(1)`` looks ``price`` up (the descriptor protocol binds the
  * proxy to ``shop``) and calls what that returns. In Python the binding is a
@@ -10,21 +10,22 @@
  * - ``Binding`` is a mixin with no fields of its own (so it goes beside
  *   wrapt's proxy type). Calling the proxy calls its ``_self_call`` (a plain
  *   function's read path, see wrappers.py) with no frame in between. Its
- *   ``__get__`` reads the proxy's
- *   ``_self_fast_binding``: ``(read, binds_class)`` binds the method's read path to
- *   the instance, or to the class for a classmethod; ``()`` (a staticmethod)
- *   returns the proxy as it is; anything else, or a method looked up on its
- *   class, asks the proxy's ``_bind_slowly``.
- * - ``BoundWarmable`` is what that binding returns: calling it calls
+ *   ``__get__`` reads the proxy's ``_self_fast_binding``: ``(read,
+ *   binds_class)`` binds the method's read path to the instance, or to the
+ *   class for a classmethod; ``()`` (a staticmethod) returns the proxy as it
+ *   is; anything else, or a method looked up on its class, asks the proxy's
+ *   ``_bind_slowly``.
+ * - ``BoundMethod`` is what that binding returns: calling it calls
  *   ``read(target, *args, **kwargs)`` by vectorcall, as ``types.MethodType``
- *   does; ``__func__`` is the proxy, as a bound method's is the function in
- *   its class, and ``BoundWarmable(proxy, target)`` binds it again (what
- *   ``weakref.WeakMethod`` does); every attribute it does not have itself, its ``__doc__``,
- *   ``__module__``, repr and pickled form come from the hook that ``set_attribute_hook``
- *   installs (see dogpile_warm/wrappers.py), so ``shop.price.warm(x)``,
- *   ``__wrapped__`` and the signature are what they are without it.
+ *   does. ``__func__`` is the proxy, as a bound method's is the function in
+ *   its class, and ``BoundMethod(proxy, target)`` binds it again (what
+ *   ``weakref.WeakMethod`` does). Every attribute it does not have itself,
+ *   its ``__doc__``, ``__module__``, repr and pickled form come from the hook
+ *   ``set_attribute_hook`` installs (``bound_attribute`` in
+ *   dogpile_warm/_binding.py), so ``shop.price.warm(x)``, ``__wrapped__``
+ *   and the signature are what they are without it.
  *
- * dogpile_warm/wrappers.py has the same binding in Python, used where this
+ * dogpile_warm/_binding.py has the same binding in Python, used where this
  * extension was not built; tests run both.
  */
 #define PY_SSIZE_T_CLEAN
@@ -38,7 +39,7 @@ static PyObject *str_call = NULL;       /* "_self_call" */
 static PyObject *str_repr = NULL;       /* "__repr__" */
 static PyObject *str_reduce = NULL;     /* "__reduce__" */
 
-/* -- BoundWarmable ------------------------------------------------------- */
+/* -- BoundMethod ------------------------------------------------------- */
 
 typedef struct {
     PyObject_HEAD
@@ -56,6 +57,10 @@ bound_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf, PyObject *k
     /* types.MethodType's own way: the target goes in front of the arguments,
      * in the slot the caller left free when it could, else in a copy. */
     BoundObject *self = (BoundObject *)op;
+    if (self->read == NULL) { /* cleared by the collector, seen by a finaliser */
+        PyErr_SetString(PyExc_ReferenceError, "a bound warmable method used after it was cleared");
+        return NULL;
+    }
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     Py_ssize_t total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
     PyObject *result;
@@ -110,14 +115,14 @@ bound_new(PyObject *read, PyObject *target)
 static PyObject *
 bound_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    /* BoundWarmable(func, target): func's binding to target, as WeakMethod rebuilds
+    /* BoundMethod(func, target): func's binding to target, as WeakMethod rebuilds
      * a bound method from its __func__ (the proxy) and __self__. */
     PyObject *func, *target;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
-        PyErr_SetString(PyExc_TypeError, "BoundWarmable() takes no keyword arguments");
+        PyErr_SetString(PyExc_TypeError, "BoundMethod() takes no keyword arguments");
         return NULL;
     }
-    if (!PyArg_UnpackTuple(args, "BoundWarmable", 2, 2, &func, &target)) {
+    if (!PyArg_UnpackTuple(args, "BoundMethod", 2, 2, &func, &target)) {
         return NULL;
     }
     PyObject *binding = PyObject_GetAttr(func, str_binding);
@@ -133,7 +138,7 @@ bound_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     else {
         PyErr_Format(PyExc_TypeError,
-                     "BoundWarmable() takes a warmable method and its instance (or a "
+                     "BoundMethod() takes a warmable method and its instance (or a "
                      "classmethod's class), got %R",
                      func);
     }
@@ -203,7 +208,7 @@ bound_reduce(PyObject *self, PyObject *unused)
 }
 
 static PyObject *
-bound_get_doc(PyObject *self, void *closure)
+bound_get_from_hook(PyObject *self, void *closure)
 {
     return ask_hook(self, (PyObject *)closure);
 }
@@ -230,7 +235,8 @@ static Py_hash_t
 bound_hash(PyObject *op)
 {
     BoundObject *self = (BoundObject *)op;
-    Py_hash_t read = PyObject_Hash(self->read); /* functions hash by identity */
+    /* by identity, as the comparison: functions hash by identity */
+    Py_hash_t read = self->read == NULL ? 0 : PyObject_Hash(self->read);
     if (read == -1) {
         return -1;
     }
@@ -257,15 +263,15 @@ static PyMethodDef bound_methods[] = {
 static PyGetSetDef bound_getset[] = {
     {"__class__", bound_get_class, NULL, NULL, NULL},
     /* closure: the name the hook is asked for (filled in at module init) */
-    {"__doc__", bound_get_doc, NULL, NULL, NULL},
-    {"__module__", bound_get_doc, NULL, NULL, NULL},
+    {"__doc__", bound_get_from_hook, NULL, NULL, NULL},
+    {"__module__", bound_get_from_hook, NULL, NULL, NULL},
     {NULL},
 };
 
 static PyTypeObject BoundType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "dogpile_warm._binding.BoundWarmable",
-    .tp_doc = NULL,
+    .tp_name = "dogpile_warm._binding_c.BoundMethod",
+    .tp_doc = "A warmable method bound to its instance (a classmethod to its class).",
     .tp_basicsize = sizeof(BoundObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_new = bound_tp_new,
@@ -359,7 +365,7 @@ binding_call(PyObject *self, PyObject *args, PyObject *kwargs)
 
 static PyTypeObject BindingType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "dogpile_warm._binding.Binding",
+    .tp_name = "dogpile_warm._binding_c.Binding",
     .tp_doc = "A mixin binding a warmable method in C (see the module's source).",
     .tp_basicsize = sizeof(PyObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
@@ -383,20 +389,20 @@ set_attribute_hook(PyObject *module, PyObject *hook)
 
 static PyMethodDef module_methods[] = {
     {"set_attribute_hook", set_attribute_hook, METH_O,
-     "Install hook(bound, name): a BoundWarmable's attributes it has not itself."},
+     "Install hook(bound, name): a BoundMethod's attributes it has not itself."},
     {NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "dogpile_warm._binding",
-    .m_doc = "A warmable method's binding, in C (see dogpile_warm/wrappers.py).",
+    .m_name = "dogpile_warm._binding_c",
+    .m_doc = "A warmable method's binding, in C (see dogpile_warm/_binding.py).",
     .m_size = -1,
     .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC
-PyInit__binding(void)
+PyInit__binding_c(void)
 {
     str_binding = PyUnicode_InternFromString("_self_fast_binding");
     str_bind_slowly = PyUnicode_InternFromString("_bind_slowly");
@@ -421,7 +427,7 @@ PyInit__binding(void)
     if (module == NULL) {
         return NULL;
     }
-    if (PyModule_AddObjectRef(module, "BoundWarmable", (PyObject *)&BoundType) < 0
+    if (PyModule_AddObjectRef(module, "BoundMethod", (PyObject *)&BoundType) < 0
         || PyModule_AddObjectRef(module, "Binding", (PyObject *)&BindingType) < 0) {
         Py_DECREF(module);
         return NULL;

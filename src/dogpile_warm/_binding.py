@@ -11,8 +11,8 @@ proxy (``_self_fast_binding`` of ``()``) binds to nothing: the lookup returns
 it as it is. Every other lookup (a method looked up on its class, any other
 descriptor) goes to the proxy's ``_bind_slowly``.
 
-The binding is in C where the optional extension ``dogpile_warm._binding``
-was built (see ``_binding.c``): on CPython 3.11 a ``__get__`` written in
+The binding is in C where the optional extension ``dogpile_warm._binding_c``
+was built (see ``_binding_c.c``), and this module chooses it: on CPython 3.11 a ``__get__`` written in
 Python and a ``functools.partial`` subclass cost about as much as the memory
 hit they lead to (benchmarks/hit_path.py). This module is the same binding
 in Python, used where the extension is missing, or everywhere when the
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import wrapt
 
-__all__ = ["C_EXTENSION", "Binding", "BoundWarmable", "bound_attribute"]
+__all__ = ["C_EXTENSION", "Binding", "BoundMethod", "bound_attribute"]
 
 
 def bound_attribute(bound: Any, name: str) -> Any:
@@ -46,7 +46,7 @@ def bound_attribute(bound: Any, name: str) -> Any:
     does not have itself: wrapt's bound wrapper's; for ``"__repr__"`` its repr, for
     ``"__reduce__"`` what it pickles as (a bound method's ``getattr(target, name)``)."""
     read, target = bound._read, bound._target
-    proxy = read.proxy
+    proxy = read.proxy  # the read path's own proxy (see WarmableFunction.__init__)
     if name == "__repr__":
         return f"<bound warmable {proxy.__qualname__} of {target!r}>"
     if name == "__reduce__":
@@ -57,7 +57,7 @@ def bound_attribute(bound: Any, name: str) -> Any:
         # wrapt's proxies refuse to be deep-copied; without this, copy.deepcopy
         # takes the bound method apart as it does a real one: __reduce__ above.
         raise AttributeError(name)
-    if read.binds_class:
+    if proxy._self_fast_binding[1]:  # binds a class
         wrapt_bound: Any = wrapt.FunctionWrapper.__get__(proxy, None, target)
     else:
         wrapt_bound = wrapt.FunctionWrapper.__get__(proxy, target, type(target))
@@ -67,19 +67,19 @@ def bound_attribute(bound: Any, name: str) -> Any:
 _new_partial = functools.partial.__new__
 
 
-class _PythonBound(functools.partial):  # type: ignore[type-arg]
+class _PythonBoundMethod(functools.partial):  # type: ignore[type-arg]
     """A method bound by the Python :class:`_PythonBinding`: ``func`` is its read path,
     ``args`` its target; a call is partial's own (in C)."""
 
     __slots__ = ()
 
-    def __new__(cls, func: Any, target: Any) -> _PythonBound:
+    def __new__(cls, func: Any, target: Any) -> _PythonBoundMethod:
         """``func``'s binding to ``target``: what WeakMethod rebuilds a bound method
         from (its ``__func__``, the proxy, and ``__self__``)."""
         binding = getattr(func, "_self_fast_binding", None)
         if not (isinstance(binding, tuple) and len(binding) == 2):
             raise TypeError(
-                "BoundWarmable() takes a warmable method and its instance (or a"
+                "BoundMethod() takes a warmable method and its instance (or a"
                 f" classmethod's class), got {func!r}"
             )
         return _new_partial(cls, binding[0], target)
@@ -112,7 +112,7 @@ class _PythonBound(functools.partial):  # type: ignore[type-arg]
         return module
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _PythonBound):
+        if not isinstance(other, _PythonBoundMethod):
             return NotImplemented
         return self.func is other.func and self.args[0] is other.args[0]
 
@@ -128,7 +128,7 @@ class _PythonBound(functools.partial):  # type: ignore[type-arg]
 
 
 class _PythonBinding:
-    """:class:`Binding`, written in Python (``_binding.c``'s ``binding_call`` and
+    """:class:`Binding`, written in Python (``_binding_c.c``'s ``binding_call`` and
     ``binding_get``)."""
 
     __slots__ = ()
@@ -139,17 +139,19 @@ class _PythonBinding:
     __call__ = property(operator.attrgetter("_self_call"))
 
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        # binding_get's branches, in its order.
         binding = self._self_fast_binding  # type: ignore[attr-defined]
-        if binding == ():
+        if type(binding) is tuple and not binding:
             return self
-        if binding is not None:
+        if type(binding) is tuple and len(binding) == 2:
             read, binds_class = binding
-            if binds_class:
-                return _new_partial(
-                    _PythonBound, read, owner if owner is not None else type(instance)
-                )
-            if instance is not None:
-                return _new_partial(_PythonBound, read, instance)
+            if binds_class is True:  # a classmethod: its class
+                if owner is not None:
+                    return _new_partial(_PythonBoundMethod, read, owner)
+                if instance is not None:
+                    return _new_partial(_PythonBoundMethod, read, type(instance))
+            elif instance is not None:
+                return _new_partial(_PythonBoundMethod, read, instance)
         return self._bind_slowly(instance, owner)  # type: ignore[attr-defined]
 
 
@@ -159,15 +161,15 @@ if TYPE_CHECKING:
         """The mixin, as type checkers see it: nothing (the proxies type their own
         ``__get__``, see :mod:`dogpile_warm.signatures`)."""
 
-    BoundWarmable: type[Any]
+    BoundMethod: type[Any]
     C_EXTENSION: bool
 elif os.environ.get("DOGPILE_WARM_PURE_PYTHON"):
-    Binding, BoundWarmable, C_EXTENSION = _PythonBinding, _PythonBound, False
+    Binding, BoundMethod, C_EXTENSION = _PythonBinding, _PythonBoundMethod, False
 else:
     try:
-        from . import _binding
+        from . import _binding_c
     except ImportError:  # not built here (no compiler, another interpreter)
-        Binding, BoundWarmable, C_EXTENSION = _PythonBinding, _PythonBound, False
+        Binding, BoundMethod, C_EXTENSION = _PythonBinding, _PythonBoundMethod, False
     else:
-        _binding.set_attribute_hook(bound_attribute)
-        Binding, BoundWarmable, C_EXTENSION = _binding.Binding, _binding.BoundWarmable, True
+        _binding_c.set_attribute_hook(bound_attribute)
+        Binding, BoundMethod, C_EXTENSION = _binding_c.Binding, _binding_c.BoundMethod, True
