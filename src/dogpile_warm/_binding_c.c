@@ -292,29 +292,29 @@ static PyTypeObject BoundType = {
 
 /* -- Binding ------------------------------------------------------------- */
 
+/* What the proxy keeps under ``name`` in its own dict (a new reference: what
+ * runs next may replace it), or NULL: with an exception set if reading failed,
+ * without one if it has nothing there. */
 static PyObject *
-binding_get(PyObject *self, PyObject *obj, PyObject *type)
+proxy_item(PyObject *self, PyObject *name)
 {
     PyObject *dict = PyObject_GenericGetDict(self, NULL);
     if (dict == NULL) {
         return NULL;
     }
-    /* borrowed: the proxy keeps it, and the item, alive until something runs */
-    PyObject *binding = PyDict_GetItemWithError(dict, str_binding);
+    PyObject *item = PyDict_GetItemWithError(dict, name);
+    Py_XINCREF(item);
     Py_DECREF(dict);
-    if (binding == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (obj == Py_None) {
-        obj = NULL;
-    }
-    if (type == Py_None) {
-        type = NULL;
-    }
-    if (binding != NULL && PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 0) {
+    return item;
+}
+
+static PyObject *
+bind(PyObject *self, PyObject *binding, PyObject *obj, PyObject *type)
+{
+    if (PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 0) {
         return Py_NewRef(self); /* a staticmethod: not bound at all */
     }
-    if (binding != NULL && PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 2) {
+    if (PyTuple_CheckExact(binding) && PyTuple_GET_SIZE(binding) == 2) {
         PyObject *read = PyTuple_GET_ITEM(binding, 0);
         if (PyTuple_GET_ITEM(binding, 1) == Py_True) { /* a classmethod: its class */
             if (type != NULL) {
@@ -333,17 +333,24 @@ binding_get(PyObject *self, PyObject *obj, PyObject *type)
 }
 
 static PyObject *
+binding_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    PyObject *binding = proxy_item(self, str_binding);
+    if (binding == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *bound = bind(self, binding == NULL ? Py_None : binding,
+                           obj == Py_None ? NULL : obj, type == Py_None ? NULL : type);
+    Py_XDECREF(binding);
+    return bound;
+}
+
+static PyObject *
 binding_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     /* Calling the proxy calls its _self_call: a plain function's read path (or
      * wrapt's call), with the arguments as they came, by vectorcall. */
-    PyObject *dict = PyObject_GenericGetDict(self, NULL);
-    if (dict == NULL) {
-        return NULL;
-    }
-    PyObject *call = PyDict_GetItemWithError(dict, str_call);
-    Py_XINCREF(call); /* the call may replace it */
-    Py_DECREF(dict);
+    PyObject *call = proxy_item(self, str_call);
     if (call == NULL) {
         if (!PyErr_Occurred()) {
             PyErr_Format(PyExc_TypeError, "%s object has no _self_call to call",
