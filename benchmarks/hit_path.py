@@ -11,7 +11,8 @@ function's, each timed as the statement a caller writes (``shop.price(1)``
 against ``f(1)``), so binding the method is part of its call.
 
 Methods bind in C where dogpile_warm's optional extension was built
-(``dogpile_warm._binding``; see the first row's detail). Beside them, what
+(``dogpile_warm._binding_c``; each method row's detail says which binding
+ran). Beside them, what
 binding costs in Python on 3.11, where it was not: the least a Python-level
 ``__get__`` can do when the bound object must carry attributes of its own
 (``shop.price.warm(x)``): return a ``functools.partial`` subclass. A heap

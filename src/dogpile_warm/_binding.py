@@ -139,7 +139,7 @@ class _PythonBinding:
     __call__ = property(operator.attrgetter("_self_call"))
 
     def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
-        # binding_get's branches, in its order.
+        # _binding_c.c's bind(), branch for branch.
         binding = self._self_fast_binding  # type: ignore[attr-defined]
         if type(binding) is tuple and not binding:
             return self
