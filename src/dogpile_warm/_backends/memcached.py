@@ -43,6 +43,7 @@ from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from pymemcache.serde import DEFAULT_PICKLE_VERSION, FLAG_PICKLE, PickleSerde
 
 from ..errors import ValueUnreadable
+from . import memcached_get
 
 __all__ = ["BACKEND_NAME", "MemcachedLock", "PyMemcacheBackend", "bytes_serde", "pickle_serde"]
 
@@ -162,12 +163,14 @@ class PyMemcacheBackend(_DogpilePyMemcacheBackend):
             return getattr(client, command)(*args)  # pymemcache reconnects after closing
 
     def get(self, key: str) -> Any:
-        # _run("get", key), written out: a hit on memcached comes through here.
+        # _run("get", key), written out: a hit on memcached comes through here, and
+        # on one server's own client it is memcached_get's (see that module).
         client = self._server_client()
+        read = memcached_get.get if memcached_get.speaks(client, key) else type(client).get
         try:
-            value = client.get(key)
+            value = read(client, key)
         except _CLOSED:
-            value = client.get(key)
+            value = read(client, key)
         return NO_VALUE if value is None else value
 
     def get_multi(self, keys: Iterable[str]) -> list[Any]:
