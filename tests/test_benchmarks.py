@@ -111,7 +111,9 @@ def test_memcached_hit_compares_with_a_raw_get_on_its_own_server() -> None:
     assert set(ratios) == {
         memcached_hit.RAW,
         memcached_hit.RAW_TIMEOUTS,
+        memcached_hit.OWN_GET,
         memcached_hit.RAW_STORED,
+        memcached_hit.OWN_STORED,
         memcached_hit.RAW_HASH,
         memcached_hit.DOGPILE,
         memcached_hit.WARM,

@@ -24,6 +24,7 @@ from dogpile.cache.api import NO_VALUE
 
 import dogpile_warm
 from dogpile_warm import CacheWarmingEngine, WarmError
+from dogpile_warm._backends.memcached import FLAG_ENTRY
 from dogpile_warm._core.keys import safe_key
 from dogpile_warm._core.tags import tag_key
 from dogpile_warm.testing import wait_until
@@ -542,13 +543,18 @@ def test_a_value_the_backend_refuses_is_returned_counted_and_logged_once(
     assert small.get(1) == 1  # the backend still caches everything else
 
 
-# (bytes, memcached flags): pymemcache's 0 bytes, 1 text, 2 int, 4 pickle.
+# (bytes, memcached flags): pymemcache's 0 bytes, 1 pickle, 2 int, 4 long, 16 text;
+# FLAG_ENTRY dogpile_warm's entry.
 CRAFTED = [
-    pytest.param(b"\x80\x05garbage", 4, id="not-a-pickle"),
-    pytest.param(pickle.dumps(12345), 4, id="a-pickled-int"),
-    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/2", 1)), 4, id="a-short-tuple"),
+    pytest.param(b"\x80\x05garbage", 1, id="not-a-pickle"),
+    pytest.param(pickle.dumps(12345), 1, id="a-pickled-int"),
+    pytest.param(b'{"ct": 1}|' + pickle.dumps(("dogpile_warm/2", 1)), 1, id="a-short-tuple"),
+    pytest.param(b"\x80\x05garbage", FLAG_ENTRY, id="an-entry-not-a-pickle"),
+    pytest.param(pickle.dumps(12345), FLAG_ENTRY, id="an-entry-a-pickled-int"),
+    pytest.param(pickle.dumps(("dogpile_warm/2", 1)), FLAG_ENTRY, id="an-entry-a-short-tuple"),
     pytest.param(b"raw bytes", 0, id="plain-bytes"),
     pytest.param(b"not an int", 2, id="a-bad-int"),
+    pytest.param(b"not a long", 4, id="a-bad-long"),
 ]
 
 
@@ -625,15 +631,19 @@ def test_an_entry_with_malformed_fields_reads_as_a_counted_miss(
     fields = tuple(time.time() if field == "now" else field for field in fields)
     payload = (FORMAT, key, *fields)
     meta = {"ct": time.time(), "v": 2}
-    if kind == "memcached":
-        raw, flags = pickle.dumps(CachedValue(payload, meta)), 1
+    if kind == "memcached":  # as dogpile_warm stores entries, and as dogpile stores values
+        written = [
+            (pickle.dumps(payload), FLAG_ENTRY),
+            (pickle.dumps(CachedValue(payload, meta)), 1),
+        ]
     else:
-        raw, flags = b'{"ct": %f, "v": 2}|' % meta["ct"] + pickle.dumps(payload), 0
-    server.write_raw(safe_key(key), raw, flags)
-    before = dogpile_warm.get_warming_stats()["values_unreadable"]
-    assert double(4) == 8
-    assert dogpile_warm.get_warming_stats()["values_unreadable"] > before
-    assert double(4) == 8  # the recomputed value, stored over the crafted one
+        written = [(b'{"ct": %f, "v": 2}|' % meta["ct"] + pickle.dumps(payload), 0)]
+    for raw, flags in written:
+        server.write_raw(safe_key(key), raw, flags)
+        before = dogpile_warm.get_warming_stats()["values_unreadable"]
+        assert double(4) == 8
+        assert dogpile_warm.get_warming_stats()["values_unreadable"] > before
+        assert double(4) == 8  # the recomputed value, stored over the crafted one
 
 
 # -- the ttl promise when a write hangs ------------------------------------------------------

@@ -521,7 +521,9 @@ def test_cli_saves_in_one_process_and_warms_in_another(
     assert warmed.returncode == 0, warmed.stdout + warmed.stderr
     computing = [line for line in warmed.stdout.splitlines() if line.startswith("computing")]
     assert computing == ["computing 7", "computing 1"]
-    assert region.get("product|7", ignore_expiration=True) is not NO_VALUE
+    # Read with dogpile's backend: dogpile's region.get expects a CachedValue, and
+    # dogpile_warm's memcached backend stores entries as plain tuples (see FLAG_ENTRY).
+    assert region.backend.get("product|7") is not NO_VALUE
 
 
 def test_the_engine_saves_and_warms_its_hot_set(engine: CacheWarmingEngine) -> None:

@@ -18,8 +18,8 @@ from ..errors import ValueUnreadable
 from .tags import TagVersions
 
 __all__ = [
+    "ENTRY_METADATA",
     "FORMAT",
-    "MEMORY_METADATA",
     "UNAVAILABLE",
     "Entry",
     "Unavailable",
@@ -58,10 +58,12 @@ UNAVAILABLE: Final = Unavailable.UNAVAILABLE
 FORMAT = "dogpile_warm/2"
 OLD_FORMAT = "dogpile_warm/1"  # an entry without its key: read as a plain miss
 
-# What dogpile keeps beside each value in the memory backend: when it was stored,
-# and its format version. Entries carry their own times; "ct" 0 makes dogpile's
-# own reads of such a key (region.get) see it as expired, never as a fresh value.
-MEMORY_METADATA: Final = {"ct": 0.0, "v": value_version}
+# What dogpile keeps beside each value: when it was stored, and its format
+# version. Where dogpile_warm keeps an entry without dogpile's own (the Entry
+# itself in the memory backend, the plain tuple on memcached), this stands in:
+# entries carry their own times, and "ct" 0 makes dogpile's own reads of such a
+# key (region.get) see it as expired, never as a fresh value.
+ENTRY_METADATA: Final = {"ct": 0.0, "v": value_version}
 
 
 def stored(key: str, entry: Entry) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ from dogpile.cache.region import value_version
 
 from .._backends import traits
 from ..errors import ValueUnreadable, describe_error
+from .entry import FORMAT
 from .signing import BadSignature
 
 __all__ = ["get_many", "get_one", "mangled", "one_reader", "set_many"]
@@ -140,10 +141,17 @@ def _deserialized_with(deserializer: Callable[[bytes], Any], raw: bytes) -> Any:
 
 def _payload(value: Any) -> Any:
     """What dogpile stored in ``value`` (a ``CachedValue``, or ``NO_VALUE``), else a
-    ``ValueUnreadable`` saying what was found instead (bytes another client wrote)."""
+    ``ValueUnreadable`` saying what was found instead (bytes another client wrote).
+
+    An entry as dogpile_warm's memcached backend stores it, a plain tuple (see
+    :data:`~dogpile_warm._backends.memcached.FLAG_ENTRY`), is its own payload:
+    a region on dogpile's own pymemcache backend reads it so.
+    """
     try:
         return value.payload
     except AttributeError:
+        if type(value) is tuple and value and value[0] == FORMAT:
+            return value
         return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
 
 

@@ -42,7 +42,7 @@ from ..errors import (
 )
 from . import forks, health, region_io
 from .entry import (
-    MEMORY_METADATA,
+    ENTRY_METADATA,
     UNAVAILABLE,
     Entry,
     Unavailable,
@@ -383,7 +383,7 @@ class CacheStore:
         at it, and a dict per key would be one more object per live key
         (``benchmarks/key_memory.py`` measures what a key costs)."""
         self.region.backend.set_multi(
-            {key: CachedValue(entry, MEMORY_METADATA) for key, entry in entries.items()}
+            {key: CachedValue(entry, ENTRY_METADATA) for key, entry in entries.items()}
         )
 
     def delete(self, key: str) -> BackendError | None:
