@@ -8,11 +8,15 @@ payload as :mod:`benchmarks.memcached_hit`'s: a raw ``redis.Redis.get`` plus
 ``@warmable`` on a region configured with dogpile_warm's defaults for that
 backend (``configure``); and ``@warmable(region=...)`` on the user's own
 dogpile Redis region, the same region dogpile's decorator uses. Raw keys are
-as long as dogpile_warm's. One more row says where dogpile_warm's time goes: a
-raw GET of the value as dogpile_warm stores it (dogpile's metadata header,
-then the entry with the key, its creation time, ttl, tags and cost), with the
-socket timeout dogpile_warm sets, split and unpickled as dogpile_warm does;
-what is left above it is dogpile_warm's own work per hit. Goals: through
+as long as dogpile_warm's. More rows say where dogpile_warm's time goes: the
+raw GET and unpickle through dogpile_warm's own GET
+(``_backends/redis_get``: a connection from the client's pool, without the
+client's ``execute_command``), which dogpile_warm reads plain Redis regions
+with; and a raw GET of the value as dogpile_warm stores it (dogpile's
+metadata header, then the entry with the key, its creation time, ttl, tags
+and cost), with the socket timeout dogpile_warm sets, split and unpickled
+as dogpile_warm does, through the client's GET and through dogpile_warm's:
+what is left above the last is dogpile_warm's own work per hit. Goals: through
 ``configure`` at most 1.1x the raw GET; on the user's region at most 0.9x
 dogpile's decorator on it. Each ratio
 is the median, over rounds, of the ratio within a round (loopback round trips
@@ -32,6 +36,7 @@ import redis
 from dogpile.cache import make_region
 
 from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._backends import redis_get
 from dogpile_warm._core.regions import CLIENT_TIMEOUT
 
 try:
@@ -49,7 +54,9 @@ except ModuleNotFoundError:  # run as a script: the repository root is not on sy
 RAW_FIGURE = "redis hit: time / raw GET+loads"
 DOGPILE_FIGURE = "redis hit on one region: time / dogpile's"
 RAW = "raw redis-py GET + pickle.loads"
+OWN_GET = "raw GET + pickle.loads through dogpile_warm's GET"
 RAW_STORED = "raw GET of the stored entry, with timeout"
+OWN_STORED = "raw GET of the stored entry, with timeout, through dogpile_warm's GET"
 DOGPILE = "dogpile cache_on_arguments"
 CONFIGURED = "dogpile_warm (configure)"
 ON_REGION = "dogpile_warm (the user's region)"
@@ -66,6 +73,9 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
 
         def raw_hit() -> Any:
             return pickle.loads(raw.get(raw_key))  # type: ignore[arg-type]
+
+        def own_get_hit() -> Any:
+            return pickle.loads(redis_get.get(raw, raw_key))
 
         stored = redis.Redis.from_url(redis_url, socket_timeout=CLIENT_TIMEOUT)
 
@@ -98,6 +108,10 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
                 # b"<dogpile's json metadata>|<pickled (format, key, value, created, ...)>"
                 return pickle.loads(found.partition(b"|")[2])[2]
 
+            def own_stored_hit() -> Any:
+                found: bytes = redis_get.get(stored, configured_key)
+                return pickle.loads(found.partition(b"|")[2])[2]
+
             @warmable(ttl=1800, engine=engine, region=region, name="bench.redis_own")
             def on_region(x: int) -> Any:
                 return PAYLOAD
@@ -111,9 +125,11 @@ def measure(url: str, calls: int, repeat: int) -> dict[str, list[float]]:
             for hit in [*contenders.values(), *contenders.values()]:
                 if hit() != PAYLOAD:  # the misses, then hits that must answer the payload
                     raise RuntimeError(f"a contender answered {hit()!r}")
-            if stored_hit() != PAYLOAD:  # configured(1) stored the entry
-                raise RuntimeError(f"the raw read of the stored entry answered {stored_hit()!r}")
-            contenders = {RAW: raw_hit, RAW_STORED: stored_hit, **contenders}
+            raw_reads = {OWN_GET: own_get_hit, RAW_STORED: stored_hit, OWN_STORED: own_stored_hit}
+            for name, hit in raw_reads.items():  # configured(1) stored the entry
+                if hit() != PAYLOAD:
+                    raise RuntimeError(f"{name} answered {hit()!r}")
+            contenders = {RAW: raw_hit, **raw_reads, **contenders}
             return per_round(
                 {name: timeit.Timer(hit) for name, hit in contenders.items()}, calls, repeat
             )

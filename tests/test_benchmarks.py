@@ -132,7 +132,9 @@ def test_redis_hit_compares_with_a_raw_get_and_with_dogpile_on_one_region() -> N
     ratios = by_contender(rows, redis_hit.RAW_FIGURE)
     assert set(ratios) == {
         redis_hit.RAW,
+        redis_hit.OWN_GET,
         redis_hit.RAW_STORED,
+        redis_hit.OWN_STORED,
         redis_hit.DOGPILE,
         redis_hit.CONFIGURED,
         redis_hit.ON_REGION,

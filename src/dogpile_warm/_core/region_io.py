@@ -21,7 +21,7 @@ from dogpile.cache.backends.redis import RedisBackend
 from dogpile.cache.backends.valkey import ValkeyBackend
 from dogpile.cache.region import value_version
 
-from .._backends import traits
+from .._backends import redis_get, traits
 from ..errors import ValueUnreadable, describe_error
 from .entry import FORMAT
 from .signing import BadSignature
@@ -86,7 +86,8 @@ def one_reader(region: CacheRegion, reader: Any = None) -> Callable[[str], Any]:
     def read_one(key: str) -> Any:
         if region.backend is not backend:  # wrapped since
             return get_one(region, key, reader)
-        raw = backend.reader_client.get(key)
+        client = backend.reader_client
+        raw = redis_get.get(client, key) if redis_get.speaks(client, key) else client.get(key)
         if raw is None:
             return NO_VALUE
         return _deserialized_with(deserializer, raw)

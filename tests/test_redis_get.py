@@ -1,0 +1,131 @@
+"""dogpile_warm's own single-key Redis GET answers and fails as the client's ``get`` does,
+on a connection from the client's own pool, against a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import valkey
+
+from dogpile_warm import CacheWarmingEngine, warmable
+from dogpile_warm._backends import redis_get
+from tests import servers
+from tests.servers import ClientCloser, Server
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(params=[redis.Redis, valkey.Valkey], ids=["redis-py", "valkey-py"])
+def client(request: pytest.FixtureRequest, redis_server: Server) -> Iterator[Any]:
+    client = request.param.from_url(redis_server.url, socket_timeout=2)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize(
+    "value", [b"", b"\r\n$-1\r\n", b"x" * 100_000, "text"], ids=["empty", "crlf", "100KB", "str"]
+)
+def test_a_stored_value_reads_as_client_get_reads_it(client: Any, value: Any) -> None:
+    client.set("rg-value", value)
+    assert redis_get.speaks(client, "rg-value")
+    assert redis_get.get(client, "rg-value") == client.get("rg-value")
+    assert type(redis_get.get(client, "rg-value")) is bytes
+
+
+def test_a_missing_key_reads_as_none(client: Any) -> None:
+    client.delete("rg-missing")
+    assert redis_get.get(client, "rg-missing") is None
+
+
+def test_the_connection_goes_back_to_the_pool_after_a_read_and_after_an_error(
+    client: Any,
+) -> None:
+    pool = client.connection_pool
+    client.delete("rg-hash")
+    client.hset("rg-hash", "f", "v")
+    for _ in range(3):
+        redis_get.get(client, "rg-missing")
+    response_error = (
+        redis.ResponseError if isinstance(client, redis.Redis) else valkey.ResponseError
+    )
+    with pytest.raises(response_error, match="WRONGTYPE"):
+        redis_get.get(client, "rg-hash")  # as client.get raises it
+    with pytest.raises(response_error, match="WRONGTYPE"):
+        client.get("rg-hash")
+    assert len(pool._in_use_connections) == 0
+    assert len(pool._available_connections) == 1
+    assert redis_get.get(client, "rg-missing") is None  # the connection still answers
+
+
+def test_a_decoding_client_reads_str_as_its_get_does(redis_server: Server) -> None:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        client.set("rg-decoded", "text")
+        assert redis_get.get(client, "rg-decoded") == client.get("rg-decoded") == "text"
+    finally:
+        client.close()
+
+
+def test_clients_it_does_not_speak_for_go_to_their_get(redis_server: Server) -> None:
+    url = redis_server.url
+    plain = redis.Redis.from_url(url)
+    single = redis.Redis.from_url(url, single_connection_client=True)
+    calls_back = redis.Redis.from_url(url)
+    calls_back.set_response_callback("GET", lambda response, **options: response)
+    try:
+        assert redis_get.speaks(plain, "k")
+        assert not redis_get.speaks(plain, "é")  # encoded by the client's encoding
+        assert not redis_get.speaks(plain, b"k")
+        assert not redis_get.speaks(single, "k")
+        assert not redis_get.speaks(calls_back, "k")
+    finally:
+        for client in (plain, single, calls_back):
+            client.close()
+
+
+def test_a_client_side_cache_goes_to_the_clients_get(redis_server: Server) -> None:
+    from redis.cache import CacheConfig
+
+    client = redis.Redis.from_url(redis_server.url, protocol=3, cache_config=CacheConfig())
+    try:
+        assert not redis_get.speaks(client, "k")
+    finally:
+        client.close()
+
+
+@pytest.mark.slow
+def test_a_restarted_server_is_read_on_a_new_connection_and_a_dead_one_raises(
+    engine: CacheWarmingEngine, client_closer: ClientCloser
+) -> None:
+    """Under the retry policy dogpile_warm configures (once, at once, on a refused or
+    reset connection): a read after a restart reconnects; with the server gone, the
+    caller gets its value computed, the failure counted."""
+    server = servers.start_redis()
+    try:
+        region = client_closer.watch(
+            engine.configure_region("r", "dogpile.cache.redis", arguments={"url": server.url})
+        )
+        client = region.backend.reader_client
+        client.set("rg-restart", b"v")
+        assert redis_get.get(client, "rg-restart") == b"v"
+        server.kill()
+        server.start()  # same port, empty: the pooled connection is to the dead process
+        assert redis_get.get(client, "rg-restart") is None
+        runs: list[int] = []
+
+        @warmable(ttl=60, region="r")
+        def doubled(x: int) -> int:
+            runs.append(x)
+            return 2 * x
+
+        assert doubled(2) == 4 and doubled(2) == 4 and runs == [2]
+        server.kill()
+        with pytest.raises(redis.ConnectionError):
+            redis_get.get(client, "rg-restart")
+        assert doubled(2) == 4 and runs == [2, 2]
+        assert engine.get_stats()["backend_unavailable"] >= 1
+    finally:
+        server.stop()
