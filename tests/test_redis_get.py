@@ -3,6 +3,7 @@ on a connection from the client's own pool, against a real redis-server."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,3 +130,66 @@ def test_a_restarted_server_is_read_on_a_new_connection_and_a_dead_one_raises(
         assert engine.get_stats()["backend_unavailable"] >= 1
     finally:
         server.stop()
+
+
+class Namespaced(redis.Redis):
+    """A client that changes what its get reads: dogpile_warm's GET would not."""
+
+    def get(self, name: Any) -> Any:
+        return super().get(f"ns:{name}")
+
+
+def test_a_client_whose_get_is_overridden_goes_to_its_get(redis_server: Server) -> None:
+    client = Namespaced.from_url(redis_server.url)
+    try:
+        client.set("ns:rg-namespaced", b"v")
+        assert not redis_get.speaks(client, "rg-namespaced")
+    finally:
+        client.close()
+
+
+def test_an_encoding_that_does_not_write_ascii_as_ascii_goes_to_the_clients_get(
+    redis_server: Server,
+) -> None:
+    client = redis.Redis.from_url(redis_server.url, encoding="utf-16")
+    try:
+        assert not redis_get.speaks(client, "k")
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("wraps", [True, False], ids=["functools.wraps", "plain function"])
+def test_traced_clients_go_to_their_get_and_the_tracing_sees_every_hit(
+    engine: CacheWarmingEngine,
+    redis_server: Server,
+    client_closer: ClientCloser,
+    monkeypatch: pytest.MonkeyPatch,
+    wraps: bool,
+) -> None:
+    """Tracing (OpenTelemetry, ddtrace, Sentry) wraps Redis.execute_command, at any time:
+    a hit after that goes through the client's get, and the tracing sees it."""
+    client_closer.watch(
+        engine.configure_region("r", "dogpile.cache.redis", arguments={"url": redis_server.url})
+    )
+
+    x = 4 if wraps else 5  # a key of its own: the server outlives the test
+
+    @warmable(ttl=60, region="r")
+    def doubled(x: int) -> int:
+        return 2 * x
+
+    assert doubled(x) == 2 * x and doubled(x) == 2 * x  # read before the tracing is installed
+    seen: list[Any] = []
+    original = redis.Redis.execute_command
+
+    def traced(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        seen.append(args[0])
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(
+        redis.Redis, "execute_command", functools.wraps(original)(traced) if wraps else traced
+    )
+    for _ in range(3):
+        assert doubled(x) == 2 * x
+    assert seen.count("GET") == 3
+    assert engine.get_stats()["hits"] == 4

@@ -12,14 +12,19 @@ fork check, health checks, reconnection and release events (re-authentication)
 are all the pool's and the connection's own, and so are the errors raised.
 
 What it does not do is record redis-py's observability figures for the
-``GET``; and a client it does not speak for (:func:`speaks`: one bound to a
-single connection, one with client-side caching, a ``GET`` with a response
-callback, a key that is not ASCII) is read with the client's ``get``.
+``GET``. A client it does not speak for (:func:`speaks`) is read with the
+client's ``get``: one whose ``get``, ``execute_command`` or
+``parse_response`` is not the library's own (a subclass that overrides one,
+or tracing that wraps one: OpenTelemetry, ddtrace and Sentry wrap
+``execute_command``), one bound to a single connection, one with a
+client-side cache, a ``GET`` with a response callback, an encoding that does
+not write ASCII as ASCII, or a key that is not ASCII.
 """
 
 from __future__ import annotations
 
 import inspect
+import types
 from typing import Any
 
 __all__ = ["get", "speaks"]
@@ -28,16 +33,52 @@ __all__ = ["get", "speaks"]
 # valkey-py), by pool class.
 _NAMES_COMMAND: dict[type, tuple[str, ...]] = {}
 
+# What a client's get goes through: if any of these is not the library's own,
+# client.get does something this module does not.
+_COMMAND_PATH = ("get", "execute_command", "parse_response")
+# By client class: those methods as they were when the class was first seen, if
+# they were the library's own then; () if not.
+_OWN_METHODS: dict[type, tuple[Any, ...]] = {}
+# Encodings (the client's "encoding" argument) that write an ASCII key as ASCII.
+_ASCII_ENCODINGS = frozenset({"utf-8", "utf8", "UTF-8", "ascii", "latin-1", "latin1"})
+
 
 def speaks(client: Any, key: Any) -> bool:
-    """Whether :func:`get` reads ``key`` exactly as ``client.get`` would."""
+    """Whether :func:`get` reads ``key`` exactly as ``client.get`` would (see the module
+    docstring for who is turned down)."""
+    cls = type(client)
+    own = _OWN_METHODS.get(cls)
+    if own is None:
+        own = _OWN_METHODS[cls] = _own_methods(cls)
     return (
-        type(key) is str
+        bool(own)
+        and cls.get is own[0]
+        and cls.execute_command is own[1]  # not wrapped since
+        and cls.parse_response is own[2]
+        and type(key) is str
         and key.isascii()
-        and getattr(client, "connection", True) is None  # not a single-connection client
+        and client.connection is None  # not a single-connection client
         and getattr(client.connection_pool, "cache", None) is None  # no client-side cache
-        and "GET" not in getattr(client, "response_callbacks", {"GET": None})
+        and "GET" not in client.response_callbacks
+        and client.connection_pool.connection_kwargs.get("encoding", "utf-8") in _ASCII_ENCODINGS
     )
+
+
+def _own_methods(cls: type) -> tuple[Any, ...]:
+    """``cls``'s get, execute_command and parse_response if each is a plain function of
+    the client's own library (redis or valkey), neither overridden nor wrapped; else ()."""
+    library = cls.__module__.partition(".")[0]
+    if library not in ("redis", "valkey"):
+        return ()
+    methods = tuple(getattr(cls, name, None) for name in _COMMAND_PATH)
+    for method in methods:
+        if (
+            type(method) is not types.FunctionType
+            or method.__module__.partition(".")[0] != library
+            or hasattr(method, "__wrapped__")
+        ):
+            return ()
+    return methods
 
 
 def get(client: Any, key: str) -> Any:
