@@ -543,6 +543,15 @@ def test_a_value_the_backend_refuses_is_returned_counted_and_logged_once(
     assert small.get(1) == 1  # the backend still caches everything else
 
 
+def crafted_entry(key_opcodes: bytes) -> bytes:
+    """A pickled entry of dogpile_warm's format whose key is made by ``key_opcodes``
+    (pickle opcodes no pickler writes), and whose other fields are well formed."""
+    fields = pickle.dumps((7, time.time(), 600.0, (), 0.0), 4)
+    assert fields.startswith(b"\x80\x04\x95") and fields.endswith(b"t\x94.")
+    marker = pickle.dumps("dogpile_warm/2", 4)[11:-2]  # the string's opcode, unframed
+    return b"\x80\x04(" + marker + key_opcodes + fields[12:-3] + b"t."
+
+
 # (bytes, memcached flags): pymemcache's 0 bytes, 1 pickle, 2 int, 4 long, 16 text;
 # FLAG_ENTRY dogpile_warm's entry.
 CRAFTED = [
@@ -552,6 +561,12 @@ CRAFTED = [
     pytest.param(b"\x80\x05garbage", FLAG_ENTRY, id="an-entry-not-a-pickle"),
     pytest.param(pickle.dumps(12345), FLAG_ENTRY, id="an-entry-a-pickled-int"),
     pytest.param(pickle.dumps(("dogpile_warm/2", 1)), FLAG_ENTRY, id="an-entry-a-short-tuple"),
+    # An entry whose key is lists nested 100,000 deep, then tuples each holding the
+    # last one twice: their str() raised RecursionError, and took time and memory
+    # doubling per level with the GIL held.
+    pytest.param(crafted_entry(b"]" * 100_000 + b"a" * 99_999), 1, id="a-deeply-nested-key"),
+    pytest.param(crafted_entry(b"]" * 100_000 + b"a" * 99_999), FLAG_ENTRY, id="an-entry-deep-key"),
+    pytest.param(crafted_entry(b"]" + b"2\x86" * 40), FLAG_ENTRY, id="an-entry-shared-tuples-key"),
     pytest.param(b"raw bytes", 0, id="plain-bytes"),
     pytest.param(b"not an int", 2, id="a-bad-int"),
     pytest.param(b"not a long", 4, id="a-bad-long"),

@@ -196,3 +196,21 @@ def test_a_region_on_dogpiles_own_backend_reads_the_entries_this_backend_stores(
         assert reader.get_stats()["values_unreadable"] == 0
     finally:
         reader.close()
+
+
+class Ambiguous:
+    """Compares as a numpy array does: no truth value."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+def test_a_users_seven_tuple_is_stored_as_dogpile_stores_it_whatever_it_holds() -> None:
+    """Only a tuple whose first item is dogpile_warm's format string is an entry; the
+    serde compares nothing else (a numpy array's comparison raises)."""
+    value = CachedValue((Ambiguous(), 1, 2, 3, 4, 5, 6), {"ct": 1.0, "v": 2})
+    raw, flags = memcached.pickle_serde.serialize("k", value)
+    assert flags == serde.FLAG_PICKLE
+    assert type(pickle.loads(raw)) is CachedValue

@@ -5,6 +5,7 @@ closed midway), which no real memcached can be made to send."""
 
 from __future__ import annotations
 
+import functools
 import pickle
 import socket
 import threading
@@ -194,3 +195,38 @@ def test_a_connection_closed_midway_raises_and_the_next_read_reconnects(scripted
     with pytest.raises(MemcacheUnexpectedCloseError):
         memcached_get.get(client, "k")
     assert memcached_get.get(client, "k") == "v"
+
+
+@pytest.mark.memcached
+def test_a_traced_client_get_is_called_for_every_hit(
+    engine: Any, memcached_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tracing (OpenTelemetry's pymemcache instrumentation, say) wraps Client.get, at any
+    time: a hit after that goes through Client.get, and the tracing sees it."""
+    from dogpile_warm import warmable
+
+    region = engine.configure_region(
+        "mc", "dogpile.cache.pymemcache", arguments={"url": memcached_server.url}
+    )
+
+    @warmable(ttl=60, region="mc")
+    def doubled(x: int) -> int:
+        return 2 * x
+
+    try:
+        assert doubled(6) == 12 and doubled(6) == 12  # read before the tracing is installed
+        seen: list[Any] = []
+        original = Client.get
+
+        @functools.wraps(original)
+        def traced(self: Client, key: Any, *args: Any, **kwargs: Any) -> Any:
+            seen.append(key)
+            return original(self, key, *args, **kwargs)
+
+        monkeypatch.setattr(Client, "get", traced)
+        assert not memcached_get.speaks(Client((HOST, 1)), "k")
+        for _ in range(3):
+            assert doubled(6) == 12
+        assert seen == [doubled.key_for(6)] * 3
+    finally:
+        region.backend.client.close()

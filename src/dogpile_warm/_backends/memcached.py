@@ -81,7 +81,12 @@ class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
     def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
         if type(value) is CachedValue:
             payload = value.payload
-            if type(payload) is tuple and len(payload) == 7 and payload[0] == FORMAT:
+            if (
+                type(payload) is tuple
+                and len(payload) == 7
+                and type(payload[0]) is str  # whatever a user's tuple holds, unasked
+                and payload[0] == FORMAT
+            ):
                 return pickle.dumps(payload, self.pickle_version), FLAG_ENTRY
             # What dogpile stores: the bytes and flags pymemcache's serializer writes,
             # without the Pickler and BytesIO it makes for every value.

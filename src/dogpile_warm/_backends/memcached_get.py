@@ -12,12 +12,14 @@ It uses the client's socket, connection, timeouts and serde, and behaves as
 connection (the next command opens a new one) and raises pymemcache's
 exception for it; a server that closed the connection raises
 ``MemcacheUnexpectedCloseError``. Whatever :func:`speaks` turns down (a key
-pymemcache would refuse or change, another client class) goes to
-``Client.get`` itself.
+pymemcache would refuse or change, another client class, a ``Client.get``
+that is not pymemcache's own: tracing such as OpenTelemetry's wraps it) goes
+to ``Client.get`` itself.
 """
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 from pymemcache.client.base import Client
@@ -36,12 +38,36 @@ _RECV_SIZE = 4096  # pymemcache's
 _END = b"\r\nEND\r\n"  # what follows a value's bytes
 
 
+# What Client.get goes through: get() would skip a replacement of either.
+_COMMAND_PATH = ("get", "_fetch_cmd")
+
+
+def _own(name: str) -> Any:
+    """``Client.<name>`` if it is pymemcache's own function, neither replaced nor wrapped."""
+    method = getattr(Client, name, None)
+    if (
+        type(method) is not types.FunctionType
+        or not method.__module__.startswith("pymemcache.")
+        or hasattr(method, "__wrapped__")
+    ):
+        return None
+    return method
+
+
+# As pymemcache defines them; None if something had replaced one before this import.
+_OWN_GET, _OWN_FETCH = (_own(name) for name in _COMMAND_PATH)
+
+
 def speaks(client: Any, key: Any) -> bool:
     """Whether :func:`get` reads ``key`` exactly as ``client.get`` would: a plain
-    pymemcache ``Client`` without a key prefix, and a key it sends unchanged (ASCII,
-    printable, no space, at most 250 characters)."""
+    pymemcache ``Client`` whose ``get`` is pymemcache's own (checked on every call:
+    tracing may wrap it later), without a key prefix, and a key it sends unchanged
+    (ASCII, printable, no space, at most 250 characters)."""
     return (
         type(client) is Client
+        and _OWN_GET is not None
+        and Client.get is _OWN_GET
+        and Client._fetch_cmd is _OWN_FETCH
         and not client.key_prefix
         and type(key) is str
         and len(key) <= _MAX_KEY_LENGTH

@@ -118,7 +118,11 @@ def decode(found: Any, key: str) -> Entry | str | None:
     if isinstance(found, tuple | list) and len(found) == 6 and found[0] == OLD_FORMAT:
         return None
     if isinstance(found, tuple | list) and len(found) == 7 and found[0] == FORMAT:
-        return f"an entry stored under another key ({str(found[1])[:80]!r})"
+        # Only a string is shown: str() of what a crafted value holds there (lists
+        # nested 100,000 deep, tuples sharing each other) can raise or take forever.
+        under = found[1]
+        shown = repr(under[:80]) if type(under) is str else f"a {type(under).__name__}"
+        return f"an entry stored under another key ({shown})"
     if isinstance(found, ValueUnreadable):
         return str(found)
     return f"not a dogpile_warm entry but a {type(found).__name__}"

@@ -151,7 +151,7 @@ def _payload(value: Any) -> Any:
     try:
         return value.payload
     except AttributeError:
-        if type(value) is tuple and value and value[0] == FORMAT:
+        if type(value) is tuple and value and type(value[0]) is str and value[0] == FORMAT:
             return value
         return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
 

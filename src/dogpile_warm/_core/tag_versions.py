@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from dogpile.cache.api import NO_VALUE
 
 from .._backends import traits
-from ..errors import BackendError, WarmError
+from ..errors import BackendError, ValueUnreadable, WarmError
 from . import forks, region_io
 from .tags import TagVersions, tag_key
 
@@ -68,8 +68,14 @@ class TagVersionBook:
             for key, value in zip(keys, current, strict=True):
                 if value is not NO_VALUE and not isinstance(value, str):
                     # Bytes another client wrote: replaced below, so the tag's
-                    # values are cached again (and count as invalidated once).
-                    store.health.failed_unreadable(f"not a tag version: {value}", key)
+                    # values are cached again (and count as invalidated once). Named
+                    # by type: str() of a crafted value can raise or take forever.
+                    why = (
+                        str(value)  # its own reason, as dogpile_warm wrote it
+                        if isinstance(value, ValueUnreadable)
+                        else f"not a tag version but a {type(value).__name__}"
+                    )
+                    store.health.failed_unreadable(why, key)
             missing = {
                 k: _new_version()
                 for k, v in zip(keys, current, strict=True)
