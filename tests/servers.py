@@ -572,3 +572,33 @@ class SlowProxy:
 def _stop_leftovers() -> None:
     for server in list(_running):
         server.stop()
+
+
+class LoopbackListener:
+    """A loopback TCP server: a thread handing each connection it accepts to
+    ``answer(conn)``, one at a time, until :meth:`close`. For replies no real server
+    can be made to send."""
+
+    def __init__(self, answer: Callable[[socket.socket], None]) -> None:
+        self.answer = answer
+        self.listener = socket.create_server((HOST, 0))
+        self.listener.settimeout(0.05)  # a closed listener does not wake accept()
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.listener.fileno() != -1:
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(None)
+                self.answer(conn)
+
+    def close(self) -> None:
+        self.listener.close()
+        self.thread.join(5)

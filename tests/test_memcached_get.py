@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import pickle
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from pymemcache.exceptions import (
 
 from dogpile_warm._backends import memcached_get
 from dogpile_warm._backends.memcached import pickle_serde
-from tests.servers import HOST, Server
+from tests.servers import HOST, LoopbackListener, Server
 
 
 @pytest.fixture
@@ -90,30 +89,14 @@ def test_other_clients_and_prefixed_keys_go_to_client_get() -> None:
     assert not memcached_get.speaks(HashClient([f"{HOST}:1"]), key)
 
 
-class ScriptedServer:
+class ScriptedServer(LoopbackListener):
     """A loopback server answering every command with the next scripted reply, sent
     in its chunks with a pause between them; a ``None`` chunk closes the connection
     there, and the server takes the next one."""
 
     def __init__(self, replies: list[list[bytes | None]]) -> None:
         self.replies = replies
-        self.listener = socket.create_server((HOST, 0))
-        self.port = self.listener.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        self.listener.settimeout(0.05)  # a closed listener does not wake accept()
-        while self.replies and self.listener.fileno() != -1:
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(None)
-                self._answer(conn)
+        super().__init__(self._answer)
 
     def _answer(self, conn: socket.socket) -> None:
         while self.replies and conn.recv(4096):
@@ -122,10 +105,6 @@ class ScriptedServer:
                     return
                 conn.sendall(chunk)
                 time.sleep(0.002)
-
-    def close(self) -> None:
-        self.listener.close()
-        self.thread.join(5)
 
 
 @pytest.fixture
@@ -149,13 +128,35 @@ def scripted() -> Iterator[Any]:
         server.close()
 
 
-def test_a_reply_split_anywhere_is_read_whole(scripted: Any) -> None:
-    data = pickle.dumps({"a": list(range(50))})
-    reply = b"VALUE k 1 %d\r\n%b\r\nEND\r\n" % (len(data), data)
-    miss = b"END\r\n"
-    client = scripted([reply[i : i + 1] for i in range(len(reply))], [miss[:1], miss[1:]])
-    assert memcached_get.get(client, "k") == {"a": list(range(50))}
-    assert memcached_get.get(client, "k") is None
+class OneByteAtATime:
+    """A connected socket that hands at most one byte to each read, as a reply split
+    anywhere by the network would arrive."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(min(size, 1))
+
+    def recv_into(self, buffer: memoryview) -> int:
+        return self.sock.recv_into(buffer[:1])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.memcached
+def test_a_reply_split_anywhere_is_read_whole(client: Client) -> None:
+    value = {"a": list(range(2000))}  # longer than one read of the header's buffer
+    client.set("mg-split", value)
+    client.get("mg-never-set")  # connected
+    client.sock = OneByteAtATime(client.sock)
+    assert memcached_get.get(client, "mg-split") == value
+    assert memcached_get.get(client, "mg-never-set") is None
+    assert memcached_get.get(client, "mg-split") == value
 
 
 @pytest.mark.parametrize(
@@ -228,5 +229,42 @@ def test_a_traced_client_get_is_called_for_every_hit(
         for _ in range(3):
             assert doubled(6) == 12
         assert seen == [doubled.key_for(6)] * 3
+    finally:
+        region.backend.client.close()
+
+
+def test_a_client_that_ignores_errors_goes_to_client_get() -> None:
+    """pymemcache's ignore_exc answers None for an error reply; get() would raise."""
+    assert not memcached_get.speaks(Client((HOST, 1), ignore_exc=True), "k")
+
+
+@pytest.mark.memcached
+def test_a_configured_regions_hit_reads_with_this_get(
+    engine: Any, memcached_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dogpile_warm import warmable
+
+    reads: list[str] = []
+    own_get = memcached_get.get
+
+    def counted(client: Client, key: str) -> Any:
+        reads.append(key)
+        return own_get(client, key)
+
+    monkeypatch.setattr(memcached_get, "get", counted)
+    region = engine.configure_region(
+        "mc", "dogpile.cache.pymemcache", arguments={"url": memcached_server.url}
+    )
+
+    @warmable(ttl=60, region="mc")
+    def tripled(x: int) -> int:
+        return 3 * x
+
+    try:
+        assert tripled(2) == 6 and tripled(2) == 6
+        assert reads.count(tripled.key_for(2)) >= 2  # the miss's reads and the hit's
+        hits_before = len(reads)
+        assert tripled(2) == 6
+        assert reads[hits_before:] == [tripled.key_for(2)]
     finally:
         region.backend.client.close()

@@ -4,6 +4,8 @@ on a connection from the client's own pool, against a real redis-server."""
 from __future__ import annotations
 
 import functools
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +34,8 @@ def client(request: pytest.FixtureRequest, redis_server: Server) -> Iterator[Any
 def test_a_stored_value_reads_as_client_get_reads_it(client: Any, value: Any) -> None:
     client.set("rg-value", value)
     assert redis_get.speaks(client, "rg-value")
-    assert redis_get.get(client, "rg-value") == client.get("rg-value")
-    assert type(redis_get.get(client, "rg-value")) is bytes
+    read = redis_get.get(client, "rg-value")
+    assert read == client.get("rg-value") and type(read) is bytes
 
 
 def test_a_missing_key_reads_as_none(client: Any) -> None:
@@ -61,8 +63,9 @@ def test_the_connection_goes_back_to_the_pool_after_a_read_and_after_an_error(
     assert redis_get.get(client, "rg-missing") is None  # the connection still answers
 
 
-def test_a_decoding_client_reads_str_as_its_get_does(redis_server: Server) -> None:
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+@pytest.mark.parametrize("library", [redis.Redis, valkey.Valkey], ids=["redis-py", "valkey-py"])
+def test_a_decoding_client_reads_str_as_its_get_does(redis_server: Server, library: Any) -> None:
+    client = library.from_url(redis_server.url, decode_responses=True)
     try:
         client.set("rg-decoded", "text")
         assert redis_get.get(client, "rg-decoded") == client.get("rg-decoded") == "text"
@@ -90,11 +93,14 @@ def test_clients_it_does_not_speak_for_go_to_their_get(redis_server: Server) -> 
 def test_a_client_side_cache_goes_to_the_clients_get(redis_server: Server) -> None:
     from redis.cache import CacheConfig
 
-    client = redis.Redis.from_url(redis_server.url, protocol=3, cache_config=CacheConfig())
+    theirs = redis.Redis.from_url(redis_server.url, protocol=3, cache_config=CacheConfig())
+    valkeys = valkey.Valkey.from_url(redis_server.url, protocol=3, cache_enabled=True)
     try:
-        assert not redis_get.speaks(client, "k")
+        assert not redis_get.speaks(theirs, "k")  # redis-py keeps it on the pool
+        assert not redis_get.speaks(valkeys, "k")  # valkey-py, on the connection
     finally:
-        client.close()
+        theirs.close()
+        valkeys.close()
 
 
 @pytest.mark.slow
@@ -193,3 +199,83 @@ def test_traced_clients_go_to_their_get_and_the_tracing_sees_every_hit(
         assert doubled(x) == 2 * x
     assert seen.count("GET") == 3
     assert engine.get_stats()["hits"] == 4
+
+
+class DropsEveryGet(servers.LoopbackListener):
+    """A loopback proxy to a real redis-server that passes every command but GET, whose
+    connection it closes, counting the GETs."""
+
+    def __init__(self, upstream: Server) -> None:
+        self.gets = 0
+        self.upstream = (upstream.host, upstream.port)
+        super().__init__(self._proxy)
+
+    def _proxy(self, conn: socket.socket) -> None:
+        with socket.create_connection(self.upstream) as up:
+            threading.Thread(target=_relay, args=(up, conn), daemon=True).start()
+            while data := conn.recv(65536):
+                if b"\r\nGET\r\n" in data.upper():
+                    self.gets += 1
+                    return
+                up.sendall(data)
+
+
+def _relay(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("library", ["redis", "valkey"])
+def test_a_dropped_connection_is_retried_as_the_clients_get_retries_it(
+    redis_server: Server, library: str
+) -> None:
+    """Under the retry policy dogpile_warm configures, as many attempts as the client's
+    own get makes: valkey-py fails an attempt its connection's retry_on_error does not
+    name at once, redis-py 8 retries it."""
+    from dogpile_warm._core.regions import _retry_once
+
+    cls = redis.Redis if library == "redis" else valkey.Valkey
+    server = DropsEveryGet(redis_server)
+    client = cls(host=servers.HOST, port=server.port, socket_timeout=2, retry=_retry_once(library))
+    try:
+        with pytest.raises(Exception) as theirs:
+            client.get("k")
+        attempts = server.gets
+        with pytest.raises(Exception) as ours:
+            redis_get.get(client, "k")
+        assert server.gets - attempts == attempts >= 1
+        assert type(ours.value) is type(theirs.value)
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("backend", ["dogpile.cache.redis", "dogpile.cache.valkey"])
+def test_a_configured_regions_hit_reads_with_this_get(
+    engine: CacheWarmingEngine,
+    redis_server: Server,
+    client_closer: ClientCloser,
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+) -> None:
+    reads: list[str] = []
+    own_get = redis_get.get
+
+    def counted(client: Any, key: str) -> Any:
+        reads.append(key)
+        return own_get(client, key)
+
+    monkeypatch.setattr(redis_get, "get", counted)
+    client_closer.watch(engine.configure_region("r", backend, arguments={"url": redis_server.url}))
+
+    @warmable(ttl=60, region="r", name=f"rg.{backend}")
+    def tripled(x: int) -> int:
+        return 3 * x
+
+    assert tripled(2) == 6
+    before = len(reads)
+    assert tripled(2) == 6
+    assert reads[before:] == [tripled.key_for(2)]

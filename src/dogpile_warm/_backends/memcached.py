@@ -63,8 +63,8 @@ _CLOSED = (ConnectionResetError, BrokenPipeError, MemcacheUnexpectedCloseError)
 
 # The flags of a dogpile_warm entry, stored as the plain tuple it is without
 # dogpile's CachedValue around it: unpickling a CachedValue looks its class up
-# through the import system and runs its Python __new__, 15k instructions on
-# every hit (callgrind). pymemcache's own serde reads the FLAG_PICKLE bit, so
+# through the import system and runs its Python __new__, on every hit
+# (benchmarks/memcached_hit.py). pymemcache's own serde reads the FLAG_PICKLE bit, so
 # another pymemcache client unpickles it (to the tuple, which it does not take
 # for a value dogpile stored).
 FLAG_ENTRY = FLAG_PICKLE | 1 << 8
@@ -131,6 +131,11 @@ class _BytesSerde:
 bytes_serde = _BytesSerde()
 
 
+def _client_get(client: Any, key: str) -> Any:
+    """``client.get(key)``, as the backend's ``get`` calls its reader."""
+    return client.get(key)
+
+
 # pymemcache and dogpile's backends are untyped (Any): subclassing them is the point.
 class OneServerRendezvousHash(RendezvousHash):  # type: ignore[misc]
     """pymemcache's rendezvous hashing, answering at once when one server is alive."""
@@ -193,7 +198,7 @@ class PyMemcacheBackend(_DogpilePyMemcacheBackend):
         # _run("get", key), written out: a hit on memcached comes through here, and
         # on one server's own client it is memcached_get's (see that module).
         client = self._server_client()
-        read = memcached_get.get if memcached_get.speaks(client, key) else type(client).get
+        read = memcached_get.get if memcached_get.speaks(client, key) else _client_get
         try:
             value = read(client, key)
         except _CLOSED:

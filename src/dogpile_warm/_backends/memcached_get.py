@@ -2,27 +2,29 @@
 
 A hit on memcached is one ``get``. pymemcache's ``Client.get`` is general:
 it checks and prefixes keys as lists, reads lines and values through helper
-functions and answers a dict, about 32,000 instructions of Python per call
-(callgrind, pymemcache 4.0) for what one round trip and one unpickle need.
+functions and answers a dict, Python work that one round trip and one
+unpickle do not need (``benchmarks/memcached_hit.py`` measures both).
 :func:`get` does the same exchange in one function, and is what
 :class:`~dogpile_warm._backends.memcached.PyMemcacheBackend` reads one key with.
 
-It uses the client's socket, connection, timeouts and serde, and behaves as
-``Client.get`` does wherever the two can differ: on any error it closes the
-connection (the next command opens a new one) and raises pymemcache's
-exception for it; a server that closed the connection raises
-``MemcacheUnexpectedCloseError``. Whatever :func:`speaks` turns down (a key
-pymemcache would refuse or change, another client class, a ``Client.get``
-that is not pymemcache's own: tracing such as OpenTelemetry's wraps it) goes
-to ``Client.get`` itself.
+It uses the client's socket, connection, timeouts and serde, and answers as
+``Client.get`` does: the same value, pymemcache's exception for an error
+reply, ``MemcacheUnexpectedCloseError`` for a connection the server closed;
+on any error it closes the connection (the next command opens a new one).
+It is stricter with replies memcached never sends (another key's value,
+bytes after ``END``, a header of other length): ``MemcacheUnknownError``,
+where ``Client.get`` raises a ``KeyError`` or ``ValueError`` or leaves the
+bytes for the next command. Whatever :func:`speaks` turns down (a key
+pymemcache would refuse or change, another client class, a key prefix,
+``ignore_exc``, a ``Client.get`` that is not pymemcache's own: tracing such as
+OpenTelemetry's wraps it) goes to ``Client.get`` itself.
 """
 
 from __future__ import annotations
 
-import types
-from typing import Any
+from typing import Any, NoReturn
 
-from pymemcache.client.base import Client
+from pymemcache.client.base import RECV_SIZE, Client
 from pymemcache.exceptions import (
     MemcacheClientError,
     MemcacheServerError,
@@ -31,44 +33,31 @@ from pymemcache.exceptions import (
     MemcacheUnknownError,
 )
 
+from . import traits
+
 __all__ = ["get", "speaks"]
 
 _MAX_KEY_LENGTH = 250  # memcached's
-_RECV_SIZE = 4096  # pymemcache's
 _END = b"\r\nEND\r\n"  # what follows a value's bytes
 
 
-# What Client.get goes through: get() would skip a replacement of either.
-_COMMAND_PATH = ("get", "_fetch_cmd")
-
-
-def _own(name: str) -> Any:
-    """``Client.<name>`` if it is pymemcache's own function, neither replaced nor wrapped."""
-    method = getattr(Client, name, None)
-    if (
-        type(method) is not types.FunctionType
-        or not method.__module__.startswith("pymemcache.")
-        or hasattr(method, "__wrapped__")
-    ):
-        return None
-    return method
-
-
-# As pymemcache defines them; None if something had replaced one before this import.
-_OWN_GET, _OWN_FETCH = (_own(name) for name in _COMMAND_PATH)
+# What Client.get goes through, as pymemcache defines it (None if something had
+# replaced one before this import): get() would skip a replacement of either.
+_OWN = traits.own_functions(Client, ("get", "_fetch_cmd"), "pymemcache")
 
 
 def speaks(client: Any, key: Any) -> bool:
-    """Whether :func:`get` reads ``key`` exactly as ``client.get`` would: a plain
-    pymemcache ``Client`` whose ``get`` is pymemcache's own (checked on every call:
-    tracing may wrap it later), without a key prefix, and a key it sends unchanged
-    (ASCII, printable, no space, at most 250 characters)."""
+    """Whether :func:`get` reads ``key`` as ``client.get`` would: a plain pymemcache
+    ``Client`` whose ``get`` is pymemcache's own (checked on every call: tracing may
+    wrap it later), without a key prefix or ``ignore_exc``, and a key it sends
+    unchanged (ASCII, printable, no space, at most 250 characters)."""
     return (
         type(client) is Client
-        and _OWN_GET is not None
-        and Client.get is _OWN_GET
-        and Client._fetch_cmd is _OWN_FETCH
+        and _OWN is not None
+        and Client.get is _OWN[0]
+        and Client._fetch_cmd is _OWN[1]
         and not client.key_prefix
+        and not client.ignore_exc  # whose Client.get answers None for an error
         and type(key) is str
         and len(key) <= _MAX_KEY_LENGTH
         and key.isascii()
@@ -89,7 +78,7 @@ def get(client: Client, key: str) -> Any:
         sock.sendall(b"get " + sent + b"\r\n")
         buf = b""
         while (line_end := buf.find(b"\r\n")) < 0:
-            buf += _received(sock, _RECV_SIZE)
+            buf += _received(sock, RECV_SIZE)
         if line_end == 3 and buf.startswith(b"END"):
             if len(buf) != 5:
                 raise MemcacheUnknownError(buf[:32])
@@ -132,7 +121,7 @@ def _rest(sock: Any, buf: bytes, size: int) -> bytes:
     return bytes(whole)
 
 
-def _raise_error(line: bytes) -> None:
+def _raise_error(line: bytes) -> NoReturn:
     """Raise what pymemcache raises for ``line``, a reply that is not a value."""
     if line.startswith(b"ERROR"):
         raise MemcacheUnknownCommandError(b"get")

@@ -33,7 +33,8 @@ from __future__ import annotations
 import encodings.idna  # noqa: F401
 import logging
 import math
-from collections.abc import Callable, Iterable
+import types
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from dogpile.cache.backends.memory import MemoryBackend
@@ -52,6 +53,7 @@ __all__ = [
     "is_unavailable",
     "lock_never_expires",
     "never_blocks",
+    "own_functions",
     "persist",
     "releaser",
     "renewer",
@@ -78,6 +80,25 @@ _UNAVAILABLE = frozenset(
         ("pylibmc", "WriteError"),
     }
 )
+
+
+def own_functions(cls: type, names: Sequence[str], library: str) -> tuple[Any, ...] | None:
+    """``cls``'s attributes ``names`` if each is a plain function of ``library`` (the
+    client library's own: neither overridden by a subclass nor wrapped, as tracing
+    wraps a client's commands); else None.
+
+    dogpile_warm's own reads of one key stand in for a client's command only
+    where that command is the library's (``memcached_get``, ``redis_get``).
+    """
+    functions = tuple(getattr(cls, name, None) for name in names)
+    for function in functions:
+        if (
+            type(function) is not types.FunctionType
+            or function.__module__.partition(".")[0] != library
+            or hasattr(function, "__wrapped__")
+        ):
+            return None
+    return functions
 
 
 def is_unavailable(exc: BaseException) -> bool:
