@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -115,6 +116,26 @@ def lock_requests(
 
     monkeypatch.setattr(store, "lock", lock_and_record)
     return asked
+
+
+@pytest.fixture
+def keys_read(monkeypatch: pytest.MonkeyPatch) -> Callable[[ModuleType], list[str]]:
+    """``keys_read(module)``: the keys ``module.get(client, key)`` is called with from
+    now on, in order (the calls still run): which reads go through dogpile_warm's own
+    command (``memcached_get``, ``redis_get``)."""
+
+    def record(module: ModuleType) -> list[str]:
+        keys: list[str] = []
+        own_get = module.get
+
+        def recorded(client: Any, key: str) -> Any:
+            keys.append(key)
+            return own_get(client, key)
+
+        monkeypatch.setattr(module, "get", recorded)
+        return keys
+
+    return record
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import functools
 import pickle
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -240,18 +241,11 @@ def test_a_client_that_ignores_errors_goes_to_client_get() -> None:
 
 @pytest.mark.memcached
 def test_a_configured_regions_hit_reads_with_this_get(
-    engine: Any, memcached_server: Server, monkeypatch: pytest.MonkeyPatch
+    engine: Any, memcached_server: Server, keys_read: Callable[[ModuleType], list[str]]
 ) -> None:
     from dogpile_warm import warmable
 
-    reads: list[str] = []
-    own_get = memcached_get.get
-
-    def counted(client: Client, key: str) -> Any:
-        reads.append(key)
-        return own_get(client, key)
-
-    monkeypatch.setattr(memcached_get, "get", counted)
+    reads = keys_read(memcached_get)
     region = engine.configure_region(
         "mc", "dogpile.cache.pymemcache", arguments={"url": memcached_server.url}
     )

@@ -6,7 +6,8 @@ from __future__ import annotations
 import functools
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -258,17 +259,10 @@ def test_a_configured_regions_hit_reads_with_this_get(
     engine: CacheWarmingEngine,
     redis_server: Server,
     client_closer: ClientCloser,
-    monkeypatch: pytest.MonkeyPatch,
+    keys_read: Callable[[ModuleType], list[str]],
     backend: str,
 ) -> None:
-    reads: list[str] = []
-    own_get = redis_get.get
-
-    def counted(client: Any, key: str) -> Any:
-        reads.append(key)
-        return own_get(client, key)
-
-    monkeypatch.setattr(redis_get, "get", counted)
+    reads = keys_read(redis_get)
     client_closer.watch(engine.configure_region("r", backend, arguments={"url": redis_server.url}))
 
     @warmable(ttl=60, region="r", name=f"rg.{backend}")

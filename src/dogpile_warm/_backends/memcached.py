@@ -43,7 +43,7 @@ from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheUnexpectedCloseError
 from pymemcache.serde import DEFAULT_PICKLE_VERSION, FLAG_PICKLE, PickleSerde
 
-from .._core.entry import ENTRY_METADATA, FORMAT
+from .._core.entry import ENTRY_METADATA, in_stored_form
 from ..errors import ValueUnreadable
 from . import memcached_get
 
@@ -80,14 +80,8 @@ class _LoadsPickleSerde(PickleSerde):  # type: ignore[misc]
 
     def serialize(self, key: Any, value: Any) -> tuple[bytes, int]:
         if type(value) is CachedValue:
-            payload = value.payload
-            if (
-                type(payload) is tuple
-                and len(payload) == 7
-                and type(payload[0]) is str  # whatever a user's tuple holds, unasked
-                and payload[0] == FORMAT
-            ):
-                return pickle.dumps(payload, self.pickle_version), FLAG_ENTRY
+            if in_stored_form(value.payload):
+                return pickle.dumps(value.payload, self.pickle_version), FLAG_ENTRY
             # What dogpile stores: the bytes and flags pymemcache's serializer writes,
             # without the Pickler and BytesIO it makes for every value.
             return pickle.dumps(value, self.pickle_version), FLAG_PICKLE

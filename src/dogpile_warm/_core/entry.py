@@ -24,6 +24,7 @@ __all__ = [
     "Entry",
     "Unavailable",
     "decode",
+    "in_stored_form",
     "stored",
     "well_formed",
 ]
@@ -71,6 +72,13 @@ def stored(key: str, entry: Entry) -> tuple[Any, ...]:
     return (FORMAT, key, *entry)
 
 
+def in_stored_form(value: Any) -> bool:
+    """Whether ``value`` has the shape :func:`stored` gives an entry (a 7-tuple behind
+    the format marker), whatever it holds: only a string is compared with the marker,
+    as a user's tuple may hold anything (a numpy array's comparison raises)."""
+    return type(value) is tuple and len(value) == 7 and type(value[0]) is str and value[0] == FORMAT
+
+
 def well_formed(fields: tuple[Any, ...]) -> bool:
     """Whether ``fields`` (an entry's: value, created, ttl, tags, cost) have the types
     an Entry's have: numbers for the times (created and cost finite, ttl not NaN: a
@@ -101,7 +109,7 @@ def decode(found: Any, key: str) -> Entry | str | None:
     old format, recomputed without counting); else why ``found`` cannot be read."""
     if type(found) is Entry:  # dogpile's memory backend: the object we stored
         return found
-    if type(found) is tuple and len(found) == 7 and found[0] == FORMAT and found[1] == key:
+    if in_stored_form(found) and found[1] == key:
         # found[2:] is every field in order: made as the tuple it is, without
         # the NamedTuple's Python-level __new__ (on every read but a memory hit).
         fields = found[2:]

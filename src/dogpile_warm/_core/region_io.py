@@ -23,7 +23,7 @@ from dogpile.cache.region import value_version
 
 from .._backends import redis_get, traits
 from ..errors import ValueUnreadable, describe_error
-from .entry import FORMAT
+from .entry import in_stored_form
 from .signing import BadSignature
 
 __all__ = ["get_many", "get_one", "mangled", "one_reader", "set_many"]
@@ -151,7 +151,7 @@ def _payload(value: Any) -> Any:
     try:
         return value.payload
     except AttributeError:
-        if type(value) is tuple and value and type(value[0]) is str and value[0] == FORMAT:
+        if in_stored_form(value):
             return value
         return ValueUnreadable(f"not a value dogpile stored but a {type(value).__name__}")
 
